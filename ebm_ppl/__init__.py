@@ -1,0 +1,80 @@
+"""ebm_ppl: energy-based models as first-class NumPyro programs.
+
+An energy-based model is an ordinary NumPyro model whose unnormalized density is
+``base(x) * exp(-E(x))``; ``E`` enters through :func:`ebm_ppl.energy`, which is exactly
+``numpyro.factor(name, -E)``. :class:`EnergyModel` compiles such a program into pure JAX
+functions (energy, score, potential), :func:`sample` runs MCMC on it and returns an
+``arviz.InferenceData``.
+
+Examples:
+    >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+    >>> def double_well():
+    ...     x = numpyro.sample("x", ebm.Flat((2,)))
+    ...     ebm.energy("E", jnp.sum((x**2 - 1.0) ** 2))
+    >>> em = ebm.EnergyModel(double_well)
+    >>> float(em.energy({}, {"x": jnp.ones(2)}))
+    0.0
+
+Subpackages (``kernels``, ``infer``, ``objectives``, ``partition``, ``diagnostics``,
+``models``, ``data``, ``train``) load on first attribute access, so ``import ebm_ppl`` stays
+cheap and creates no JAX arrays.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The declaration layer is imported eagerly: it is small and everything else needs it.
+# ``ebm_ppl.energy`` is both a subpackage and the declaration function; importing the
+# subpackage first and re-binding the name afterwards keeps ``ebm_ppl.energy(name, E)`` the
+# function (Python only sets the parent attribute when a submodule is first loaded).
+from ebm_ppl.energy import Bits, EnergyModel, Flat, SiteInfo, Spins
+from ebm_ppl.energy import energy as energy
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "kernels",
+    "infer",
+    "objectives",
+    "partition",
+    "diagnostics",
+    "models",
+    "data",
+    "train",
+    "cli",
+)
+
+# Public functions that live in lazily imported subpackages: name -> (module, attribute).
+_LAZY_ATTRS: dict[str, tuple[str, str]] = {
+    "sample": ("ebm_ppl.infer.driver", "sample"),
+}
+
+__all__ = [
+    "Bits",
+    "EnergyModel",
+    "Flat",
+    "SiteInfo",
+    "Spins",
+    "energy",
+    *_LAZY_ATTRS,
+    *_SUBMODULES,
+]
+
+
+def __getattr__(name: str) -> Any:  # PEP 562
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"ebm_ppl.{name}")
+        globals()[name] = module
+        return module
+    if name in _LAZY_ATTRS:
+        module_name, attr = _LAZY_ATTRS[name]
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ebm_ppl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,7 @@
+"""Declaration layer: ``energy``, base measures and :class:`EnergyModel`."""
+
+from ebm_ppl.energy.base import Bits, Flat, Spins
+from ebm_ppl.energy.declare import energy
+from ebm_ppl.energy.model import EnergyModel, SiteInfo
+
+__all__ = ["Bits", "EnergyModel", "Flat", "SiteInfo", "Spins", "energy"]

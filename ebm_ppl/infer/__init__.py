@@ -1,0 +1,1 @@
+"""ebm_ppl.infer."""
