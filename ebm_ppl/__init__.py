@@ -49,6 +49,8 @@ _SUBMODULES = (
 # Public functions that live in lazily imported subpackages: name -> (module, attribute).
 _LAZY_ATTRS: dict[str, tuple[str, str]] = {
     "sample": ("ebm_ppl.infer.driver", "sample"),
+    "log_partition": ("ebm_ppl.partition.base", "log_partition"),
+    "LogZEstimate": ("ebm_ppl.partition.base", "LogZEstimate"),
 }
 
 __all__ = [

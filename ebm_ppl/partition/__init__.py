@@ -1,1 +1,8 @@
-"""ebm_ppl.partition."""
+"""Partition functions: exact enumeration, quadrature, AIS, variational bounds."""
+
+from ebm_ppl.partition.base import LogZEstimate, log_partition, register_method
+
+# Built-in methods ("module:function"), imported on first use.
+register_method("exact", "ebm_ppl.partition.exact:log_partition_exact")
+
+__all__ = ["LogZEstimate", "log_partition", "register_method"]
