@@ -142,6 +142,10 @@ class EnergyModel:
             for name in self.continuous_sites
             if _base_constraint(sites[name].support) is not constraints.real
         }
+        # Binary sites: can single-unit logits come from one gradient? Checked once, here.
+        from ebm_ppl.energy.conditionals import check_model_affine
+
+        self._affine = check_model_affine(self)
 
     # ------------------------------------------------------------------ structure
     def _prototype_trace(self):
@@ -258,6 +262,36 @@ class EnergyModel:
         rest = {n: v for n, v in values.items() if n not in cont}
         grad = jax.grad(lambda c: self.energy(params, {**rest, **c}))(cont)
         return jax.tree.map(jnp.negative, grad)
+
+    def conditional_logits(self, params: Mapping[str, Any] | None, values: Mapping[str, Any],
+                           site: str) -> jax.Array:
+        """Logits of ``P(x_i = hi | rest)`` for every unit of the binary state site ``site``.
+
+        ``-∂E/∂x_i`` for ``Bits`` and ``-2 ∂E/∂s_i`` for ``Spins`` (one gradient for all units)
+        when the energy was found affine in each unit at construction
+        (:func:`ebm_ppl.energy.conditionals.check_model_affine`); exact energy differences
+        (one energy per unit, vmapped) otherwise.
+
+        Returns:
+            array of the site's shape.
+
+        Examples:
+            >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+            >>> def chain():
+            ...     s = numpyro.sample("s", ebm.Spins(3))
+            ...     ebm.energy("E", -jnp.sum(s[:-1] * s[1:]))
+            >>> em = ebm.EnergyModel(chain)
+            >>> em.conditional_logits({}, {"s": jnp.ones(3)}, "s").tolist()
+            [2.0, 4.0, 2.0]
+        """
+        from ebm_ppl.energy.conditionals import binary_levels, conditional_logits
+
+        if site not in self._affine:
+            raise ValueError(f"site must be a binary state site {sorted(self._affine)}, got {site!r}")
+        levels = binary_levels(self._sites[site].support)
+        data = {**{n: jnp.asarray(v) for n, v in values.items()}}
+        return conditional_logits(lambda pos: self.energy(params, pos), data, site, levels,
+                                  affine=self._affine[site])
 
     # ------------------------------------------------------------------ samplers' view
     def constrain(self, z: Mapping[str, Any]) -> Values:

@@ -1,0 +1,318 @@
+"""Single-unit conditionals of binary units (``Bits``, ``Spins``) from an energy function.
+
+For a unit ``x_i`` with two levels ``lo < hi`` and every other unit held fixed,
+
+.. math::
+
+    \\operatorname{logit} P(x_i = hi \\mid x_{-i}) = E(x_i{=}lo) - E(x_i{=}hi).
+
+When ``E`` is affine in each unit (``∂²E/∂x_i² ≡ 0``: Ising models, Boltzmann machines with a
+zero diagonal, RBMs) the difference is ``-(hi - lo) ∂E/∂x_i``, so one gradient gives every
+unit's logit: ``-∂E/∂x_i`` for bits and ``-2 ∂E/∂s_i`` for spins. Otherwise the exact
+differences are computed by flipping each unit (vmapped: one energy per unit).
+
+:func:`is_affine` decides which formula is valid by comparing, for a few units of a few states,
+the partial derivative at both levels and at the midpoint (it must be the same number) and the
+gradient logit against the exact energy difference. Everything here is pure JAX: ``energy_fn``
+maps a position (a dict site -> array) to a scalar.
+
+Examples:
+    >>> import jax.numpy as jnp
+    >>> energy_fn = lambda pos: -jnp.sum(pos["s"][:-1] * pos["s"][1:])   # 1-D Ising chain
+    >>> pos = {"s": jnp.array([1.0, -1.0, 1.0])}
+    >>> gradient_logits(energy_fn, pos, {"s": (-1.0, 1.0)})["s"].tolist()
+    [-2.0, 4.0, -2.0]
+    >>> exact_logits(energy_fn, pos, "s", (-1.0, 1.0)).tolist()
+    [-2.0, 4.0, -2.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "binary_levels",
+    "check_model_affine",
+    "conditional_logits",
+    "exact_logits",
+    "gradient_logits",
+    "is_affine",
+]
+
+Position = Mapping[str, jax.Array]
+EnergyFn = Callable[[Position], jax.Array]
+
+
+def binary_levels(support: Any) -> tuple[float, float] | None:
+    """The two levels ``(lo, hi)`` of a binary support, or ``None`` for any other support.
+
+    Args:
+        support: a NumPyro constraint (``Spins(...).support``, ``Bits(...).support``, ...).
+
+    Returns:
+        ``(-1.0, 1.0)`` for spins, ``(0.0, 1.0)`` for bits, ``None`` otherwise.
+
+    Examples:
+        >>> from ebm_ppl import Bits, Spins
+        >>> binary_levels(Spins(3).support), binary_levels(Bits(3).support)
+        ((-1.0, 1.0), (0.0, 1.0))
+    """
+    lo, hi = getattr(support, "low", None), getattr(support, "high", None)
+    if not getattr(support, "is_discrete", False) or lo is None or hi is None:
+        return None
+    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float))):
+        return None
+    return float(lo), float(hi)
+
+
+def gradient_logits(
+    energy_fn: EnergyFn, position: Position, levels: Mapping[str, tuple[float, float]]
+) -> dict[str, jax.Array]:
+    """Logits ``-(hi - lo) ∂E/∂x`` of every unit of the sites in ``levels``, from one gradient.
+
+    Exact only when ``E`` is affine in each unit (see :func:`is_affine`).
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array; the other sites are held fixed.
+        levels: dict site -> ``(lo, hi)`` for the binary sites to differentiate.
+
+    Returns:
+        dict site -> logits ``log P(x_i = hi | rest) / P(x_i = lo | rest)``, site-shaped.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda pos: -2.0 * jnp.sum(pos["x"])
+        >>> gradient_logits(f, {"x": jnp.zeros(2)}, {"x": (0.0, 1.0)})["x"].tolist()
+        [2.0, 2.0]
+    """
+    sub = {name: position[name] for name in levels}
+    rest = {name: value for name, value in position.items() if name not in levels}
+    grad = jax.grad(lambda s: energy_fn({**rest, **s}))(sub)
+    return {name: -(hi - lo) * grad[name] for name, (lo, hi) in levels.items()}
+
+
+def _flip_energies(energy_fn: EnergyFn, position: Position, site: str, levels, index) -> jax.Array:
+    """Energy with unit ``index`` (flat) of ``site`` flipped, vmapped over ``index``."""
+    lo, hi = levels
+    x = position[site]
+    flat = jnp.ravel(x)
+
+    def one(i):
+        flipped = flat.at[i].set(lo + hi - flat[i]).reshape(x.shape)
+        return energy_fn({**position, site: flipped})
+
+    return jax.vmap(one)(index)
+
+
+def exact_logits(
+    energy_fn: EnergyFn,
+    position: Position,
+    site: str,
+    levels: tuple[float, float],
+    index: Any = None,
+) -> jax.Array:
+    """Exact logits ``E(x_i=lo) - E(x_i=hi)`` by flipping each unit (one energy per unit).
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array.
+        site: the binary site.
+        levels: its ``(lo, hi)``.
+        index: optional 1-D integer array of flat unit indices; default all units.
+
+    Returns:
+        logits with the site's shape (``index=None``) or shape ``index.shape``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda pos: jnp.sum(pos["x"] ** 2)        # not affine in spins: constant
+        >>> exact_logits(f, {"x": jnp.array([1.0, -1.0])}, "x", (-1.0, 1.0)).tolist()
+        [0.0, 0.0]
+    """
+    hi = levels[1]
+    x = position[site]
+    full = index is None
+    idx = jnp.arange(x.size) if full else jnp.asarray(index)
+    e_flip = _flip_energies(energy_fn, position, site, levels, idx)
+    e_0 = energy_fn(position)
+    at_hi = jnp.ravel(x)[idx] == hi
+    # logit = E(lo) - E(hi): the flipped state holds the other level.
+    logits = jnp.where(at_hi, e_flip - e_0, e_0 - e_flip)
+    return logits.reshape(x.shape) if full else logits
+
+
+def conditional_logits(
+    energy_fn: EnergyFn,
+    position: Position,
+    site: str,
+    levels: tuple[float, float],
+    *,
+    affine: bool,
+) -> jax.Array:
+    """Logits of every unit of ``site``: one gradient if ``affine``, else exact differences.
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array.
+        site: the binary site.
+        levels: its ``(lo, hi)``.
+        affine: whether the energy is affine in each unit of ``site`` (:func:`is_affine`).
+
+    Returns:
+        site-shaped logits of ``P(x_i = hi | rest)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda pos: -jnp.sum(pos["x"])
+        >>> conditional_logits(f, {"x": jnp.zeros(2)}, "x", (0.0, 1.0), affine=True).tolist()
+        [1.0, 1.0]
+    """
+    if affine:
+        return gradient_logits(energy_fn, position, {site: levels})[site]
+    return exact_logits(energy_fn, position, site, levels)
+
+
+def is_affine(
+    energy_fn: EnergyFn,
+    positions: list[Position],
+    site: str,
+    levels: tuple[float, float],
+    *,
+    num_units: int = 16,
+    seed: int = 0,
+) -> bool:
+    """Whether ``energy_fn`` is affine in each unit of ``site``, checked on ``positions``.
+
+    For up to ``num_units`` randomly chosen units of each position, the partial derivative
+    ``∂E/∂x_i`` must be the same (to float32 round-off) with ``x_i`` at ``lo``, at ``hi`` and at
+    the midpoint, and ``-(hi - lo) ∂E/∂x_i`` must equal the exact energy difference (to a
+    tolerance scaled by ``|E|``, since that difference cancels large energies). Non-finite
+    values count as "not affine". Call it with concrete (not traced) values.
+
+    Args:
+        energy_fn: position -> scalar energy.
+        positions: states to check at (dicts site -> array, no batch axis).
+        site: the binary site.
+        levels: its ``(lo, hi)``.
+        num_units: units checked per position.
+        seed: seed for choosing the units.
+
+    Returns:
+        bool.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> pos = [{"x": jnp.array([0.0, 1.0, 1.0])}]
+        >>> is_affine(lambda p: -jnp.prod(p["x"]), pos, "x", (0.0, 1.0))
+        True
+        >>> is_affine(lambda p: jnp.sum(p["x"] ** 2), pos, "x", (0.0, 1.0))
+        False
+    """
+    lo, hi = levels
+    rng = np.random.default_rng(seed)
+    grad_fn = jax.grad(lambda x, pos: energy_fn({**pos, site: x}))
+    for pos in positions:
+        x = jnp.asarray(pos[site])
+        n = int(x.size)
+        idx = np.sort(rng.choice(n, size=min(n, num_units), replace=False))
+        flat = jnp.ravel(x)
+
+        def partial_at(i, value, flat=flat, x=x, pos=pos):
+            g = grad_fn(flat.at[i].set(value).reshape(x.shape), pos)
+            return jnp.ravel(g)[i]
+
+        parts = [
+            jax.vmap(partial_at, in_axes=(0, None))(jnp.asarray(idx), v)
+            for v in (lo, hi, 0.5 * (lo + hi))
+        ]
+        parts = np.stack([np.asarray(p, dtype=np.float64) for p in parts])
+        if not np.all(np.isfinite(parts)):
+            return False
+        scale = np.abs(parts).max() + 1.0
+        if np.any(np.abs(parts - parts[0]) > 1e-4 * scale):
+            return False
+        exact = np.asarray(exact_logits(energy_fn, pos, site, levels, idx), dtype=np.float64)
+        e0 = float(energy_fn(pos))
+        if not (np.all(np.isfinite(exact)) and np.isfinite(e0)):
+            return False
+        grad_logit = -(hi - lo) * np.asarray(
+            jnp.ravel(grad_fn(x, pos))[jnp.asarray(idx)], dtype=np.float64
+        )
+        eps = float(jnp.finfo(x.dtype).eps) if jnp.issubdtype(x.dtype, jnp.floating) else 1.2e-7
+        tol = 1e-4 * (1.0 + np.abs(exact)) + 64.0 * eps * (abs(e0) + 1.0)
+        if np.any(np.abs(grad_logit - exact) > tol):
+            return False
+    return True
+
+
+def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0) -> dict[str, bool]:
+    """For each binary state site of an :class:`~ebm_ppl.EnergyModel`, whether it is affine.
+
+    Checked with :func:`is_affine` at ``num_states`` random states, under the model's initial
+    parameters and under a random perturbation of them (made in the unconstrained space of each
+    parameter, so a zero initial weight matrix cannot hide a self-interaction). Evaluated eagerly
+    (``jax.ensure_compile_time_eval``), so it also runs while an enclosing function is traced,
+    as long as the model's arguments are concrete; a failure of the check counts as "not
+    affine", which selects the always-correct exact differences.
+
+    Args:
+        model: an ``EnergyModel``.
+        num_states: random states per parameter set.
+        seed: seed of the states and the perturbation.
+
+    Returns:
+        dict binary site -> bool (empty if the model has no binary state site).
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+        >>> def m():
+        ...     x = numpyro.sample("x", ebm.Bits(3))
+        ...     ebm.energy("E", -x[0] * x[1] + x[2] ** 2)   # x_2 enters squared
+        >>> check_model_affine(ebm.EnergyModel(m))
+        {'x': False}
+    """
+    from numpyro.distributions.transforms import biject_to
+
+    levels = {n: binary_levels(model.sites[n].support) for n in model.discrete_sites}
+    levels = {n: lv for n, lv in levels.items() if lv is not None}
+    if not levels:
+        return {}
+    out: dict[str, bool] = {}
+    with jax.ensure_compile_time_eval():
+        key = jax.random.PRNGKey(seed)
+        k_par, k_pert, k_state = jax.random.split(key, 3)
+        params = model.init_params(k_par)
+        perturbed = {}
+        for i, (name, value) in enumerate(params.items()):
+            k_i = jax.random.fold_in(k_pert, i)
+            try:
+                t = biject_to(model.sites[name].support)
+                u = t.inv(jnp.asarray(value))
+                noise = jax.random.normal(k_i, jnp.shape(u)).astype(u.dtype)
+                perturbed[name] = t(u + 0.5 * noise)
+            except Exception:  # noqa: BLE001  (network parameters: perturb every float leaf)
+                perturbed[name] = jax.tree.map(
+                    lambda a, k=k_i: a + 0.5 * jax.random.normal(k, jnp.shape(a)).astype(a.dtype)
+                    if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a,
+                    value,
+                )
+        states = model.init_values(k_state, num_states)
+        positions = [jax.tree.map(lambda a, j=j: a[j], states) for j in range(num_states)]
+        for name, lv in levels.items():
+            ok = True
+            for p in (params, perturbed):
+                try:
+                    ok = is_affine(lambda pos, p=p: model.energy(p, pos), positions, name, lv,
+                                   seed=seed)
+                except Exception:  # noqa: BLE001  (any failure selects exact differences)
+                    ok = False
+                if not ok:
+                    break
+            out[name] = ok
+    return out
