@@ -4,5 +4,6 @@ from ebm_ppl.partition.base import LogZEstimate, log_partition, register_method
 
 # Built-in methods ("module:function"), imported on first use.
 register_method("exact", "ebm_ppl.partition.exact:log_partition_exact")
+register_method("quadrature", "ebm_ppl.partition.quadrature:log_partition_quadrature")
 
 __all__ = ["LogZEstimate", "log_partition", "register_method"]
