@@ -14,7 +14,7 @@ _FACTORIES: dict[str, KernelFactory] = {}
 
 # Modules that register kernels when imported; imported lazily on the first lookup so that
 # ``import ebm_ppl`` stays cheap.
-_KERNEL_MODULES: tuple[str, ...] = ("ebm_ppl.infer.hmc",)
+_KERNEL_MODULES: tuple[str, ...] = ("ebm_ppl.infer.hmc", "ebm_ppl.infer.langevin")
 
 
 def register_kernel(name: str, factory: KernelFactory) -> None:
