@@ -1,0 +1,552 @@
+"""``fit``: the training loop for energy models, in jitted ``lax.scan`` chunks, resumable."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.objectives.base import Objective
+from ebm_ppl.train.checkpoint import (
+    fingerprint,
+    has_checkpoint,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
+from ebm_ppl.train.history import History
+
+__all__ = ["FitResult", "bind_data", "fit", "resolve_objective"]
+
+#: objective names accepted by ``fit(objective="...")`` and the CLI: name -> (module, class).
+OBJECTIVE_NAMES: dict[str, tuple[str, str]] = {
+    "cd": ("ebm_ppl.objectives.contrastive", "ContrastiveDivergence"),
+    "pcd": ("ebm_ppl.objectives.contrastive", "PersistentContrastiveDivergence"),
+    "replay": ("ebm_ppl.objectives.contrastive", "ReplayBuffer"),
+}
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns.
+
+    Attributes:
+        params: trained parameters (dict site -> array); after a non-finite update, the last
+            finite ones.
+        obj_state: the objective's state (persistent chains, replay buffer, ...).
+        history: :class:`~ebm_ppl.train.history.History` of per-update loss and metrics.
+        flags: dict with ``"nonfinite"`` (bool), ``"nonfinite_step"`` (int or None: the update
+            whose loss or parameters were not finite), ``"stopped_by_callback"`` (bool),
+            ``"resumed_from"`` (step of the checkpoint resumed from, or None) and ``"step"``
+            (number of updates done).
+
+    Examples:
+        >>> r = FitResult({"w": 1.0}, (), History(), {"nonfinite": False})
+        >>> r.flags["nonfinite"]
+        False
+    """
+
+    params: dict[str, Any]
+    obj_state: Any
+    history: History
+    flags: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------- validation
+def _positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if int(value) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _as_key(rng_key: Any) -> jax.Array:
+    if isinstance(rng_key, (int, np.integer)) and not isinstance(rng_key, bool):
+        return jax.random.PRNGKey(int(rng_key))
+    if isinstance(rng_key, jax.Array) and (
+        jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
+        or (rng_key.dtype == jnp.uint32 and rng_key.shape == (2,))
+    ):
+        return rng_key
+    raise TypeError(
+        f"rng_key must be a PRNG key (jax.random.PRNGKey(seed)) or an int, got {rng_key!r}"
+    )
+
+
+def bind_data(model: EnergyModel, data: Any, data_site: str | None = None) -> dict[str, np.ndarray]:
+    """Bind training data to sites of an energy model, checking shapes and values.
+
+    Args:
+        model: the :class:`~ebm_ppl.EnergyModel`.
+        data: an array ``(num_examples, *site_shape)`` or a dict site -> such arrays (state sites
+            are the data the model should generate; observed sites are conditioning inputs).
+        data_site: site for an array ``data``; by default the only state or observed site whose
+            shape matches ``data.shape[1:]``.
+
+    Returns:
+        dict site -> float array with a leading example axis.
+
+    Raises:
+        ValueError: for NaN/inf values, a trailing shape that does not match the site, unknown
+            sites, different numbers of rows, or an ambiguous site.
+        TypeError: for data that is not an array or a dict.
+
+    Examples:
+        >>> import numpyro, jax.numpy as jnp, ebm_ppl as ebm
+        >>> def m():
+        ...     x = numpyro.sample("x", ebm.Flat(2))
+        ...     ebm.energy("E", jnp.sum(x**2))
+        >>> bind_data(ebm.EnergyModel(m), np.zeros((5, 2)))["x"].shape
+        (5, 2)
+    """
+    sites = model.sites
+    bindable = [n for n, s in sites.items() if s.kind in ("state", "data")]
+    if isinstance(data, Mapping):
+        if data_site is not None:
+            raise ValueError("data_site applies to array data only; data is already a dict")
+        out = {}
+        for name, value in data.items():
+            if name not in bindable:
+                raise ValueError(
+                    f"data has site {name!r}, which is not a state or observed site of the "
+                    f"model; expected some of {bindable}"
+                )
+            out[name] = value
+    else:
+        try:
+            arr = np.asarray(data)
+        except Exception as err:
+            raise TypeError(
+                f"data must be an array or a dict site -> array, got {type(data).__name__}"
+            ) from err
+        if arr.dtype == object or arr.ndim == 0:
+            raise TypeError(
+                f"data must be an array or a dict site -> array, got {type(data).__name__}"
+            )
+        if data_site is not None:
+            if data_site not in bindable:
+                raise ValueError(f"data_site must be one of {bindable}, got {data_site!r}")
+            name = data_site
+        else:
+            matches = [n for n in bindable if sites[n].shape == tuple(arr.shape[1:])]
+            if len(matches) > 1:
+                raise ValueError(
+                    f"data could bind to sites {matches} (all of shape {tuple(arr.shape[1:])}); "
+                    "pass data_site= to choose one"
+                )
+            if not matches:
+                shapes = {n: sites[n].shape for n in bindable}
+                raise ValueError(
+                    f"data has trailing shape {tuple(arr.shape[1:])}, which matches no site of "
+                    f"the model (site shapes: {shapes}); each row of data is one value of a site"
+                )
+            name = matches[0]
+        out = {name: arr}
+    if not out:
+        raise ValueError("data is an empty dict")
+    bound: dict[str, np.ndarray] = {}
+    num = None
+    for name, value in out.items():
+        arr = np.asarray(value)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"data for site {name!r} must be numeric, got dtype {arr.dtype}")
+        arr = arr.astype(jnp.result_type(float))
+        shape = sites[name].shape
+        if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
+            raise ValueError(
+                f"data for site {name!r} has shape {arr.shape}; expected (num_examples, *{shape})"
+            )
+        if not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)).ravel()
+            raise ValueError(
+                f"data for site {name!r} contains NaN or inf (rows {bad[:5].tolist()}"
+                f"{'...' if len(bad) > 5 else ''})"
+            )
+        if num is not None and len(arr) != num:
+            raise ValueError(
+                f"data sites have different numbers of rows: {num} and {len(arr)} ({name!r})"
+            )
+        num = len(arr)
+        bound[name] = arr
+    return bound
+
+
+def resolve_objective(objective: Any) -> Any:
+    """An objective spec or :class:`Objective` from a spec, an ``Objective`` or a name.
+
+    Names: ``"cd"``, ``"pcd"``, ``"replay"`` (defaults of each class).
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for anything else that is neither a spec nor an ``Objective``.
+
+    Examples:
+        >>> type(resolve_objective("pcd")).__name__
+        'PersistentContrastiveDivergence'
+    """
+    if isinstance(objective, str):
+        key = objective.lower()
+        if key not in OBJECTIVE_NAMES:
+            raise ValueError(
+                f"objective must be one of {sorted(OBJECTIVE_NAMES)}, got {objective!r}"
+            )
+        module, cls = OBJECTIVE_NAMES[key]
+        return getattr(importlib.import_module(module), cls)()
+    if isinstance(objective, Objective) or hasattr(objective, "build"):
+        return objective
+    raise TypeError(
+        "objective must be an ObjectiveSpec (e.g. PersistentContrastiveDivergence(...)), an "
+        f"Objective(init, loss) or one of {sorted(OBJECTIVE_NAMES)}, got {type(objective).__name__}"
+    )
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+# ---------------------------------------------------------------------------------- the loop
+def fit(
+    model: Callable[..., Any] | EnergyModel,
+    data: Any,
+    *,
+    objective: Any,
+    optimizer: Any,
+    num_steps: int,
+    batch_size: int,
+    rng_key: Any,
+    init_params: Mapping[str, Any] | None = None,
+    data_site: str | None = None,
+    model_args: Sequence[Any] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    log_every: int = 100,
+    progress: bool = True,
+    callbacks: Sequence[Callable[..., Any]] = (),
+) -> FitResult:
+    """Fit the parameters of an energy model to data by stochastic optimization of an objective.
+
+    Updates run in jitted ``lax.scan`` chunks of ``log_every`` updates (``gcd(log_every,
+    checkpoint_every)`` when checkpointing), whose boundaries are multiples of the chunk size in
+    global update counts; the host syncs only between chunks (progress bar, history, checkpoint,
+    callbacks). Update ``t`` uses the key ``fold_in(rng_key, t)`` and the ``t``-th batch of a
+    per-epoch shuffle drawn from ``rng_key``, so a run resumed from a checkpoint reproduces an
+    uninterrupted one bit for bit.
+
+    A non-finite loss or parameter stops the run: the last finite parameters, optimizer and
+    objective states are kept, ``flags["nonfinite"]`` is set and a ``RuntimeWarning`` is issued.
+
+    Args:
+        model: a NumPyro EBM program, or an :class:`~ebm_ppl.EnergyModel`.
+        data: an array ``(num_examples, *site_shape)`` bound to ``data_site`` (default: the only
+            site whose shape matches), or a dict site -> array.
+        objective: an objective spec (``ContrastiveDivergence(...)``, ...), an
+            :class:`~ebm_ppl.objectives.Objective`, or a name (``"cd"``, ``"pcd"``, ``"replay"``).
+        optimizer: an ``optax.GradientTransformation``.
+        num_steps: total number of optimizer updates (including those of a resumed checkpoint).
+        batch_size: examples per update (``<=`` the number of examples; the remainder of each
+            epoch is dropped).
+        rng_key: PRNG key (or an int seed).
+        init_params: initial parameters; default ``EnergyModel.init_params`` with a key split from
+            ``rng_key``.
+        data_site: site for an array ``data``.
+        model_args, model_kwargs: arguments the model is called with.
+        checkpoint_dir: folder for checkpoints; if it already holds one, ``fit`` resumes from it
+            after checking fingerprints of model, objective, optimizer, data and key.
+        checkpoint_every: write a checkpoint every this many updates (default: only at the end).
+        log_every: updates per chunk (progress bar and callbacks refresh once per chunk).
+        progress: show a tqdm progress bar with the loss and energies.
+        callbacks: functions ``cb(step, params, obj_state, metrics) -> bool | None`` called on the
+            host after each chunk; returning ``True`` stops the run.
+
+    Returns:
+        :class:`FitResult` ``(params, obj_state, history, flags)``.
+
+    Raises:
+        ValueError: for bad data, sizes or names, or a checkpoint from a different configuration
+            (the message names ``checkpoint_dir``), all before any compilation.
+        TypeError: for arguments of the wrong type.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpy as np, numpyro, optax, ebm_ppl as ebm
+        >>> from ebm_ppl.objectives import stateless
+        >>> def gaussian():
+        ...     mu = numpyro.param("mu", jnp.zeros(2))
+        ...     x = numpyro.sample("x", ebm.Flat(2))
+        ...     ebm.energy("E", 0.5 * jnp.sum((x - mu) ** 2))
+        >>> # for a unit-variance Gaussian, E_data[E] - E_model[E] has the gradient of the NLL
+        >>> nll = lambda p, b, k: (jnp.mean(0.5 * jnp.sum((b["x"] - p["mu"]) ** 2, -1)), {})
+        >>> obj = stateless(nll)
+        >>> data = np.full((100, 2), 3.0, np.float32)
+        >>> res = ebm.fit(gaussian, data, objective=obj, optimizer=optax.sgd(0.1), num_steps=100,
+        ...               batch_size=10, rng_key=jax.random.PRNGKey(0), progress=False)
+        >>> [round(float(m), 3) for m in res.params["mu"]], res.flags["nonfinite"]
+        ([3.0, 3.0], False)
+    """
+    # ---- configuration checks (all before any compilation)
+    num_steps = _positive_int(num_steps, "num_steps")
+    batch_size = _positive_int(batch_size, "batch_size")
+    log_every = _positive_int(log_every, "log_every")
+    checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every", allow_none=True)
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
+    if callable(callbacks):
+        callbacks = (callbacks,)
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables, got {cb!r}")
+    spec = resolve_objective(objective)
+    key = _as_key(rng_key)
+    model_kwargs = dict(model_kwargs or {})
+    if isinstance(model, EnergyModel):
+        if model_args or model_kwargs:
+            raise ValueError(
+                "model is an EnergyModel (arguments bound); model_args/model_kwargs must be empty"
+            )
+        em = model
+    else:
+        em = EnergyModel(model, *model_args, **model_kwargs)
+    bound = bind_data(em, data, data_site)
+    num_examples = len(next(iter(bound.values())))
+    if batch_size > num_examples:
+        raise ValueError(
+            f"batch_size ({batch_size}) is larger than the data ({num_examples} examples)"
+        )
+    data_sites = tuple(n for n in em.state_sites if n in bound)
+    condition_sites = tuple(n for n in em.data_sites if n in bound)
+    latent_sites = tuple(n for n in em.state_sites if n not in bound)
+    if not data_sites:
+        raise ValueError(
+            f"data binds no state site (sites {sorted(bound)} are all observed); a model must "
+            "generate at least one of the data sites"
+        )
+    if isinstance(spec, Objective):
+        obj = spec
+    else:
+        obj = spec.build(
+            em,
+            data_sites=data_sites,
+            latent_sites=latent_sites,
+            condition_sites=condition_sites,
+            batch_size=batch_size,
+            num_steps=num_steps,
+            data=bound,
+        )
+        if not isinstance(obj, Objective):
+            raise TypeError(f"objective.build must return an Objective, got {type(obj).__name__}")
+    diagnose = getattr(spec, "diagnose", None)
+    checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+
+    fingerprints = {
+        "model": fingerprint((em.model, em.args, em.kwargs)),
+        "objective": fingerprint(spec),
+        "optimizer": fingerprint(optimizer),
+        "data": fingerprint((sorted(bound.items()), batch_size)),
+        "rng_key": fingerprint(key),
+        "init_params": fingerprint(None if init_params is None else dict(init_params)),
+    }
+    resume_meta = None
+    if has_checkpoint(checkpoint_dir):
+        resume_meta = read_metadata(checkpoint_dir)
+        stored = resume_meta.get("fingerprints", {})
+        differ = [k for k in fingerprints if stored.get(k) != fingerprints[k]]
+        if differ:
+            raise ValueError(
+                f"checkpoint_dir {checkpoint_dir!r} holds a checkpoint of a different "
+                f"{', '.join(differ)}; use another checkpoint_dir (or delete it) to start afresh"
+            )
+
+    # ---- state
+    init_key, obj_key, shuffle_key = jax.random.split(key, 3)
+    if init_params is None:
+        params = em.init_params(init_key)
+    else:
+        params = dict(init_params)
+        missing = [n for n in em.param_sites if n not in params]
+        if missing:
+            raise ValueError(f"init_params is missing {missing}")
+    params = jax.tree.map(jnp.asarray, params)
+    data_dev = {k: jnp.asarray(v) for k, v in bound.items()}
+    steps_per_epoch = num_examples // batch_size
+
+    def permutation(epoch):
+        return jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_examples)
+
+    def get_batch(perm, step):
+        i = step % steps_per_epoch
+        idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
+        return {k: jnp.take(v, idx, axis=0) for k, v in data_dev.items()}
+
+    opt_state = optimizer.init(params)
+    first_batch = jax.jit(lambda: get_batch(permutation(0), 0))()
+    obj_state = obj.init(obj_key, params, first_batch)
+
+    history = History()
+    flags: dict[str, Any] = {
+        "nonfinite": False,
+        "nonfinite_step": None,
+        "stopped_by_callback": False,
+        "resumed_from": None,
+        "step": 0,
+    }
+    start = 0
+    if resume_meta is not None:
+        trees, meta = load_checkpoint(
+            checkpoint_dir, {"params": params, "opt_state": opt_state, "obj_state": obj_state}
+        )
+        params, opt_state, obj_state = trees["params"], trees["opt_state"], trees["obj_state"]
+        start = int(meta["step"])
+        hist = {
+            k[len("history/") :]: v
+            for k, v in meta["extra_arrays"].items()
+            if k.startswith("history/")
+        }
+        history = History(hist if hist else None, events=meta.get("events", []))
+        flags.update(
+            {
+                k: meta["flags"][k]
+                for k in ("nonfinite", "nonfinite_step")
+                if k in meta.get("flags", {})
+            }
+        )
+        flags["resumed_from"] = start
+
+    # ---- compiled chunk
+    def one_update(carry, step):
+        params, opt_state, obj_state, perm, stopped, bad_step = carry
+        perm = jax.lax.cond(
+            step % steps_per_epoch == 0, lambda: permutation(step // steps_per_epoch), lambda: perm
+        )
+        batch = get_batch(perm, step)
+        step_key = jax.random.fold_in(key, step)
+        (loss, (new_obj, metrics)), grads = jax.value_and_grad(obj.loss, has_aux=True)(
+            params, obj_state, batch, step_key
+        )
+        updates, new_opt = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & _all_finite(new_params)
+        accept = finite & ~stopped
+        # Keep the last finite state: a non-finite update is never applied.
+        params, opt_state, obj_state = jax.lax.cond(
+            accept,
+            lambda: (new_params, new_opt, new_obj),
+            lambda: (params, opt_state, obj_state),
+        )
+        bad_step = jnp.where(~finite & ~stopped, step, bad_step)
+        stopped = stopped | ~finite
+        row = {"loss": loss, **metrics}
+        row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
+        return (params, opt_state, obj_state, perm, stopped, bad_step), row
+
+    def run_chunk(params, opt_state, obj_state, first, length):
+        steps = first + jnp.arange(length)
+        perm = permutation(first // steps_per_epoch)
+        carry = (params, opt_state, obj_state, perm, jnp.array(False), jnp.array(-1))
+        carry, rows = jax.lax.scan(one_update, carry, steps)
+        params, opt_state, obj_state, _, stopped, bad_step = carry
+        return params, opt_state, obj_state, stopped, bad_step, rows
+
+    run_chunk_jit = jax.jit(run_chunk, static_argnums=(4,))
+    chunk = log_every if checkpoint_every is None else math.gcd(log_every, checkpoint_every)
+
+    def write_checkpoint(step):
+        arrays = {f"history/{k}": v for k, v in history.items()}
+        save_checkpoint(
+            checkpoint_dir,
+            {"params": params, "opt_state": opt_state, "obj_state": obj_state},
+            {
+                "step": step,
+                "num_steps": num_steps,
+                "fingerprints": fingerprints,
+                "flags": {k: flags[k] for k in ("nonfinite", "nonfinite_step")},
+                "events": history.events,
+                "batch_size": batch_size,
+            },
+            arrays=arrays,
+        )
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=num_steps, initial=min(start, num_steps), desc="fit", unit="update", leave=True
+        )
+    step = start
+    try:
+        while step < num_steps and not flags["nonfinite"]:
+            end = min(num_steps, (step // chunk + 1) * chunk)
+            out = run_chunk_jit(
+                params, opt_state, obj_state, jnp.asarray(step, jnp.int32), end - step
+            )
+            params, opt_state, obj_state, stopped, bad_step, rows = out
+            rows = {k: np.asarray(v) for k, v in rows.items()}
+            steps = np.arange(step, end)
+            if bool(stopped):
+                bad = int(bad_step)
+                keep = steps < bad
+                history.append({"step": steps[keep], **{k: v[keep] for k, v in rows.items()}})
+                flags["nonfinite"], flags["nonfinite_step"] = True, bad
+                step = bad
+                warnings.warn(
+                    f"fit stopped at update {bad}: the loss or the parameters became non-finite "
+                    "(NaN/inf); returning the last finite parameters (flags['nonfinite'] is set)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            else:
+                history.append({"step": steps, **rows})
+                step = end
+            if diagnose is not None:
+                event = diagnose(obj_state)
+                if event:
+                    history.events.append({"step": step, **{k: float(v) for k, v in event.items()}})
+            if bar is not None:
+                last = history.last()
+                bar.set_postfix(
+                    {
+                        k: f"{last[k]:.4g}"
+                        for k in ("loss", "pos_energy", "neg_energy")
+                        if k in last
+                    },
+                    refresh=False,
+                )
+                bar.update(step - bar.n)
+            last_metrics = history.last()
+            stop = False
+            for cb in callbacks:
+                if cb(step, params, obj_state, last_metrics) is True:
+                    stop = True
+            if checkpoint_dir is not None and not flags["nonfinite"]:
+                if (
+                    (checkpoint_every is not None and step % checkpoint_every == 0)
+                    or step == num_steps
+                    or stop
+                ):
+                    write_checkpoint(step)
+            if stop:
+                flags["stopped_by_callback"] = True
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    flags["step"] = step
+    return FitResult(params, obj_state, history, flags)
