@@ -119,7 +119,9 @@ class EnergyModel:
             if site["type"] == "param":
                 value = site["value"]
                 support = site["kwargs"].get("constraint", constraints.real)
-                sites[name] = SiteInfo(name, "param", jnp.shape(value), support, False, None)
+                # network parameters (numpyro.contrib.module) are pytrees, not arrays
+                shape = tuple(jnp.shape(value)) if hasattr(value, "shape") or jnp.isscalar(value) else ()
+                sites[name] = SiteInfo(name, "param", shape, support, False, None)
             elif site["type"] == "sample":
                 if _is_factor(site):
                     shape = tuple(site["fn"].batch_shape)

@@ -1,0 +1,483 @@
+"""``sample``: run any NumPyro ``MCMCKernel`` on an EBM in jitted chunks and return ``InferenceData``.
+
+NumPyro 0.22's ``MCMC.run`` recompiles on every call and its per-step progress bar costs a
+Python dispatch per step. This driver compiles one chunk function per model and configuration
+(cached across calls), runs ``kernel.init``/``kernel.sample`` inside ``lax.scan`` and syncs with
+the host only between chunks (progress bar, collection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.infer.mcmc import MCMCKernel
+
+from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.infer.registry import get_kernel_factory
+
+__all__ = ["sample", "CHAIN_METHODS"]
+
+CHAIN_METHODS = ("auto", "vectorized", "sequential", "parallel", "sharded")
+_PARAMS_KWARG = "_ebm_params"
+_CHUNK = 100
+
+
+def _with_params(model: Callable[..., Any]) -> Callable[..., Any]:
+    """Model taking its parameters as a keyword argument, so they are dynamic inputs."""
+
+    def model_with_params(*args: Any, **kwargs: Any) -> Any:
+        params = kwargs.pop(_PARAMS_KWARG)
+        with handlers.substitute(data=params):
+            return model(*args, **kwargs)
+
+    model_with_params.__name__ = getattr(model, "__name__", "model")
+    return model_with_params
+
+
+def _fingerprint(tree: Any) -> tuple[Any, ...]:
+    """Hashable content key of a pytree of arrays and hashable values (arrays by their bytes)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    out: list[Any] = [treedef]
+    for leaf in leaves:
+        if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+            arr = np.asarray(leaf)
+            out.append((arr.shape, str(arr.dtype), hashlib.sha1(arr.tobytes()).hexdigest()))
+        else:
+            try:
+                hash(leaf)
+            except TypeError:
+                raise TypeError(f"model arguments must be arrays or hashable values, got {leaf!r}") from None
+            out.append((type(leaf).__name__, leaf))
+    return tuple(out)
+
+
+def _default_stats(state: Any) -> dict[str, jax.Array]:
+    """ArviZ-named sample stats read off a kernel state (NumPyro HMC/NUTS and similar)."""
+    fields = getattr(state, "_fields", ())
+    out: dict[str, jax.Array] = {}
+    if "potential_energy" in fields:
+        out["potential_energy"] = state.potential_energy
+    if "energy" in fields and "r" in fields:  # the Hamiltonian, only for HMC-type states
+        out["energy"] = state.energy
+    for src in ("accept_prob", "acceptance_rate"):
+        if src in fields:
+            out["acceptance_rate"] = getattr(state, src)
+            break
+    for src in ("diverging", "is_divergent"):
+        if src in fields:
+            out["diverging"] = getattr(state, src)
+            break
+    if "adapt_state" in fields and hasattr(state.adapt_state, "step_size"):
+        out["step_size"] = state.adapt_state.step_size
+    elif "step_size" in fields:
+        out["step_size"] = state.step_size
+    if "num_steps" in fields:
+        out["n_steps"] = state.num_steps
+    return out
+
+
+class _Runner(NamedTuple):
+    """Compiled pieces for one (model, kernel, configuration); chunk functions by length."""
+
+    kernel: Any
+    init: Callable[..., Any]
+    steps_one: Callable[..., Any]
+    draws_one: Callable[..., Any]
+    warmup: dict[Any, Callable[..., Any]]
+    draw: dict[Any, Callable[..., Any]]
+
+
+_CACHE: OrderedDict[Any, _Runner] = OrderedDict()
+_CACHE_SIZE = 32  # compiled configurations kept (least recently used dropped)
+
+
+def _map_chains(fn: Callable[..., Any], chain_method: str, devices: tuple[Any, ...], in_axes: tuple):
+    """Lift a per-chain function to all chains (leading axis) according to ``chain_method``."""
+    if chain_method == "vectorized":
+        return jax.jit(jax.vmap(fn, in_axes=in_axes))
+    if chain_method == "sequential":
+
+        def seq(*args):
+            mapped = [a for a, ax in zip(args, in_axes, strict=True) if ax == 0]
+            shared = [a for a, ax in zip(args, in_axes, strict=True) if ax is None]
+
+            def one(xs):
+                it_m, it_s = iter(xs), iter(shared)
+                return fn(*[next(it_m) if ax == 0 else next(it_s) for ax in in_axes])
+
+            return jax.lax.map(one, mapped)
+
+        return jax.jit(seq)
+    # "parallel" and "sharded": chains split over devices, vectorized within each device.
+    from jax.sharding import AxisType, Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("chain",), axis_types=(AxisType.Auto,))
+    specs = tuple(PartitionSpec("chain") if ax == 0 else PartitionSpec() for ax in in_axes)
+    return jax.jit(
+        jax.shard_map(
+            jax.vmap(fn, in_axes=in_axes),
+            mesh=mesh,
+            in_specs=specs,
+            out_specs=PartitionSpec("chain"),
+            check_vma=False,
+        )
+    )
+
+
+def _build_runner(kernel: Any, num_warmup: int, chain_method: str, devices: tuple[Any, ...],
+                  model_args: tuple[Any, ...], model_kwargs: dict[str, Any], has_init: bool) -> _Runner:
+    # Model arguments and parameters are compile-time constants of the chunk functions:
+    # NumPyro's HMC stores closures built at ``init`` (the step-size search inside its warmup
+    # adapter) that would otherwise capture tracers of the init computation.
+    def args_of(dyn):
+        del dyn
+        return model_args, model_kwargs
+
+    def init_one(key, z0, dyn):
+        model_args, model_kwargs = args_of(dyn)
+        return kernel.init(key, num_warmup, z0 if has_init else None, model_args, model_kwargs)
+
+    stats_fn = getattr(kernel, "sample_stats", None) or _default_stats
+
+    def steps_one(state, dyn, n):
+        model_args, model_kwargs = args_of(dyn)
+
+        def body(s, _):
+            return kernel.sample(s, model_args, model_kwargs), None
+
+        state, _ = jax.lax.scan(body, state, None, length=n)
+        return state
+
+    def draws_one(state, dyn, n, thinning):
+        model_args, model_kwargs = args_of(dyn)
+        post = kernel.postprocess_fn(model_args, model_kwargs)
+        field = kernel.sample_field
+
+        def body(s, _):
+            s = jax.lax.fori_loop(0, thinning, lambda _, x: kernel.sample(x, model_args, model_kwargs), s)
+            values = post(getattr(s, field))
+            return s, (values, stats_fn(s))
+
+        return jax.lax.scan(body, state, None, length=n)
+
+    init = _map_chains(init_one, chain_method, devices, (0, 0 if has_init else None, None))
+    return _Runner(kernel, init, steps_one, draws_one, {}, {})
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _resolve_devices(chain_method: str, num_chains: int) -> tuple[str, tuple[Any, ...]]:
+    devices = tuple(jax.local_devices())
+    if chain_method == "auto":
+        chain_method = "sharded" if len(devices) > 1 and num_chains % len(devices) == 0 else "vectorized"
+    if chain_method == "parallel":
+        if num_chains > len(devices):
+            raise ValueError(
+                f"chain_method='parallel' runs one chain per device: num_chains={num_chains} > "
+                f"{len(devices)} local devices; use 'sharded' or 'vectorized'"
+            )
+        devices = devices[:num_chains]
+    if chain_method == "sharded":
+        if num_chains % len(devices):
+            raise ValueError(
+                f"chain_method='sharded' needs num_chains divisible by the number of devices "
+                f"({len(devices)}), got num_chains={num_chains}"
+            )
+    if chain_method in ("vectorized", "sequential"):
+        devices = devices[:1]
+    return chain_method, devices
+
+
+def sample(
+    model: Callable[..., Any] | EnergyModel,
+    *,
+    params: Mapping[str, Any] | None = None,
+    kernel: str | MCMCKernel = "nuts",
+    num_chains: int = 4,
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    thinning: int = 1,
+    chain_method: str = "auto",
+    init_params: Mapping[str, Any] | None = None,
+    init_strategy: Callable[..., Any] | None = None,
+    init_state: Any = None,
+    return_state: bool = False,
+    rng_key: jax.Array | None = None,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Any:
+    """Sample the state of an energy model with MCMC; return ``arviz.InferenceData``.
+
+    Chains run inside jitted ``lax.scan`` chunks; the compiled chunk is cached per model, kernel
+    and configuration, so calling ``sample`` again with the same shapes does not recompile.
+    Per-chain keys are ``jax.random.split(rng_key, num_chains)``; draws do not depend on
+    ``chain_method``.
+
+    Args:
+        model: NumPyro EBM program, or an :class:`~ebm_ppl.EnergyModel` (its bound arguments
+            are used; then ``model_args``/``model_kwargs`` must be empty).
+        params: model parameters (``numpyro.param`` values); ``None`` uses the model's own
+            initial values (``EnergyModel.init_params(PRNGKey(0))``).
+        kernel: a name (``"nuts"``, ``"hmc"``, and every registered kernel, e.g. ``"mala"``,
+            ``"gibbs"``) or a ``numpyro.infer.mcmc.MCMCKernel`` instance (then ``params`` must be
+            given to the kernel itself).
+        num_chains: number of chains (>= 1).
+        num_warmup: adaptation steps per chain, discarded (>= 0).
+        num_samples: draws kept per chain (>= 1).
+        thinning: keep every ``thinning``-th step (>= 1).
+        chain_method: ``"auto"`` (``"sharded"`` with several devices, else ``"vectorized"``),
+            ``"vectorized"`` (vmap), ``"sequential"`` (one chain after another),
+            ``"parallel"`` (one chain per device) or ``"sharded"`` (many vectorized chains per
+            device).
+        init_params: dict state site -> array ``(num_chains, *site_shape)`` of constrained
+            initial values.
+        init_strategy: a NumPyro init strategy (e.g. ``numpyro.infer.init_to_median``) used to
+            draw initial values when ``init_params`` is not given.
+        init_state: a kernel state returned by an earlier call (``return_state=True``); the
+            chains continue from it without warmup.
+        return_state: also return the last kernel state (batched over chains).
+        rng_key: PRNG key; ``None`` means ``jax.random.PRNGKey(0)``.
+        model_args, model_kwargs: arguments of ``model``.
+        progress: show a progress bar (updated once per chunk).
+
+    Returns:
+        ``arviz.InferenceData`` with ``posterior`` (every state site, shape
+        ``(chain, draw, *site_shape)``) and ``sample_stats`` (``potential_energy`` = E(x) on the
+        unconstrained space, ``acceptance_rate``, ``diverging``, ``step_size``; ``energy``, the
+        Hamiltonian, only for NUTS/HMC), with a ``device`` coordinate per chain and timings in
+        ``posterior.attrs``; and the last state if ``return_state``.
+
+    Raises:
+        ValueError, TypeError: for bad arguments, before anything is compiled.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+        >>> def gaussian():
+        ...     x = numpyro.sample("x", ebm.Flat((2,)))
+        ...     ebm.energy("E", 0.5 * jnp.sum(x**2))
+        >>> idata = ebm.sample(gaussian, num_chains=2, num_warmup=100, num_samples=100, progress=False)
+        >>> idata.posterior["x"].shape
+        (2, 100, 2)
+    """
+    # ---------------------------------------------------------------- validation (no compilation)
+    num_chains = _check_int("num_chains", num_chains, 1)
+    num_warmup = _check_int("num_warmup", num_warmup, 0)
+    num_samples = _check_int("num_samples", num_samples, 1)
+    thinning = _check_int("thinning", thinning, 1)
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+    model_kwargs = dict(model_kwargs or {})
+    model_args = tuple(model_args)
+    if isinstance(model, EnergyModel):
+        if model_args or model_kwargs:
+            raise ValueError("model_args/model_kwargs must be empty when model is an EnergyModel")
+        em = model
+        model_fn, model_args, model_kwargs = em.model, em.args, dict(em.kwargs)
+    elif callable(model):
+        model_fn = model
+        em = EnergyModel(model_fn, *model_args, **model_kwargs)
+    else:
+        raise TypeError(f"model must be a NumPyro model or an EnergyModel, got {type(model).__name__}")
+    if _PARAMS_KWARG in model_kwargs:
+        raise ValueError(f"model_kwargs must not contain the reserved key {_PARAMS_KWARG!r}")
+
+    user_kernel = isinstance(kernel, MCMCKernel)
+    if not user_kernel:
+        if not isinstance(kernel, str):
+            raise TypeError(f"kernel must be a name or an MCMCKernel, got {type(kernel).__name__}")
+        factory = get_kernel_factory(kernel)
+        kernel_name = kernel.lower()
+        if kernel_name in ("nuts", "hmc") and em.discrete_sites:
+            raise ValueError(
+                f"kernel={kernel!r} needs continuous state, but site(s) {list(em.discrete_sites)} "
+                "are discrete; use kernel='gibbs' (or a Gibbs composite)"
+            )
+        if params is None:
+            params = em.init_params(jax.random.PRNGKey(0))
+        else:
+            if not isinstance(params, Mapping):
+                raise TypeError(f"params must be a dict site -> array, got {type(params).__name__}")
+            missing = [n for n in em.param_sites if n not in params]
+            if missing:
+                raise ValueError(f"params is missing {missing}")
+        params = {k: jnp.asarray(v) for k, v in params.items()}
+    else:
+        if params is not None:
+            raise ValueError("params must be None when kernel is an MCMCKernel: give it to the kernel")
+        kernel_name = type(kernel).__name__
+    chain_method, devices = _resolve_devices(chain_method, num_chains)
+
+    z_init = None
+    if init_params is not None:
+        if init_state is not None:
+            raise ValueError("give init_params or init_state, not both")
+        if not isinstance(init_params, Mapping):
+            raise TypeError(f"init_params must be a dict site -> array, got {type(init_params).__name__}")
+        unknown = [n for n in init_params if n not in em.state_sites]
+        if unknown:
+            raise ValueError(f"init_params has unknown site(s) {unknown}; state sites: {list(em.state_sites)}")
+        z_init = {}
+        for name in em.state_sites:
+            if name not in init_params:
+                raise ValueError(f"init_params is missing state site {name!r}")
+            value = jnp.asarray(init_params[name])
+            want = (num_chains, *em.sites[name].shape)
+            if value.shape != want:
+                raise ValueError(f"init_params[{name!r}] must have shape {want} (num_chains first), got {value.shape}")
+            z_init[name] = value
+        z_init = em.unconstrain(z_init)
+    elif init_strategy is not None and init_state is None:
+        z_init = _strategy_init(model_fn, params if not user_kernel else {}, init_strategy,
+                                rng_key, num_chains, model_args, model_kwargs, em)
+
+    # ---------------------------------------------------------------- compile (cached) and run
+    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    call_kwargs = dict(model_kwargs)
+    if user_kernel:
+        kernel_obj_key: Any = ("instance", id(kernel))
+        run_model = model_fn
+    else:
+        kernel_obj_key = ("name", kernel_name)
+        run_model = _with_params(model_fn)
+        call_kwargs[_PARAMS_KWARG] = params
+    dynamic: list[Any] = []
+    has_init = z_init is not None
+    cache_key = (model_fn, kernel_obj_key, num_warmup, chain_method, tuple(str(d) for d in devices),
+                 _fingerprint((model_args, call_kwargs)), has_init)
+
+    def make():
+        k = kernel if user_kernel else factory(run_model, {})
+        return _build_runner(k, num_warmup, chain_method, devices, model_args, call_kwargs, has_init)
+
+    runner = _CACHE.get(cache_key)
+    if runner is None or (user_kernel and runner.kernel is not kernel):
+        runner = _CACHE[cache_key] = make()
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(cache_key)
+
+    t0 = time.perf_counter()
+    keys = jax.random.split(rng_key, num_chains)
+    if init_state is None:
+        state = runner.init(keys, z_init, dynamic)
+    else:
+        # The kernel's closures are set by ``init``; trace it once without running it.
+        jax.eval_shape(runner.init, keys, z_init, dynamic)
+        state = init_state
+        num_warmup = 0
+    state = jax.block_until_ready(state)
+    t_init = time.perf_counter() - t0
+
+    bar = _progress(progress, num_warmup + num_samples * thinning, kernel_name)
+    t_compile = 0.0
+    t0 = time.perf_counter()
+    remaining = num_warmup
+    while remaining > 0:
+        n = min(_CHUNK, remaining)
+        fn = runner.warmup.get(n)
+        if fn is None:
+            fn = runner.warmup[n] = _map_chains(
+                lambda s, d, n=n: runner.steps_one(s, d, n), chain_method, devices, (0, None)
+            )
+            tc = time.perf_counter()
+            state = jax.block_until_ready(fn(state, dynamic))
+            t_compile += time.perf_counter() - tc
+        else:
+            state = fn(state, dynamic)
+        remaining -= n
+        bar.update(n) if bar else None
+    state = jax.block_until_ready(state)
+    t_warmup = time.perf_counter() - t0 - t_compile
+    t_compile_warmup = t_compile
+
+    chunks_v: list[Any] = []
+    chunks_s: list[Any] = []
+    t0 = time.perf_counter()
+    remaining = num_samples
+    draw_per_chunk = max(1, _CHUNK // thinning)
+    while remaining > 0:
+        n = min(draw_per_chunk, remaining)
+        fn = runner.draw.get((n, thinning))
+        if fn is None:
+            fn = runner.draw[(n, thinning)] = _map_chains(
+                lambda s, d, n=n: runner.draws_one(s, d, n, thinning), chain_method, devices, (0, None)
+            )
+            tc = time.perf_counter()
+            state, (values, stats) = jax.block_until_ready(fn(state, dynamic))
+            t_compile += time.perf_counter() - tc
+        else:
+            state, (values, stats) = fn(state, dynamic)
+        chunks_v.append(jax.device_get(values))
+        chunks_s.append(jax.device_get(stats))
+        remaining -= n
+        bar.update(n * thinning) if bar else None
+    t_sample = time.perf_counter() - t0 - (t_compile - t_compile_warmup)
+    if bar:
+        bar.close()
+
+    posterior = {k: np.concatenate([c[k] for c in chunks_v], axis=1) for k in chunks_v[0]}
+    stats_np = {k: np.concatenate([c[k] for c in chunks_s], axis=1) for k in chunks_s[0]}
+    per_device = num_chains // len(devices)
+    chain_devices = [str(devices[min(c // max(per_device, 1), len(devices) - 1)]) for c in range(num_chains)]
+    from ebm_ppl.diagnostics import to_inference_data
+
+    attrs = {
+        "kernel": kernel_name,
+        "chain_method": chain_method,
+        "num_warmup": num_warmup,
+        "thinning": thinning,
+        "init_time": t_init,
+        "warmup_time": t_warmup,
+        "sampling_time": t_sample,
+        # first call of each newly compiled chunk function (compilation plus one chunk)
+        "compile_time": t_compile,
+    }
+    idata = to_inference_data(posterior, stats_np, attrs=attrs, chain_devices=chain_devices)
+    return (idata, state) if return_state else idata
+
+
+def _strategy_init(model_fn, params, init_strategy, rng_key, num_chains, model_args, model_kwargs, em):
+    from numpyro.infer.util import initialize_model
+
+    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    keys = jax.random.split(jax.random.fold_in(rng_key, 1), num_chains)
+    model = handlers.substitute(model_fn, data=dict(params)) if params else model_fn
+    info = initialize_model(keys, model, init_strategy=init_strategy, model_args=model_args,
+                            model_kwargs=model_kwargs)
+    z = info.param_info.z
+    return {k: z[k] for k in em.state_sites if k in z}
+
+
+class _Bar:
+    def __init__(self, total: int, desc: str):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, leave=False)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress(progress: bool, total: int, desc: str) -> _Bar | None:
+    return _Bar(total, desc) if progress else None
+
