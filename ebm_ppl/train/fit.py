@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -390,13 +391,13 @@ def fit(
     def permutation(epoch):
         return jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_examples)
 
-    def get_batch(perm, step):
+    def get_batch(data, perm, step):
         i = step % steps_per_epoch
         idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
-        return {k: jnp.take(v, idx, axis=0) for k, v in data_dev.items()}
+        return {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
 
     opt_state = optimizer.init(params)
-    first_batch = jax.jit(lambda: get_batch(permutation(0), 0))()
+    first_batch = jax.jit(lambda data: get_batch(data, permutation(0), 0))(data_dev)
     obj_state = obj.init(obj_key, params, first_batch)
 
     history = History()
@@ -430,12 +431,12 @@ def fit(
         flags["resumed_from"] = start
 
     # ---- compiled chunk
-    def one_update(carry, step):
+    def one_update(data, carry, step):
         params, opt_state, obj_state, perm, stopped, bad_step = carry
         perm = jax.lax.cond(
             step % steps_per_epoch == 0, lambda: permutation(step // steps_per_epoch), lambda: perm
         )
-        batch = get_batch(perm, step)
+        batch = get_batch(data, perm, step)
         step_key = jax.random.fold_in(key, step)
         (loss, (new_obj, metrics)), grads = jax.value_and_grad(obj.loss, has_aux=True)(
             params, obj_state, batch, step_key
@@ -456,15 +457,16 @@ def fit(
         row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
         return (params, opt_state, obj_state, perm, stopped, bad_step), row
 
-    def run_chunk(params, opt_state, obj_state, first, length):
+    def run_chunk(params, opt_state, obj_state, data, first, length):
+        # The data are an argument, not a constant folded into the compiled program.
         steps = first + jnp.arange(length)
         perm = permutation(first // steps_per_epoch)
         carry = (params, opt_state, obj_state, perm, jnp.array(False), jnp.array(-1))
-        carry, rows = jax.lax.scan(one_update, carry, steps)
+        carry, rows = jax.lax.scan(functools.partial(one_update, data), carry, steps)
         params, opt_state, obj_state, _, stopped, bad_step = carry
         return params, opt_state, obj_state, stopped, bad_step, rows
 
-    run_chunk_jit = jax.jit(run_chunk, static_argnums=(4,))
+    run_chunk_jit = jax.jit(run_chunk, static_argnums=(5,))
     chunk = log_every if checkpoint_every is None else math.gcd(log_every, checkpoint_every)
 
     def write_checkpoint(step):
@@ -495,7 +497,7 @@ def fit(
         while step < num_steps and not flags["nonfinite"]:
             end = min(num_steps, (step // chunk + 1) * chunk)
             out = run_chunk_jit(
-                params, opt_state, obj_state, jnp.asarray(step, jnp.int32), end - step
+                params, opt_state, obj_state, data_dev, jnp.asarray(step, jnp.int32), end - step
             )
             params, opt_state, obj_state, stopped, bad_step, rows = out
             rows = {k: np.asarray(v) for k, v in rows.items()}

@@ -1,0 +1,282 @@
+"""ebm_ppl.fit: convergence, history, chunks, resume bit for bit, refusal, NaN guard, bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import optax
+import pytest
+
+import ebm_ppl as ebm
+from ebm_ppl.objectives import stateless
+from ebm_ppl.train import History, fingerprint, load_checkpoint, save_checkpoint
+from tests import _fit_resume
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gaussian_mean():
+    mu = numpyro.param("mu", jnp.zeros(2))
+    x = numpyro.sample("x", ebm.Flat(2))
+    ebm.energy("E", 0.5 * jnp.sum((x - mu) ** 2))
+
+
+def _mean_nll(params, batch, rng_key):
+    # Unit-variance Gaussian: the NLL up to a constant, a stateless objective.
+    del rng_key
+    value = jnp.mean(0.5 * jnp.sum((batch["x"] - params["mu"]) ** 2, axis=-1))
+    return value, {"mu0": params["mu"][0]}
+
+
+MEAN_NLL = stateless(_mean_nll)
+DATA = (np.random.default_rng(1).normal(size=(40, 2)) + np.array([2.0, -1.0])).astype(np.float32)
+
+
+def test_stateless_objective_converges_to_mle_and_records_history():
+    res = ebm.fit(
+        gaussian_mean,
+        DATA,
+        objective=MEAN_NLL,
+        optimizer=optax.sgd(0.2),
+        num_steps=130,
+        batch_size=40,
+        rng_key=0,
+        log_every=50,
+        progress=False,
+    )
+    # Full-batch gradient descent on a quadratic: converges to the sample mean.
+    np.testing.assert_allclose(res.params["mu"], DATA.mean(0), atol=1e-5)
+    assert res.flags == {
+        "nonfinite": False,
+        "nonfinite_step": None,
+        "stopped_by_callback": False,
+        "resumed_from": None,
+        "step": 130,
+    }
+    h = res.history
+    assert isinstance(h, History) and len(h) == 130
+    np.testing.assert_array_equal(h["step"], np.arange(130))
+    assert set(h) == {"step", "loss", "mu0"}
+    assert h["loss"][0] > h["loss"][-1]
+    df = h.to_dataframe()
+    assert list(df.columns) == ["loss", "mu0"] and df.index[-1] == 129
+
+
+def test_batches_are_epoch_shuffles(tmp_path):
+    # The batch mean recorded per update: each epoch covers every example exactly once.
+    def batch_mean(params, batch, rng_key):
+        del rng_key
+        return jnp.sum(params["mu"]) * 0.0, {"id": jnp.sum(batch["x"][:, 0])}
+
+    ids = np.arange(12, dtype=np.float32)
+    data = np.stack([ids, np.zeros(12, np.float32)], axis=1)
+    res = ebm.fit(
+        gaussian_mean,
+        data,
+        objective=stateless(batch_mean),
+        optimizer=optax.sgd(0.1),
+        num_steps=12,
+        batch_size=4,
+        rng_key=1,
+        log_every=5,
+        progress=False,
+    )
+    sums = res.history["id"].reshape(4, 3).sum(axis=1)  # 4 epochs of 3 batches
+    np.testing.assert_array_equal(sums, np.full(4, ids.sum()))
+    assert len(set(res.history["id"].tolist())) > 3  # reshuffled, not the same split each epoch
+
+
+@pytest.fixture(scope="module")
+def half_run(tmp_path_factory):
+    """A checkpoint after 100 of 200 updates (written by this process)."""
+    ckpt = tmp_path_factory.mktemp("resume") / "ckpt"
+    first = _fit_resume.run(100, ckpt)
+    assert first.flags["step"] == 100
+    return ckpt
+
+
+def test_resume_in_new_process_is_bit_identical(half_run, tmp_path):
+    ckpt = half_run
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    assert meta["step"] == 100
+    assert set(meta["fingerprints"]) >= {"model", "objective", "optimizer", "data"}
+    out = tmp_path / "resumed.npz"
+    resume_dir = tmp_path / "ckpt"
+    shutil.copytree(ckpt, resume_dir)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The second half runs in a fresh Python process while this one runs 200 updates straight.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from tests._fit_resume import main; main()",
+            str(resume_dir),
+            "200",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        straight = _fit_resume.flatten(_fit_resume.run(200))
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    with np.load(out) as resumed:
+        assert int(resumed["resumed_from"]) == 100
+        for name, value in straight.items():
+            np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+    # The persistent chains' diagnostics were recorded between chunks.
+    events = json.loads((resume_dir / "checkpoint.json").read_text())["events"]
+    assert events and {"chain_energy_rhat", "chain_energy_ess"} <= set(events[-1])
+
+
+def test_mismatched_checkpoint_is_refused(half_run):
+    with pytest.raises(ValueError, match=r"checkpoint_dir .* different optimizer"):
+        _fit_resume.run(200, half_run, lr=0.01)
+    shifted = _fit_resume.data() + 1.0
+    with pytest.raises(ValueError, match=r"checkpoint_dir .* different data"):
+        _fit_resume.run(200, half_run, data_array=shifted)
+    # The right configuration is accepted; a run already at num_steps returns at once.
+    res = _fit_resume.run(100, half_run)
+    assert res.flags["resumed_from"] == 100 and len(res.history) == 100
+
+
+def test_nan_guard_keeps_last_finite_parameters():
+    def overflowing(params, batch, rng_key):
+        # exp(a) overflows float32 within a few ascent steps of a -> the loss becomes -inf.
+        del batch, rng_key
+        value = -jnp.exp(params["mu"][0])
+        return value, {"a": params["mu"][0]}
+
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        res = ebm.fit(
+            gaussian_mean,
+            DATA,
+            objective=stateless(overflowing),
+            optimizer=optax.sgd(1.0),
+            num_steps=100,
+            batch_size=10,
+            rng_key=0,
+            log_every=40,
+            progress=False,
+        )
+    assert res.flags["nonfinite"] is True
+    bad = res.flags["nonfinite_step"]
+    assert 0 < bad < 40 and res.flags["step"] == bad
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in res.params.values())
+    assert len(res.history) == bad and np.all(np.isfinite(res.history["loss"]))
+    # The kept parameters are the ones the last finite update produced.
+    a = np.float32(0.0)
+    for _ in range(bad):
+        a = np.float32(a + np.exp(a))
+    np.testing.assert_allclose(res.params["mu"][0], a, rtol=1e-4)
+
+
+def test_callback_stops_and_checkpoints(tmp_path):
+    seen = []
+
+    def cb(step, params, obj_state, metrics):
+        seen.append(step)
+        return step >= 20
+
+    res = ebm.fit(
+        gaussian_mean,
+        DATA,
+        objective=MEAN_NLL,
+        optimizer=optax.sgd(0.1),
+        num_steps=100,
+        batch_size=10,
+        rng_key=0,
+        log_every=10,
+        progress=False,
+        callbacks=[cb],
+        checkpoint_dir=tmp_path,
+    )
+    assert seen == [10, 20] and res.flags["stopped_by_callback"] and res.flags["step"] == 20
+    trees, meta = load_checkpoint(tmp_path, {"params": res.params})
+    assert meta["step"] == 20
+    np.testing.assert_array_equal(trees["params"]["mu"], res.params["mu"])
+
+
+def two_sites():
+    a = numpyro.param("a", 1.0)
+    x = numpyro.sample("x", ebm.Flat(3))
+    y = numpyro.sample("y", ebm.Flat(3))
+    ebm.energy("E", a * jnp.sum((x - y) ** 2))
+
+
+BAD_INPUTS = [
+    ("nan", dict(data=np.full((10, 2), np.nan, np.float32)), ValueError, "NaN or inf"),
+    ("shape", dict(data=np.zeros((10, 3), np.float32)), ValueError, "trailing shape"),
+    ("batch", dict(batch_size=11), ValueError, "larger than the data"),
+    ("objective", dict(objective="mle"), ValueError, "objective must be one of"),
+    ("site", dict(data_site="z"), ValueError, "data_site must be one of"),
+    ("steps", dict(num_steps=0), ValueError, "num_steps must be >= 1"),
+    ("optimizer", dict(optimizer="adam"), TypeError, "optax.GradientTransformation"),
+    ("key", dict(rng_key="seed"), TypeError, "rng_key"),
+]
+
+
+@pytest.mark.parametrize("case, change, exc, message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_fails_before_compilation(monkeypatch, case, change, exc, message):
+    def no_jit(*args, **kwargs):
+        raise AssertionError("compiled before validating the input")
+
+    monkeypatch.setattr(jax, "jit", no_jit)
+    kwargs = dict(
+        data=DATA[:10],
+        objective=MEAN_NLL,
+        optimizer=optax.sgd(0.1),
+        num_steps=10,
+        batch_size=5,
+        rng_key=0,
+        progress=False,
+    )
+    kwargs.update(change)
+    with pytest.raises(exc, match=message):
+        ebm.fit(gaussian_mean, kwargs.pop("data"), **kwargs)
+
+
+def test_ambiguous_data_site_needs_data_site():
+    with pytest.raises(ValueError, match=r"could bind to sites \['x', 'y'\].*data_site="):
+        ebm.fit(
+            two_sites,
+            np.zeros((8, 3), np.float32),
+            objective="pcd",
+            optimizer=optax.sgd(0.1),
+            num_steps=1,
+            batch_size=4,
+            rng_key=0,
+        )
+
+
+def test_fingerprints_and_checkpoint_roundtrip(tmp_path):
+    assert fingerprint(optax.adam(1e-3)) == fingerprint(optax.adam(1e-3))
+    assert fingerprint(optax.adam(1e-3)) != fingerprint(optax.sgd(1e-3))
+    assert fingerprint(gaussian_mean) != fingerprint(two_sites)
+    key = jax.random.key(4)
+    tree = {"w": jnp.arange(3.0), "k": key, "n": (jnp.int32(2),)}
+    save_checkpoint(tmp_path, {"t": tree}, {"step": 7})
+    assert not list(tmp_path.glob("*.tmp*"))
+    loaded, meta = load_checkpoint(tmp_path, {"t": tree})
+    assert meta["step"] == 7
+    np.testing.assert_array_equal(jax.random.key_data(loaded["t"]["k"]), jax.random.key_data(key))
+    np.testing.assert_array_equal(loaded["t"]["w"], tree["w"])
+    # Plain npz without pickled objects.
+    with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as npz:
+        assert all(npz[k].dtype != object for k in npz.files)
+    with pytest.raises(ValueError, match="checkpoint_dir .* structure"):
+        load_checkpoint(tmp_path, {"t": {"w": jnp.arange(3.0)}})
