@@ -40,6 +40,13 @@ class ObjectiveSpec(Protocol):
 
     ``build(model)`` receives the :class:`ebm_ppl.EnergyModel` (with the data site(s) bound as
     ``fit`` decided) and returns the pure pair.
+
+    Examples:
+        >>> class MeanEnergy:
+        ...     def build(self, model, **context):
+        ...         return stateless(lambda p, b, k: (model.batch_energy(p, b).mean(), {}))
+        >>> isinstance(MeanEnergy(), ObjectiveSpec)
+        True
     """
 
     def build(self, model: Any, **context: Any) -> Objective: ...

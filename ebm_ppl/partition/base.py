@@ -37,6 +37,9 @@ def register_method(name: str, target: str) -> None:
     """Register ``log_partition(method=name)`` as ``target`` (``"module:function"``).
 
     The function is called as ``fn(model, params, *, rng_key, model_args, model_kwargs, **options)``.
+
+    Examples:
+        >>> register_method("exact", "ebm_ppl.partition.exact:log_partition_exact")
     """
     _METHODS[name] = target
 
