@@ -178,6 +178,48 @@ def conditional_logits(
     return exact_logits(energy_fn, position, site, levels)
 
 
+def _affine_stats(energy_fn: EnergyFn, pos: Position, site: str, levels, idx) -> dict:
+    """Partials at lo/hi/mid, exact logits, gradient logits and |E| at units ``idx``."""
+    lo, hi = levels
+    x = jnp.asarray(pos[site])
+    flat = jnp.ravel(x)
+    grad_fn = jax.grad(lambda xs: energy_fn({**pos, site: xs}))
+
+    def partial_at(i, value):
+        return jnp.ravel(grad_fn(flat.at[i].set(value).reshape(x.shape)))[i]
+
+    parts = jnp.stack([jax.vmap(partial_at, in_axes=(0, None))(idx, v)
+                       for v in (lo, hi, 0.5 * (lo + hi))])
+    return {
+        "parts": parts,
+        "exact": exact_logits(energy_fn, pos, site, levels, idx),
+        "grad_logit": -(hi - lo) * jnp.ravel(grad_fn(x))[idx],
+        "energy": jnp.asarray(energy_fn(pos)),
+    }
+
+
+def _affine_ok(stats: Mapping[str, Any]) -> bool:
+    parts = np.asarray(stats["parts"], dtype=np.float64)
+    exact = np.asarray(stats["exact"], dtype=np.float64)
+    grad_logit = np.asarray(stats["grad_logit"], dtype=np.float64)
+    e0 = float(stats["energy"])
+    if not (np.all(np.isfinite(parts)) and np.all(np.isfinite(exact)) and np.isfinite(e0)):
+        return False
+    eps = float(np.finfo(np.asarray(stats["energy"]).dtype).eps)
+    # The partial derivative must not depend on the unit's own value (affine).
+    scale = np.abs(parts).max() + 1.0
+    if np.any(np.abs(parts - parts[0]) > max(1e-4, 64 * eps) * scale):
+        return False
+    # And agree with the exact difference, which cancels |E|: tolerance scales with it.
+    tol = 1e-4 * (1.0 + np.abs(exact)) + 64.0 * eps * (abs(e0) + 1.0)
+    return bool(np.all(np.abs(grad_logit - exact) <= tol))
+
+
+def _units(n: int, num_units: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, num_units), replace=False)).astype(np.int32)
+
+
 def is_affine(
     energy_fn: EnergyFn,
     positions: list[Position],
@@ -190,10 +232,10 @@ def is_affine(
     """Whether ``energy_fn`` is affine in each unit of ``site``, checked on ``positions``.
 
     For up to ``num_units`` randomly chosen units of each position, the partial derivative
-    ``∂E/∂x_i`` must be the same (to float32 round-off) with ``x_i`` at ``lo``, at ``hi`` and at
-    the midpoint, and ``-(hi - lo) ∂E/∂x_i`` must equal the exact energy difference (to a
-    tolerance scaled by ``|E|``, since that difference cancels large energies). Non-finite
-    values count as "not affine". Call it with concrete (not traced) values.
+    ``∂E/∂x_i`` must be the same (to round-off) with ``x_i`` at ``lo``, at ``hi`` and at the
+    midpoint, and ``-(hi - lo) ∂E/∂x_i`` must equal the exact energy difference (to a tolerance
+    scaled by ``|E|``, since that difference cancels large energies). Non-finite values count
+    as "not affine". Call it with concrete (not traced) values.
 
     Args:
         energy_fn: position -> scalar energy.
@@ -214,57 +256,31 @@ def is_affine(
         >>> is_affine(lambda p: jnp.sum(p["x"] ** 2), pos, "x", (0.0, 1.0))
         False
     """
-    lo, hi = levels
-    rng = np.random.default_rng(seed)
-    grad_fn = jax.grad(lambda x, pos: energy_fn({**pos, site: x}))
+    stats_fn = jax.jit(lambda pos, idx: _affine_stats(energy_fn, pos, site, levels, idx))
     for pos in positions:
-        x = jnp.asarray(pos[site])
-        n = int(x.size)
-        idx = np.sort(rng.choice(n, size=min(n, num_units), replace=False))
-        flat = jnp.ravel(x)
-
-        def partial_at(i, value, flat=flat, x=x, pos=pos):
-            g = grad_fn(flat.at[i].set(value).reshape(x.shape), pos)
-            return jnp.ravel(g)[i]
-
-        parts = [
-            jax.vmap(partial_at, in_axes=(0, None))(jnp.asarray(idx), v)
-            for v in (lo, hi, 0.5 * (lo + hi))
-        ]
-        parts = np.stack([np.asarray(p, dtype=np.float64) for p in parts])
-        if not np.all(np.isfinite(parts)):
-            return False
-        scale = np.abs(parts).max() + 1.0
-        if np.any(np.abs(parts - parts[0]) > 1e-4 * scale):
-            return False
-        exact = np.asarray(exact_logits(energy_fn, pos, site, levels, idx), dtype=np.float64)
-        e0 = float(energy_fn(pos))
-        if not (np.all(np.isfinite(exact)) and np.isfinite(e0)):
-            return False
-        grad_logit = -(hi - lo) * np.asarray(
-            jnp.ravel(grad_fn(x, pos))[jnp.asarray(idx)], dtype=np.float64
-        )
-        eps = float(jnp.finfo(x.dtype).eps) if jnp.issubdtype(x.dtype, jnp.floating) else 1.2e-7
-        tol = 1e-4 * (1.0 + np.abs(exact)) + 64.0 * eps * (abs(e0) + 1.0)
-        if np.any(np.abs(grad_logit - exact) > tol):
+        idx = _units(int(np.size(pos[site])), num_units, seed)
+        if not _affine_ok(stats_fn(pos, jnp.asarray(idx))):
             return False
     return True
 
 
-def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0) -> dict[str, bool]:
+def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0,
+                       num_units: int = 16) -> dict[str, bool]:
     """For each binary state site of an :class:`~ebm_ppl.EnergyModel`, whether it is affine.
 
-    Checked with :func:`is_affine` at ``num_states`` random states, under the model's initial
+    Checked as in :func:`is_affine` at ``num_states`` random states, under the model's initial
     parameters and under a random perturbation of them (made in the unconstrained space of each
-    parameter, so a zero initial weight matrix cannot hide a self-interaction). Evaluated eagerly
-    (``jax.ensure_compile_time_eval``), so it also runs while an enclosing function is traced,
-    as long as the model's arguments are concrete; a failure of the check counts as "not
-    affine", which selects the always-correct exact differences.
+    parameter, so a zero initial weight matrix cannot hide a self-interaction). One compiled
+    function computes every statistic; it is evaluated eagerly (``jax.ensure_compile_time_eval``),
+    so this also runs while an enclosing function is traced, as long as the model's arguments
+    are concrete. A failure of the check counts as "not affine", which selects the
+    always-correct exact differences.
 
     Args:
         model: an ``EnergyModel``.
         num_states: random states per parameter set.
-        seed: seed of the states and the perturbation.
+        seed: seed of the states, the units and the perturbation.
+        num_units: units checked per state.
 
     Returns:
         dict binary site -> bool (empty if the model has no binary state site).
@@ -283,7 +299,6 @@ def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0) -> dic
     levels = {n: lv for n, lv in levels.items() if lv is not None}
     if not levels:
         return {}
-    out: dict[str, bool] = {}
     with jax.ensure_compile_time_eval():
         key = jax.random.PRNGKey(seed)
         k_par, k_pert, k_state = jax.random.split(key, 3)
@@ -303,16 +318,17 @@ def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0) -> dic
                     value,
                 )
         states = model.init_values(k_state, num_states)
-        positions = [jax.tree.map(lambda a, j=j: a[j], states) for j in range(num_states)]
-        for name, lv in levels.items():
-            ok = True
-            for p in (params, perturbed):
-                try:
-                    ok = is_affine(lambda pos, p=p: model.energy(p, pos), positions, name, lv,
-                                   seed=seed)
-                except Exception:  # noqa: BLE001  (any failure selects exact differences)
-                    ok = False
-                if not ok:
-                    break
-            out[name] = ok
-    return out
+        idx = {n: jnp.asarray(_units(int(np.prod(model.sites[n].shape, dtype=int)), num_units,
+                                     seed)) for n in levels}
+
+        def all_stats(p, pos):
+            fn = lambda q: model.energy(p, q)  # noqa: E731
+            return {n: _affine_stats(fn, pos, n, lv, idx[n]) for n, lv in levels.items()}
+
+        try:
+            stats_fn = jax.jit(all_stats)
+            results = [stats_fn(p, jax.tree.map(lambda a, j=j: a[j], states))
+                       for p in (params, perturbed) for j in range(num_states)]
+        except Exception:  # noqa: BLE001  (any failure selects exact differences)
+            return {n: False for n in levels}
+    return {n: all(_affine_ok(r[n]) for r in results) for n in levels}

@@ -144,10 +144,7 @@ class EnergyModel:
             for name in self.continuous_sites
             if _base_constraint(sites[name].support) is not constraints.real
         }
-        # Binary sites: can single-unit logits come from one gradient? Checked once, here.
-        from ebm_ppl.energy.conditionals import check_model_affine
-
-        self._affine = check_model_affine(self)
+        self._affine: dict[str, bool] | None = None  # see affine_sites (checked on first use)
 
     # ------------------------------------------------------------------ structure
     def _prototype_trace(self):
@@ -270,9 +267,8 @@ class EnergyModel:
         """Logits of ``P(x_i = hi | rest)`` for every unit of the binary state site ``site``.
 
         ``-∂E/∂x_i`` for ``Bits`` and ``-2 ∂E/∂s_i`` for ``Spins`` (one gradient for all units)
-        when the energy was found affine in each unit at construction
-        (:func:`ebm_ppl.energy.conditionals.check_model_affine`); exact energy differences
-        (one energy per unit, vmapped) otherwise.
+        when the energy is affine in each unit (:attr:`affine_sites`); exact energy
+        differences (one energy per unit, vmapped) otherwise.
 
         Returns:
             array of the site's shape.
@@ -288,12 +284,34 @@ class EnergyModel:
         """
         from ebm_ppl.energy.conditionals import binary_levels, conditional_logits
 
-        if site not in self._affine:
-            raise ValueError(f"site must be a binary state site {sorted(self._affine)}, got {site!r}")
+        affine = self.affine_sites
+        if site not in affine:
+            raise ValueError(f"site must be a binary state site {sorted(affine)}, got {site!r}")
         levels = binary_levels(self._sites[site].support)
         data = {**{n: jnp.asarray(v) for n, v in values.items()}}
         return conditional_logits(lambda pos: self.energy(params, pos), data, site, levels,
-                                  affine=self._affine[site])
+                                  affine=affine[site])
+
+    @property
+    def affine_sites(self) -> dict[str, bool]:
+        """Binary state site -> whether the energy is affine in each of its units.
+
+        Checked once (on first use, then cached) at random states under the initial and
+        perturbed parameters: :func:`ebm_ppl.energy.conditionals.check_model_affine`.
+
+        Examples:
+            >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+            >>> def m():
+            ...     x = numpyro.sample("x", ebm.Bits(2))
+            ...     ebm.energy("E", -x[0] * x[1])
+            >>> ebm.EnergyModel(m).affine_sites
+            {'x': True}
+        """
+        if self._affine is None:
+            from ebm_ppl.energy.conditionals import check_model_affine
+
+            self._affine = check_model_affine(self)
+        return dict(self._affine)
 
     # ------------------------------------------------------------------ samplers' view
     def constrain(self, z: Mapping[str, Any]) -> Values:
