@@ -119,7 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ebm-ppl`` command.
 
     Examples:
-        >>> main(["--help"])  # doctest: +SKIP
+        >>> import contextlib, io
+        >>> buf = io.StringIO()
+        >>> with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
+        ...     main(["--help"])
+        >>> "demo" in buf.getvalue()
+        True
     """
     parser = argparse.ArgumentParser(prog="ebm-ppl", description="Energy-based models on NumPyro.")
     sub = parser.add_subparsers(dest="command", required=True)
