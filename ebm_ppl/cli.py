@@ -25,7 +25,6 @@ def demo_model(a: float = 1.0):
         >>> float(ebm.EnergyModel(demo_model).energy({}, {"x": jnp.array([1.0, 0.5])}))
         0.0
     """
-    import jax.numpy as jnp
     import numpyro
 
     import ebm_ppl as ebm
@@ -36,7 +35,9 @@ def demo_model(a: float = 1.0):
 
 # ------------------------------------------------------------------------------------- demo
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: a new temporary folder)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: a new temporary folder)"
+    )
     p.add_argument("--num-chains", type=int, default=4)
     p.add_argument("--num-warmup", type=int, default=500)
     p.add_argument("--num-samples", type=int, default=2000)
@@ -64,7 +65,9 @@ def _demo(args: argparse.Namespace) -> int:
     )
     table = ebm.diagnostics.summary(idata)
     with _pandas_width():
-        print(table[["mean", "sd", "ess_bulk", "ess_tail", "r_hat", "r_hat_folded", "ok"]].to_string())
+        print(
+            table[["mean", "sd", "ess_bulk", "ess_tail", "r_hat", "r_hat_folded", "ok"]].to_string()
+        )
     attrs = idata.posterior.attrs
     print(
         f"compile {attrs['compile_time']:.1f} s, warmup {attrs['warmup_time']:.2f} s, "
@@ -110,7 +113,9 @@ def _plot_demo(x: Any, path: Path) -> Path | None:
     return path
 
 
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+COMMANDS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {
     "demo": ("sample a 2-D double-well energy with NUTS and print diagnostics", _demo_args, _demo),
 }
 

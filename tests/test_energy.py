@@ -42,7 +42,9 @@ def test_gaussian_energy_score_and_grad(key):
     np.testing.assert_allclose(params["mu"], [0.0, 1.0, 2.0])
     x = jnp.array([0.3, -1.0, 4.0])
     d = x - params["mu"]
-    np.testing.assert_allclose(em.energy(params, {"x": x}), 0.5 * d @ (2.0 * jnp.eye(3)) @ d, rtol=1e-6)
+    np.testing.assert_allclose(
+        em.energy(params, {"x": x}), 0.5 * d @ (2.0 * jnp.eye(3)) @ d, rtol=1e-6
+    )
     np.testing.assert_allclose(em.score(params, {"x": x})["x"], -2.0 * d, rtol=1e-6)
     g = jax.grad(lambda x: em.energy(params, {"x": x}))(x)
     np.testing.assert_allclose(em.score(params, {"x": x})["x"], -g, rtol=1e-6)
@@ -79,7 +81,9 @@ def test_ising_energy_on_spins_counts_each_bond_once():
     states = jnp.array(np.array(np.meshgrid(*[[-1.0, 1.0]] * 5)).reshape(5, -1).T)
     log_z = jax.nn.logsumexp(-em.batch_energy({}, {"s": states}))
     k = 0.7
-    np.testing.assert_allclose(log_z, np.log((2 * np.cosh(k)) ** 5 + (2 * np.sinh(k)) ** 5), rtol=1e-5)
+    np.testing.assert_allclose(
+        log_z, np.log((2 * np.cosh(k)) ** 5 + (2 * np.sinh(k)) ** 5), rtol=1e-5
+    )
 
 
 def test_invalid_spin_value_has_infinite_energy():
@@ -126,7 +130,9 @@ def test_observed_sites_are_data_not_state():
 
 def test_potential_fn_constrained_site():
     def m():
-        sigma = numpyro.sample("sigma", ebm.Flat((), support=numpyro.distributions.constraints.positive))
+        sigma = numpyro.sample(
+            "sigma", ebm.Flat((), support=numpyro.distributions.constraints.positive)
+        )
         ebm.energy("E", sigma)  # exponential density on (0, inf)
 
     em = ebm.EnergyModel(m)
@@ -134,7 +140,9 @@ def test_potential_fn_constrained_site():
     z = jnp.array(0.3)
     # U(z) = E(exp z) - log|d exp(z)/dz| = exp(z) - z
     np.testing.assert_allclose(pe({"sigma": z}), jnp.exp(z) - z, rtol=1e-6)
-    np.testing.assert_allclose(em.constrain(em.unconstrain({"sigma": 2.0}))["sigma"], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        em.constrain(em.unconstrain({"sigma": 2.0}))["sigma"], 2.0, rtol=1e-6
+    )
 
 
 def test_init_values_shapes(key):

@@ -40,23 +40,78 @@ def _run(model):
 
 
 CASES = [
-    ("energy non-scalar outside plates", _run(_nonscalar_energy), ValueError, "value of energy 'E' must have shape"),
+    (
+        "energy non-scalar outside plates",
+        _run(_nonscalar_energy),
+        ValueError,
+        "value of energy 'E' must have shape",
+    ),
     ("energy complex", lambda: ebm.EnergyModel(_complex_energy), ValueError, "must be real"),
     ("Flat negative shape", lambda: ebm.Flat((2, -1)), ValueError, "shape must have non-negative"),
     ("Flat non-int shape", lambda: ebm.Flat("a"), TypeError, "shape must be an int"),
     ("model without state", lambda: ebm.EnergyModel(_no_state), ValueError, "no state sites"),
     ("model not callable", lambda: ebm.EnergyModel(3), TypeError, "model must be a callable"),
-    ("sample num_chains < 1", lambda: ebm.sample(_ok_model, num_chains=0), ValueError, "num_chains must be >= 1"),
-    ("sample num_samples < 1", lambda: ebm.sample(_ok_model, num_samples=0), ValueError, "num_samples must be >= 1"),
-    ("sample thinning type", lambda: ebm.sample(_ok_model, thinning=1.5), TypeError, "thinning must be an int"),
-    ("sample unknown kernel", lambda: ebm.sample(_ok_model, kernel="metropolis-ish"), ValueError, "kernel must be one of"),
-    ("sample unknown chain_method", lambda: ebm.sample(_ok_model, chain_method="pmap"), ValueError, "chain_method must be one of"),
+    (
+        "sample num_chains < 1",
+        lambda: ebm.sample(_ok_model, num_chains=0),
+        ValueError,
+        "num_chains must be >= 1",
+    ),
+    (
+        "sample num_samples < 1",
+        lambda: ebm.sample(_ok_model, num_samples=0),
+        ValueError,
+        "num_samples must be >= 1",
+    ),
+    (
+        "sample thinning type",
+        lambda: ebm.sample(_ok_model, thinning=1.5),
+        TypeError,
+        "thinning must be an int",
+    ),
+    (
+        "sample unknown kernel",
+        lambda: ebm.sample(_ok_model, kernel="metropolis-ish"),
+        ValueError,
+        "kernel must be one of",
+    ),
+    (
+        "sample unknown chain_method",
+        lambda: ebm.sample(_ok_model, chain_method="pmap"),
+        ValueError,
+        "chain_method must be one of",
+    ),
     ("sample NUTS on spins", lambda: ebm.sample(_discrete), ValueError, "needs continuous state"),
-    ("sample init_params shape", lambda: ebm.sample(_ok_model, num_chains=2, init_params={"x": jnp.zeros(2)}), ValueError, "init_params['x'] must have shape (2, 2)"),
-    ("sample init_params unknown site", lambda: ebm.sample(_ok_model, init_params={"y": jnp.zeros((4, 2))}), ValueError, "unknown site"),
-    ("sample params missing", lambda: ebm.sample(lambda: (numpyro.param("a", 1.0), _ok_model()), params={}), ValueError, "params is missing ['a']"),
-    ("energy values missing site", lambda: ebm.EnergyModel(_ok_model).energy({}, {}), ValueError, "values is missing state site"),
-    ("init_values num_chains", lambda: ebm.EnergyModel(_ok_model).init_values(None, 0), ValueError, "num_chains must be >= 1"),
+    (
+        "sample init_params shape",
+        lambda: ebm.sample(_ok_model, num_chains=2, init_params={"x": jnp.zeros(2)}),
+        ValueError,
+        "init_params['x'] must have shape (2, 2)",
+    ),
+    (
+        "sample init_params unknown site",
+        lambda: ebm.sample(_ok_model, init_params={"y": jnp.zeros((4, 2))}),
+        ValueError,
+        "unknown site",
+    ),
+    (
+        "sample params missing",
+        lambda: ebm.sample(lambda: (numpyro.param("a", 1.0), _ok_model()), params={}),
+        ValueError,
+        "params is missing ['a']",
+    ),
+    (
+        "energy values missing site",
+        lambda: ebm.EnergyModel(_ok_model).energy({}, {}),
+        ValueError,
+        "values is missing state site",
+    ),
+    (
+        "init_values num_chains",
+        lambda: ebm.EnergyModel(_ok_model).init_values(None, 0),
+        ValueError,
+        "num_chains must be >= 1",
+    ),
 ]
 
 

@@ -14,15 +14,37 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_models_import_from_built_wheel(tmp_path):
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheel_dir), str(ROOT)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheel_dir.glob("ebm_ppl-*.whl")
     inst = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert inst.returncode == 0, inst.stderr[-2000:]
     code = (
@@ -32,7 +54,9 @@ def test_models_import_from_built_wheel(tmp_path):
         "print(ebm_ppl.models.__name__)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ebm_ppl.models"
 
@@ -40,9 +64,22 @@ def test_models_import_from_built_wheel(tmp_path):
 @pytest.mark.subprocess
 def test_cli_demo_runs(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "ebm_ppl.cli", "demo", "--out", str(tmp_path), "--num-warmup", "300",
-         "--num-samples", "500", "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ebm_ppl.cli",
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--num-warmup",
+            "300",
+            "--num-samples",
+            "500",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "r_hat" in out.stdout and "E[x0^2]" in out.stdout

@@ -64,7 +64,9 @@ def test_subpackages_are_lazy_attributes():
         "assert not xla_bridge._backends, 'a JAX backend was initialised (arrays created)'\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 

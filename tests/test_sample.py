@@ -51,8 +51,14 @@ def test_nuts_gaussian_mean_and_covariance(gaussian_run):
 
 
 def test_double_well_second_moment():
-    idata = ebm.sample(double_well, num_chains=4, num_warmup=500, num_samples=2000, progress=False,
-                       rng_key=jax.random.PRNGKey(2))
+    idata = ebm.sample(
+        double_well,
+        num_chains=4,
+        num_warmup=500,
+        num_samples=2000,
+        progress=False,
+        rng_key=jax.random.PRNGKey(2),
+    )
     x = idata.posterior["x"].values
     assert_within_mcse(x**2, 0.8327454871, num_tests=NUM_TESTS, name="E[x^2]")
 
@@ -76,15 +82,21 @@ def test_inference_data_layout(gaussian_run):
 def test_compiled_once_per_configuration(gaussian_run):
     before = TRACES["gaussian"]
     ebm.sample(gaussian, rng_key=jax.random.PRNGKey(5), **CONFIG)
-    assert TRACES["gaussian"] == before, "a second call with the same configuration retraced the model"
+    assert TRACES["gaussian"] == before, (
+        "a second call with the same configuration retraced the model"
+    )
 
 
 def test_init_state_continues_without_warmup(gaussian_run):
     idata, state = gaussian_run
-    cont, state2 = ebm.sample(gaussian, init_state=state, return_state=True, **{**CONFIG, "num_samples": 100})
+    cont, state2 = ebm.sample(
+        gaussian, init_state=state, return_state=True, **{**CONFIG, "num_samples": 100}
+    )
     # the adapted step size is kept (no new warmup) and the chains go on from the last state
     last = idata.sample_stats["step_size"].values[:, -1]
-    np.testing.assert_allclose(cont.sample_stats["step_size"].values, np.repeat(last[:, None], 100, 1))
+    np.testing.assert_allclose(
+        cont.sample_stats["step_size"].values, np.repeat(last[:, None], 100, 1)
+    )
     assert cont.posterior.attrs["num_warmup"] == 0
     assert int(state2.i[0]) == int(state.i[0]) + 100
 
@@ -92,14 +104,27 @@ def test_init_state_continues_without_warmup(gaussian_run):
 def test_init_params_are_honoured():
     # A barrier of height 50 keeps each chain in the well it starts in.
     init = {"x": jnp.array([1.0, -1.0])}
-    idata = ebm.sample(double_well, num_chains=2, num_warmup=20, num_samples=100, init_params=init,
-                       model_kwargs={"a": 50.0}, progress=False)
+    idata = ebm.sample(
+        double_well,
+        num_chains=2,
+        num_warmup=20,
+        num_samples=100,
+        init_params=init,
+        model_kwargs={"a": 50.0},
+        progress=False,
+    )
     x = idata.posterior["x"].values
     assert (x[0] > 0).all() and (x[1] < 0).all()
 
 
 def test_sequential_chain_method_runs():
-    idata = ebm.sample(double_well, num_chains=2, num_warmup=50, num_samples=50,
-                       chain_method="sequential", progress=False)
+    idata = ebm.sample(
+        double_well,
+        num_chains=2,
+        num_warmup=50,
+        num_samples=50,
+        chain_method="sequential",
+        progress=False,
+    )
     assert idata.posterior["x"].shape == (2, 50)
     assert idata.posterior.attrs["chain_method"] == "sequential"

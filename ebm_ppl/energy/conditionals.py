@@ -188,8 +188,9 @@ def _affine_stats(energy_fn: EnergyFn, pos: Position, site: str, levels, idx) ->
     def partial_at(i, value):
         return jnp.ravel(grad_fn(flat.at[i].set(value).reshape(x.shape)))[i]
 
-    parts = jnp.stack([jax.vmap(partial_at, in_axes=(0, None))(idx, v)
-                       for v in (lo, hi, 0.5 * (lo + hi))])
+    parts = jnp.stack(
+        [jax.vmap(partial_at, in_axes=(0, None))(idx, v) for v in (lo, hi, 0.5 * (lo + hi))]
+    )
     return {
         "parts": parts,
         "exact": exact_logits(energy_fn, pos, site, levels, idx),
@@ -264,8 +265,9 @@ def is_affine(
     return True
 
 
-def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0,
-                       num_units: int = 16) -> dict[str, bool]:
+def check_model_affine(
+    model: Any, *, num_states: int = 2, seed: int = 0, num_units: int = 16
+) -> dict[str, bool]:
     """For each binary state site of an :class:`~ebm_ppl.EnergyModel`, whether it is affine.
 
     Checked as in :func:`is_affine` at ``num_states`` random states, under the model's initial
@@ -313,13 +315,18 @@ def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0,
                 perturbed[name] = t(u + 0.5 * noise)
             except Exception:  # noqa: BLE001  (network parameters: perturb every float leaf)
                 perturbed[name] = jax.tree.map(
-                    lambda a, k=k_i: a + 0.5 * jax.random.normal(k, jnp.shape(a)).astype(a.dtype)
-                    if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a,
+                    lambda a, k=k_i: (
+                        a + 0.5 * jax.random.normal(k, jnp.shape(a)).astype(a.dtype)
+                        if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                        else a
+                    ),
                     value,
                 )
         states = model.init_values(k_state, num_states)
-        idx = {n: jnp.asarray(_units(int(np.prod(model.sites[n].shape, dtype=int)), num_units,
-                                     seed)) for n in levels}
+        idx = {
+            n: jnp.asarray(_units(int(np.prod(model.sites[n].shape, dtype=int)), num_units, seed))
+            for n in levels
+        }
 
         def all_stats(p, pos):
             fn = lambda q: model.energy(p, q)  # noqa: E731
@@ -327,8 +334,11 @@ def check_model_affine(model: Any, *, num_states: int = 2, seed: int = 0,
 
         try:
             stats_fn = jax.jit(all_stats)
-            results = [stats_fn(p, jax.tree.map(lambda a, j=j: a[j], states))
-                       for p in (params, perturbed) for j in range(num_states)]
+            results = [
+                stats_fn(p, jax.tree.map(lambda a, j=j: a[j], states))
+                for p in (params, perturbed)
+                for j in range(num_states)
+            ]
         except Exception:  # noqa: BLE001  (any failure selects exact differences)
             return {n: False for n in levels}
     return {n: all(_affine_ok(r[n]) for r in results) for n in levels}

@@ -59,19 +59,22 @@ def energy(name: str, value) -> None:
         if jnp.issubdtype(arr.dtype, jnp.integer) or arr.dtype == bool:
             value = jnp.asarray(value, dtype=jnp.result_type(float))
         else:
-            raise ValueError(f"value of energy {name!r} must be a real array, got dtype {arr.dtype}")
+            raise ValueError(
+                f"value of energy {name!r} must be a real array, got dtype {arr.dtype}"
+            )
     shape = tuple(jnp.shape(value))
     expected, enumerating = _plate_batch_shape()
     padded = (1,) * (len(expected) - len(shape)) + shape if len(shape) <= len(expected) else shape
     ok = padded == expected
     if not ok and enumerating and len(shape) > len(expected):
         # Parallel enumeration adds dimensions to the left of every plate.
-        ok = shape[len(shape) - len(expected):] == expected if expected else True
+        ok = shape[len(shape) - len(expected) :] == expected if expected else True
     if not ok:
-        where = f"the enclosing plates' batch shape {expected}" if expected else "a scalar (no plates)"
+        where = (
+            f"the enclosing plates' batch shape {expected}" if expected else "a scalar (no plates)"
+        )
         raise ValueError(
             f"value of energy {name!r} must have shape {where}, got shape {shape}; "
             "reduce over event dimensions (e.g. jnp.sum(..., axis=-1)) or declare a plate"
         )
     numpyro.factor(name, -value)
-

@@ -120,7 +120,11 @@ class EnergyModel:
                 value = site["value"]
                 support = site["kwargs"].get("constraint", constraints.real)
                 # network parameters (numpyro.contrib.module) are pytrees, not arrays
-                shape = tuple(jnp.shape(value)) if hasattr(value, "shape") or jnp.isscalar(value) else ()
+                shape = (
+                    tuple(jnp.shape(value))
+                    if hasattr(value, "shape") or jnp.isscalar(value)
+                    else ()
+                )
                 sites[name] = SiteInfo(name, "param", shape, support, False, None)
             elif site["type"] == "sample":
                 if _is_factor(site):
@@ -131,7 +135,12 @@ class EnergyModel:
                 kind = "data" if site["is_observed"] else "state"
                 support = fn.support
                 sites[name] = SiteInfo(
-                    name, kind, tuple(jnp.shape(site["value"])), support, bool(support.is_discrete), fn
+                    name,
+                    kind,
+                    tuple(jnp.shape(site["value"])),
+                    support,
+                    bool(support.is_discrete),
+                    fn,
                 )
         self._sites = sites
         if not self.state_sites:
@@ -213,7 +222,9 @@ class EnergyModel:
             raise TypeError(f"values must be a dict site -> array, got {type(values).__name__}")
         missing = [n for n in self.state_sites if n not in values]
         if missing:
-            raise ValueError(f"values is missing state site(s) {missing}; expected {list(self.state_sites)}")
+            raise ValueError(
+                f"values is missing state site(s) {missing}; expected {list(self.state_sites)}"
+            )
         params = dict(params or {})
         missing_p = [n for n in self.param_sites if n not in params]
         if missing_p:
@@ -237,7 +248,9 @@ class EnergyModel:
         log_joint, _ = log_density(self.model, self.args, self.kwargs, data)
         return -log_joint
 
-    def batch_energy(self, params: Mapping[str, Any] | None, values: Mapping[str, Any]) -> jax.Array:
+    def batch_energy(
+        self, params: Mapping[str, Any] | None, values: Mapping[str, Any]
+    ) -> jax.Array:
         """``energy`` vmapped over a leading batch axis of every entry of ``values``.
 
         Args:
@@ -262,8 +275,9 @@ class EnergyModel:
         grad = jax.grad(lambda c: self.energy(params, {**rest, **c}))(cont)
         return jax.tree.map(jnp.negative, grad)
 
-    def conditional_logits(self, params: Mapping[str, Any] | None, values: Mapping[str, Any],
-                           site: str) -> jax.Array:
+    def conditional_logits(
+        self, params: Mapping[str, Any] | None, values: Mapping[str, Any], site: str
+    ) -> jax.Array:
         """Logits of ``P(x_i = hi | rest)`` for every unit of the binary state site ``site``.
 
         ``-∂E/∂x_i`` for ``Bits`` and ``-2 ∂E/∂s_i`` for ``Spins`` (one gradient for all units)
@@ -289,8 +303,9 @@ class EnergyModel:
             raise ValueError(f"site must be a binary state site {sorted(affine)}, got {site!r}")
         levels = binary_levels(self._sites[site].support)
         data = {**{n: jnp.asarray(v) for n, v in values.items()}}
-        return conditional_logits(lambda pos: self.energy(params, pos), data, site, levels,
-                                  affine=affine[site])
+        return conditional_logits(
+            lambda pos: self.energy(params, pos), data, site, levels, affine=affine[site]
+        )
 
     @property
     def affine_sites(self) -> dict[str, bool]:
@@ -321,7 +336,8 @@ class EnergyModel:
     def unconstrain(self, values: Mapping[str, Any]) -> Values:
         """Inverse of :meth:`constrain`."""
         return {
-            n: (self._transforms[n].inv(v) if n in self._transforms else v) for n, v in values.items()
+            n: (self._transforms[n].inv(v) if n in self._transforms else v)
+            for n, v in values.items()
         }
 
     def potential_fn(self, params: Mapping[str, Any] | None) -> Callable[[Values], jax.Array]:
@@ -376,7 +392,9 @@ class EnergyModel:
             else:
                 t = biject_to(info.support)
                 ushape = t.inverse_shape(info.shape)
-                out[name] = t(jax.random.uniform(key, (num_chains, *ushape), minval=-2.0, maxval=2.0))
+                out[name] = t(
+                    jax.random.uniform(key, (num_chains, *ushape), minval=-2.0, maxval=2.0)
+                )
         return out
 
     def __repr__(self) -> str:

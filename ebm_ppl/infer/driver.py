@@ -21,11 +21,12 @@ from numpyro import handlers
 from numpyro.infer.mcmc import MCMCKernel
 
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.infer import chains as _chains
+from ebm_ppl.infer.chains import CHAIN_METHODS
 from ebm_ppl.infer.registry import get_kernel_factory
 
 __all__ = ["sample", "CHAIN_METHODS"]
 
-CHAIN_METHODS = ("auto", "vectorized", "sequential", "parallel", "sharded")
 _PARAMS_KWARG = "_ebm_params"
 _CHUNK = 100
 
@@ -54,7 +55,9 @@ def _fingerprint(tree: Any) -> tuple[Any, ...]:
             try:
                 hash(leaf)
             except TypeError:
-                raise TypeError(f"model arguments must be arrays or hashable values, got {leaf!r}") from None
+                raise TypeError(
+                    f"model arguments must be arrays or hashable values, got {leaf!r}"
+                ) from None
             out.append((type(leaf).__name__, leaf))
     return tuple(out)
 
@@ -99,41 +102,20 @@ _CACHE: OrderedDict[Any, _Runner] = OrderedDict()
 _CACHE_SIZE = 32  # compiled configurations kept (least recently used dropped)
 
 
-def _map_chains(fn: Callable[..., Any], chain_method: str, devices: tuple[Any, ...], in_axes: tuple):
-    """Lift a per-chain function to all chains (leading axis) according to ``chain_method``."""
-    if chain_method == "vectorized":
-        return jax.jit(jax.vmap(fn, in_axes=in_axes))
-    if chain_method == "sequential":
-
-        def seq(*args):
-            mapped = [a for a, ax in zip(args, in_axes, strict=True) if ax == 0]
-            shared = [a for a, ax in zip(args, in_axes, strict=True) if ax is None]
-
-            def one(xs):
-                it_m, it_s = iter(xs), iter(shared)
-                return fn(*[next(it_m) if ax == 0 else next(it_s) for ax in in_axes])
-
-            return jax.lax.map(one, mapped)
-
-        return jax.jit(seq)
-    # "parallel" and "sharded": chains split over devices, vectorized within each device.
-    from jax.sharding import AxisType, Mesh, PartitionSpec
-
-    mesh = Mesh(np.array(devices), ("chain",), axis_types=(AxisType.Auto,))
-    specs = tuple(PartitionSpec("chain") if ax == 0 else PartitionSpec() for ax in in_axes)
-    return jax.jit(
-        jax.shard_map(
-            jax.vmap(fn, in_axes=in_axes),
-            mesh=mesh,
-            in_specs=specs,
-            out_specs=PartitionSpec("chain"),
-            check_vma=False,
-        )
-    )
+# Chain placement (vmap / lax.map / jit(shard_map(vmap)) over devices, processes) lives in
+# ebm_ppl.infer.chains, shared with PCD chains and AIS.
+_map_chains = _chains.map_chains
 
 
-def _build_runner(kernel: Any, num_warmup: int, chain_method: str, devices: tuple[Any, ...],
-                  model_args: tuple[Any, ...], model_kwargs: dict[str, Any], has_init: bool) -> _Runner:
+def _build_runner(
+    kernel: Any,
+    num_warmup: int,
+    chain_method: str,
+    devices: tuple[Any, ...],
+    model_args: tuple[Any, ...],
+    model_kwargs: dict[str, Any],
+    has_init: bool,
+) -> _Runner:
     # Model arguments and parameters are compile-time constants of the chunk functions:
     # NumPyro's HMC stores closures built at ``init`` (the step-size search inside its warmup
     # adapter) that would otherwise capture tracers of the init computation.
@@ -162,7 +144,9 @@ def _build_runner(kernel: Any, num_warmup: int, chain_method: str, devices: tupl
         field = kernel.sample_field
 
         def body(s, _):
-            s = jax.lax.fori_loop(0, thinning, lambda _, x: kernel.sample(x, model_args, model_kwargs), s)
+            s = jax.lax.fori_loop(
+                0, thinning, lambda _, x: kernel.sample(x, model_args, model_kwargs), s
+            )
             values = post(getattr(s, field))
             return s, (values, stats_fn(s))
 
@@ -180,28 +164,6 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _resolve_devices(chain_method: str, num_chains: int) -> tuple[str, tuple[Any, ...]]:
-    devices = tuple(jax.local_devices())
-    if chain_method == "auto":
-        chain_method = "sharded" if len(devices) > 1 and num_chains % len(devices) == 0 else "vectorized"
-    if chain_method == "parallel":
-        if num_chains > len(devices):
-            raise ValueError(
-                f"chain_method='parallel' runs one chain per device: num_chains={num_chains} > "
-                f"{len(devices)} local devices; use 'sharded' or 'vectorized'"
-            )
-        devices = devices[:num_chains]
-    if chain_method == "sharded":
-        if num_chains % len(devices):
-            raise ValueError(
-                f"chain_method='sharded' needs num_chains divisible by the number of devices "
-                f"({len(devices)}), got num_chains={num_chains}"
-            )
-    if chain_method in ("vectorized", "sequential"):
-        devices = devices[:1]
-    return chain_method, devices
-
-
 def sample(
     model: Callable[..., Any] | EnergyModel,
     *,
@@ -212,6 +174,7 @@ def sample(
     num_samples: int = 1000,
     thinning: int = 1,
     chain_method: str = "auto",
+    devices: int | Any | None = None,
     init_params: Mapping[str, Any] | None = None,
     init_strategy: Callable[..., Any] | None = None,
     init_state: Any = None,
@@ -243,7 +206,12 @@ def sample(
         chain_method: ``"auto"`` (``"sharded"`` with several devices, else ``"vectorized"``),
             ``"vectorized"`` (vmap), ``"sequential"`` (one chain after another),
             ``"parallel"`` (one chain per device) or ``"sharded"`` (many vectorized chains per
-            device).
+            device; a chain count the device count does not divide is padded, see
+            :func:`ebm_ppl.infer.chains.map_chains`). Under ``jax.distributed.initialize``
+            every process runs its block of the chains on its own devices and all processes
+            receive all chains (:func:`ebm_ppl.infer.chains.gather_chains`).
+        devices: devices for the chains: ``None`` (all local devices), an int ``n`` (the
+            first ``n``) or a sequence of local ``jax.Device``.
         init_params: dict state site -> array ``(num_chains, *site_shape)`` of constrained
             initial values.
         init_strategy: a NumPyro init strategy (e.g. ``numpyro.infer.init_to_median``) used to
@@ -281,6 +249,7 @@ def sample(
     thinning = _check_int("thinning", thinning, 1)
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    _chains.resolve_devices(devices)  # argument errors before anything else
     if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
         raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
     model_kwargs = dict(model_kwargs or {})
@@ -294,7 +263,9 @@ def sample(
         model_fn = model
         em = EnergyModel(model_fn, *model_args, **model_kwargs)
     else:
-        raise TypeError(f"model must be a NumPyro model or an EnergyModel, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a NumPyro model or an EnergyModel, got {type(model).__name__}"
+        )
     if _PARAMS_KWARG in model_kwargs:
         raise ValueError(f"model_kwargs must not contain the reserved key {_PARAMS_KWARG!r}")
 
@@ -320,19 +291,26 @@ def sample(
         params = {k: jnp.asarray(v) for k, v in params.items()}
     else:
         if params is not None:
-            raise ValueError("params must be None when kernel is an MCMCKernel: give it to the kernel")
+            raise ValueError(
+                "params must be None when kernel is an MCMCKernel: give it to the kernel"
+            )
         kernel_name = type(kernel).__name__
-    chain_method, devices = _resolve_devices(chain_method, num_chains)
+    placement = _chains.place_chains(num_chains, chain_method, devices)
+    chain_method, devices = placement.chain_method, placement.devices
 
     z_init = None
     if init_params is not None:
         if init_state is not None:
             raise ValueError("give init_params or init_state, not both")
         if not isinstance(init_params, Mapping):
-            raise TypeError(f"init_params must be a dict site -> array, got {type(init_params).__name__}")
+            raise TypeError(
+                f"init_params must be a dict site -> array, got {type(init_params).__name__}"
+            )
         unknown = [n for n in init_params if n not in em.state_sites]
         if unknown:
-            raise ValueError(f"init_params has unknown site(s) {unknown}; state sites: {list(em.state_sites)}")
+            raise ValueError(
+                f"init_params has unknown site(s) {unknown}; state sites: {list(em.state_sites)}"
+            )
         z_init = {}
         for name in em.state_sites:
             if name not in init_params:
@@ -340,12 +318,22 @@ def sample(
             value = jnp.asarray(init_params[name])
             want = (num_chains, *em.sites[name].shape)
             if value.shape != want:
-                raise ValueError(f"init_params[{name!r}] must have shape {want} (num_chains first), got {value.shape}")
+                raise ValueError(
+                    f"init_params[{name!r}] must have shape {want} (num_chains first), got {value.shape}"
+                )
             z_init[name] = value
         z_init = em.unconstrain(z_init)
     elif init_strategy is not None and init_state is None:
-        z_init = _strategy_init(model_fn, params if not user_kernel else {}, init_strategy,
-                                rng_key, num_chains, model_args, model_kwargs, em)
+        z_init = _strategy_init(
+            model_fn,
+            params if not user_kernel else {},
+            init_strategy,
+            rng_key,
+            num_chains,
+            model_args,
+            model_kwargs,
+            em,
+        )
 
     # ---------------------------------------------------------------- compile (cached) and run
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
@@ -359,12 +347,21 @@ def sample(
         call_kwargs[_PARAMS_KWARG] = params
     dynamic: list[Any] = []
     has_init = z_init is not None
-    cache_key = (model_fn, kernel_obj_key, num_warmup, chain_method, tuple(str(d) for d in devices),
-                 _fingerprint((model_args, call_kwargs)), has_init)
+    cache_key = (
+        model_fn,
+        kernel_obj_key,
+        num_warmup,
+        chain_method,
+        tuple(str(d) for d in devices),
+        _fingerprint((model_args, call_kwargs)),
+        has_init,
+    )
 
     def make():
         k = kernel if user_kernel else factory(run_model, {})
-        return _build_runner(k, num_warmup, chain_method, devices, model_args, call_kwargs, has_init)
+        return _build_runner(
+            k, num_warmup, chain_method, devices, model_args, call_kwargs, has_init
+        )
 
     runner = _CACHE.get(cache_key)
     if runner is None or (user_kernel and runner.kernel is not kernel):
@@ -374,7 +371,9 @@ def sample(
     _CACHE.move_to_end(cache_key)
 
     t0 = time.perf_counter()
-    keys = jax.random.split(rng_key, num_chains)
+    # Global per-chain keys, then this process's block (all of them in a single process).
+    keys = _chains.local_chains(jax.random.split(rng_key, num_chains), placement)
+    z_init = _chains.local_chains(z_init, placement)
     if init_state is None:
         state = runner.init(keys, z_init, dynamic)
     else:
@@ -417,7 +416,10 @@ def sample(
         fn = runner.draw.get((n, thinning))
         if fn is None:
             fn = runner.draw[(n, thinning)] = _map_chains(
-                lambda s, d, n=n: runner.draws_one(s, d, n, thinning), chain_method, devices, (0, None)
+                lambda s, d, n=n: runner.draws_one(s, d, n, thinning),
+                chain_method,
+                devices,
+                (0, None),
             )
             tc = time.perf_counter()
             state, (values, stats) = jax.block_until_ready(fn(state, dynamic))
@@ -434,13 +436,15 @@ def sample(
 
     posterior = {k: np.concatenate([c[k] for c in chunks_v], axis=1) for k in chunks_v[0]}
     stats_np = {k: np.concatenate([c[k] for c in chunks_s], axis=1) for k in chunks_s[0]}
-    per_device = num_chains // len(devices)
-    chain_devices = [str(devices[min(c // max(per_device, 1), len(devices) - 1)]) for c in range(num_chains)]
+    posterior, stats_np = _chains.gather_chains((posterior, stats_np), placement)
+    chain_devices = _chains.chain_device_labels(placement)
     from ebm_ppl.diagnostics import to_inference_data
 
     attrs = {
         "kernel": kernel_name,
         "chain_method": chain_method,
+        "num_devices": len(devices) * placement.process_count,
+        "num_processes": placement.process_count,
         "num_warmup": num_warmup,
         "thinning": thinning,
         "init_time": t_init,
@@ -453,14 +457,17 @@ def sample(
     return (idata, state) if return_state else idata
 
 
-def _strategy_init(model_fn, params, init_strategy, rng_key, num_chains, model_args, model_kwargs, em):
+def _strategy_init(
+    model_fn, params, init_strategy, rng_key, num_chains, model_args, model_kwargs, em
+):
     from numpyro.infer.util import initialize_model
 
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     keys = jax.random.split(jax.random.fold_in(rng_key, 1), num_chains)
     model = handlers.substitute(model_fn, data=dict(params)) if params else model_fn
-    info = initialize_model(keys, model, init_strategy=init_strategy, model_args=model_args,
-                            model_kwargs=model_kwargs)
+    info = initialize_model(
+        keys, model, init_strategy=init_strategy, model_args=model_args, model_kwargs=model_kwargs
+    )
     z = info.param_info.z
     return {k: z[k] for k in em.state_sites if k in z}
 
@@ -480,4 +487,3 @@ class _Bar:
 
 def _progress(progress: bool, total: int, desc: str) -> _Bar | None:
     return _Bar(total, desc) if progress else None
-

@@ -14,7 +14,11 @@ _FACTORIES: dict[str, KernelFactory] = {}
 
 # Modules that register kernels when imported; imported lazily on the first lookup so that
 # ``import ebm_ppl`` stays cheap.
-_KERNEL_MODULES: tuple[str, ...] = ("ebm_ppl.infer.hmc", "ebm_ppl.infer.langevin")
+_KERNEL_MODULES: tuple[str, ...] = (
+    "ebm_ppl.infer.hmc",
+    "ebm_ppl.infer.langevin",
+    "ebm_ppl.infer.discrete",
+)
 
 
 def register_kernel(name: str, factory: KernelFactory) -> None:
@@ -64,5 +68,7 @@ def get_kernel_factory(name: str) -> KernelFactory:
     _load()
     key = name.lower() if isinstance(name, str) else name
     if key not in _FACTORIES:
-        raise ValueError(f"kernel must be one of {sorted(_FACTORIES)} or an MCMCKernel, got {name!r}")
+        raise ValueError(
+            f"kernel must be one of {sorted(_FACTORIES)} or an MCMCKernel, got {name!r}"
+        )
     return _FACTORIES[key]

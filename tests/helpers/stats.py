@@ -64,7 +64,9 @@ def assert_within_mcse(
         label = name if flat.shape[-1] == 1 else f"{name}[{np.unravel_index(k, truth.shape)}]"
         d = flat[..., k]
         rhat, ess_bulk, ess_mean = mixing(d)
-        assert np.isfinite(rhat) and rhat < rhat_max, f"{label}: split R-hat {rhat:.4f} >= {rhat_max}"
+        assert np.isfinite(rhat) and rhat < rhat_max, (
+            f"{label}: split R-hat {rhat:.4f} >= {rhat_max}"
+        )
         assert ess_bulk >= ess_min, f"{label}: bulk ESS {ess_bulk:.0f} < {ess_min:.0f}"
         mean, sd = d.mean(), d.std(ddof=1)
         mcse = sd / np.sqrt(ess_mean)
