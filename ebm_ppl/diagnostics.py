@@ -1,23 +1,53 @@
 """Chain-mixing diagnostics on ArviZ (the only module of ebm_ppl that imports arviz).
 
+* :func:`to_inference_data`: ``arviz.InferenceData`` from arrays ``(chain, draw, ...)`` (what
+  :func:`ebm_ppl.sample` records), from a NumPyro ``MCMC`` object, or from a fit's persistent
+  training chains;
+* :func:`summary`: rank-normalized split R-hat, folded R-hat, bulk/tail ESS, MCSE and flags;
+* :func:`mixing_report`: R-hat and ESS overall and between groups of chains (by default the
+  device each chain ran on), naming a group whose chains disagree with the rest, the
+  potential-energy trace, BFMI where the Hamiltonian ``energy`` is recorded, and ESS per second
+  and per gradient where timings are recorded;
+* plots: :func:`plot_trace`, :func:`plot_rank`, :func:`plot_energy`, :func:`plot_samples`.
+
 ArviZ 0.23 (the last release for Python 3.11) returns ``InferenceData``; ArviZ 1.x returns a
 ``DataTree``. Everything version-specific stays in this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RHAT_MAX", "ESS_MIN", "ess", "rhat", "summary", "to_inference_data"]
+__all__ = [
+    "ESS_MIN",
+    "RHAT_MAX",
+    "MixingReport",
+    "ess",
+    "load",
+    "mixing_report",
+    "nested_rhat",
+    "plot_energy",
+    "plot_rank",
+    "plot_samples",
+    "plot_trace",
+    "rhat",
+    "summary",
+    "to_inference_data",
+]
 
 RHAT_MAX = 1.01
 """Rank-normalized split R-hat threshold (Vehtari et al. 2021)."""
 ESS_MIN = 400.0
 """Minimum bulk and tail ESS in total over chains (Vehtari et al. 2021)."""
+
+# Gradient evaluations per transition of kernels that do not record them (for ESS per gradient).
+_GRADS_PER_STEP = {"mala": 1, "ula": 1, "sgld": 1}
 
 
 def _az() -> Any:
@@ -29,21 +59,104 @@ def _az() -> Any:
     return arviz
 
 
+def _from_dict(posterior: Mapping[str, Any], sample_stats: Mapping[str, Any] | None) -> Any:
+    az = _az()
+    post = {k: np.asarray(v) for k, v in posterior.items()}
+    stats = {k: np.asarray(v) for k, v in (sample_stats or {}).items()}
+    for name, arr in post.items():
+        if arr.ndim < 2:
+            raise ValueError(f"posterior[{name!r}] must have shape (chain, draw, ...), got {arr.shape}")
+    with warnings.catch_warnings():
+        # the layout is known to be (chain, draw, ...); ArviZ's "more chains than draws" guess is moot
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        return az.from_dict(posterior=post, sample_stats=stats or None)
+
+
+def _from_mcmc(mcmc: Any) -> Any:
+    """ArviZ's ``from_numpyro`` without the groups that ``factor`` sites create.
+
+    NumPyro records ``numpyro.factor`` (hence every ``ebm.energy``) as an observed ``Unit`` site
+    whose value has a trailing axis of length 0; ArviZ turns it into ``observed_data`` and
+    ``log_likelihood`` entries that mean nothing for an EBM. Real observations are kept.
+    """
+    az = _az()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning, UserWarning))
+        idata = az.from_numpyro(mcmc, log_likelihood=False)
+    groups = idata.groups()
+    factor_names: list[str] = []
+    if "observed_data" in groups:
+        obs = idata.observed_data
+        factor_names = [k for k, v in obs.data_vars.items() if v.size == 0]
+        obs = obs.drop_vars(factor_names)
+        if obs.data_vars:
+            idata.observed_data = obs
+        else:
+            del idata.observed_data
+    if "log_likelihood" in groups:
+        ll = idata.log_likelihood.drop_vars([k for k in factor_names if k in idata.log_likelihood])
+        if ll.data_vars:
+            idata.log_likelihood = ll
+        else:
+            del idata.log_likelihood
+    if "sample_stats" in idata.groups() and "lp" in idata.sample_stats:
+        # our convention: potential_energy = E = -log density (ArviZ stores lp = -potential).
+        ss = idata.sample_stats
+        idata.sample_stats = ss.assign(potential_energy=-ss["lp"])
+    return idata
+
+
+def _from_training_chains(obj_state: Any) -> Any:
+    """Posterior-like view of a persistent-chain objective state: the chains' energy trace."""
+    trace = np.asarray(obj_state.energy_trace)  # (window, num_chains) ring buffer
+    count = int(np.asarray(obj_state.count))
+    window = trace.shape[0]
+    if window == 0 or count == 0:
+        raise ValueError("the training chains recorded no energy trace (diagnostics_window=0 or no update)")
+    if count < window:
+        ordered = trace[:count]
+    else:
+        start = count % window
+        ordered = np.concatenate([trace[start:], trace[:start]], axis=0)
+    energies = ordered.T  # (chain, draw): draw = training update
+    idata = _from_dict({"potential_energy": energies}, {"potential_energy": energies})
+    idata.posterior.attrs.update({"source": "training chains", "last_update": count})
+    return idata
+
+
 def to_inference_data(
-    posterior: Mapping[str, Any],
+    posterior: Any,
     sample_stats: Mapping[str, Any] | None = None,
     *,
     attrs: Mapping[str, Any] | None = None,
     chain_devices: Sequence[str] | None = None,
 ) -> Any:
-    """Build an ``arviz.InferenceData`` from arrays of shape ``(chain, draw, ...)``.
+    """Build an ``arviz.InferenceData`` from draws, a NumPyro ``MCMC``, or a fit's chains.
 
     Args:
-        posterior: dict site -> array ``(chain, draw, *site_shape)``.
-        sample_stats: dict stat -> array ``(chain, draw)``, in ArviZ's names
-            (``potential_energy``, ``acceptance_rate``, ``diverging``, ``step_size``, ``energy``).
+        posterior: one of
+
+            * dict site -> array ``(chain, draw, *site_shape)`` (what our drivers collect);
+            * a ``numpyro.infer.MCMC`` after ``run``: ArviZ's ``from_numpyro`` without the
+              ``observed_data``/``log_likelihood`` entries made by ``factor`` sites, and with
+              ``sample_stats.potential_energy`` (= ``-lp``);
+            * a :class:`~ebm_ppl.FitResult` (or its ``obj_state``) of a persistent-chain
+              objective: the variable ``potential_energy`` with shape ``(chain, update)``, the
+              energies of the training chains over the last ``diagnostics_window`` updates;
+            * an ``InferenceData`` (returned as is, with ``attrs``/``chain_devices`` added).
+        sample_stats: dict stat -> array ``(chain, draw)`` in ArviZ's names
+            (``potential_energy``, ``acceptance_rate``, ``diverging``, ``step_size``,
+            ``energy``), for the dict form.
         attrs: attributes stored on the posterior group (timings, kernel name, ...).
         chain_devices: device of each chain, stored as the ``device`` coordinate along ``chain``.
+
+    Returns:
+        ``arviz.InferenceData``.
+
+    Raises:
+        TypeError: for an unsupported ``posterior``.
+        ValueError: for arrays without ``(chain, draw)`` axes or a ``chain_devices`` of the
+            wrong length.
 
     Examples:
         >>> import numpy as np
@@ -52,28 +165,78 @@ def to_inference_data(
         (2, 5, 3)
     """
     az = _az()
-    post = {k: np.asarray(v) for k, v in posterior.items()}
-    stats = {k: np.asarray(v) for k, v in (sample_stats or {}).items()}
-    with warnings.catch_warnings():
-        # the layout is known to be (chain, draw, ...); ArviZ's "more chains than draws" guess is moot
-        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
-        idata = az.from_dict(posterior=post, sample_stats=stats or None)
+    if isinstance(posterior, az.InferenceData):
+        idata = posterior
+    elif isinstance(posterior, Mapping):
+        idata = _from_dict(posterior, sample_stats)
+    elif hasattr(posterior, "get_extra_fields") and hasattr(posterior, "sampler"):
+        idata = _from_mcmc(posterior)
+    elif hasattr(posterior, "energy_trace") and hasattr(posterior, "count"):
+        idata = _from_training_chains(posterior)
+    elif hasattr(getattr(posterior, "obj_state", None), "energy_trace"):
+        idata = _from_training_chains(posterior.obj_state)
+    else:
+        raise TypeError(
+            "posterior must be a dict of (chain, draw, ...) arrays, a numpyro MCMC, a FitResult "
+            f"with persistent chains, or an InferenceData; got {type(posterior).__name__}"
+        )
     if attrs:
         idata.posterior.attrs.update(dict(attrs))
     if chain_devices is not None:
         devices = np.asarray([str(d) for d in chain_devices])
+        num_chains = idata.posterior.sizes["chain"]
+        if devices.shape != (num_chains,):
+            raise ValueError(f"chain_devices has {devices.size} entries for {num_chains} chains")
         for group in ("posterior", "sample_stats"):
-            if hasattr(idata, group):
+            if group in idata.groups():
                 ds = getattr(idata, group)
                 setattr(idata, group, ds.assign_coords(device=("chain", devices)))
     return idata
 
 
+def load(path: Any) -> Any:
+    """Read an ``InferenceData`` written by ``idata.to_netcdf(path)``, checking its posterior.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file has no ``posterior`` group.
+
+    Examples:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "idata.nc")
+        >>> _ = to_inference_data({"x": np.zeros((2, 4))}).to_netcdf(path)
+        >>> load(path).posterior["x"].shape
+        (2, 4)
+    """
+    import os
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"path {str(path)!r} does not exist")
+    az = _az()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
+        idata = az.from_netcdf(path)
+    if "posterior" not in idata.groups():
+        raise ValueError(f"path {str(path)!r} has no posterior group (groups: {idata.groups()})")
+    return idata
+
+
 def _as_chain_draw(draws: Any) -> np.ndarray:
-    arr = np.asarray(draws, dtype=np.float64)
+    try:
+        arr = np.asarray(draws, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"draws must be a numeric array (chain, draw, ...), got {type(draws).__name__}") from None
     if arr.ndim < 2:
         raise ValueError(f"draws must have shape (chain, draw, ...), got {arr.shape}")
+    if arr.shape[1] < 4:
+        raise ValueError(f"draws needs at least 4 draws per chain (split R-hat halves them), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("draws contains NaN or inf")
     return arr
+
+
+_RHAT_METHODS = ("rank", "split", "folded", "z_scale", "identity")
+_ESS_METHODS = ("bulk", "tail", "mean", "sd", "median", "mad", "identity")
 
 
 def rhat(draws: Any, method: str = "rank") -> np.ndarray:
@@ -84,6 +247,8 @@ def rhat(draws: Any, method: str = "rank") -> np.ndarray:
         >>> float(rhat(np.random.default_rng(0).normal(size=(4, 500)))) < 1.01
         True
     """
+    if method not in _RHAT_METHODS:
+        raise ValueError(f"method must be one of {_RHAT_METHODS}, got {method!r}")
     az = _az()
     arr = _as_chain_draw(draws)
     flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
@@ -99,6 +264,8 @@ def ess(draws: Any, method: str = "bulk") -> np.ndarray:
         >>> float(ess(np.random.default_rng(0).normal(size=(4, 500)))) > 1000
         True
     """
+    if method not in _ESS_METHODS:
+        raise ValueError(f"method must be one of {_ESS_METHODS}, got {method!r}")
     az = _az()
     arr = _as_chain_draw(draws)
     flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
@@ -133,7 +300,7 @@ def summary(idata: Any, var_names: Sequence[str] | None = None, *, hdi_prob: flo
     """
     az = _az()
     if not hasattr(idata, "posterior"):
-        raise ValueError("idata has no posterior group")
+        raise ValueError(f"idata has no posterior group (got {type(idata).__name__})")
     names = list(var_names) if var_names is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
@@ -155,3 +322,556 @@ def summary(idata: Any, var_names: Sequence[str] | None = None, *, hdi_prob: flo
         & (table["ess_tail"] >= ESS_MIN)
     )
     return table
+
+
+# ------------------------------------------------------------------------- groups of chains
+def _z_scale(arr: np.ndarray) -> np.ndarray:
+    """Rank-normalize ``(chain, draw, K)`` over chains and draws, per component (Vehtari 2021)."""
+    from scipy import stats
+
+    c, d, k = arr.shape
+    flat = arr.reshape(c * d, k)
+    ranks = stats.rankdata(flat, method="average", axis=0)
+    z = stats.norm.ppf((ranks - 0.375) / (c * d + 0.25))
+    return z.reshape(c, d, k)
+
+
+def nested_rhat(draws: Any, groups: Sequence[Any]) -> np.ndarray:
+    """Nested R-hat between groups of chains (Margossian et al. 2024), per component.
+
+    With groups (superchains) ``k`` of ``M_k`` chains, ``B`` is the variance of the group means
+    and ``W`` the mean over groups of (between-chain variance within the group + mean
+    within-chain variance); ``nR = sqrt(1 + B / W)``. Chains are rank-normalized first, so the
+    statistic is invariant to monotone transforms. Near 1 when the groups sample the same
+    distribution.
+
+    Args:
+        draws: array ``(chain, draw, *shape)``.
+        groups: group label of every chain (length ``chain``), at least two distinct labels.
+
+    Returns:
+        Array ``shape``.
+
+    Raises:
+        ValueError: for fewer than two groups or labels of the wrong length.
+
+    References:
+        Margossian, Hoffman, Sountsov, Riou-Durand, Vehtari, Gelman (2024), "Nested R-hat:
+        assessing the convergence of Markov chain Monte Carlo when running many short chains",
+        Bayesian Analysis.
+
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(8, 200))
+        >>> float(nested_rhat(x, [0, 0, 0, 0, 1, 1, 1, 1])) < 1.01
+        True
+    """
+    arr = _as_chain_draw(draws)
+    labels = np.asarray([str(g) for g in groups])
+    if labels.shape != (arr.shape[0],):
+        raise ValueError(f"groups has {labels.size} labels for {arr.shape[0]} chains")
+    uniq = list(dict.fromkeys(labels.tolist()))
+    if len(uniq) < 2:
+        raise ValueError(f"groups needs at least two distinct labels, got {uniq}")
+    flat = _z_scale(arr.reshape(arr.shape[0], arr.shape[1], -1))
+    chain_mean = flat.mean(axis=1)  # (chain, K)
+    chain_var = flat.var(axis=1, ddof=1)
+    g_means, w = [], []
+    for g in uniq:
+        sel = labels == g
+        g_means.append(chain_mean[sel].mean(axis=0))
+        between = chain_mean[sel].var(axis=0, ddof=1) if sel.sum() > 1 else 0.0
+        w.append(between + chain_var[sel].mean(axis=0))
+    b = np.var(np.stack(g_means), axis=0, ddof=1)
+    out = np.sqrt(1.0 + b / np.mean(np.stack(w), axis=0))
+    return out.reshape(arr.shape[2:])
+
+
+def _group_scores(arr: np.ndarray, labels: np.ndarray, uniq: list[str]) -> np.ndarray:
+    """Two-sample z score of each group's mean chain mean against the other chains'.
+
+    Chains are independent, so under "every group samples the same distribution" the chain means
+    (of the rank-normalized draws) are exchangeable; the standard error comes from the spread of
+    chain means *within* groups (a deviating group must not inflate its own yardstick).
+    Returns ``(num_groups, K)``.
+    """
+    c = arr.shape[0]
+    flat = _z_scale(arr.reshape(c, arr.shape[1], -1))
+    m = flat.mean(axis=1)  # (chain, K)
+    sizes = np.array([(labels == g).sum() for g in uniq])
+    dof = c - len(uniq)
+    if dof >= 2:
+        ss = sum(((m[labels == g] - m[labels == g].mean(axis=0)) ** 2).sum(axis=0) for g in uniq)
+        var_chain = ss / dof
+    else:
+        # one chain per group: the variance of a chain mean from each chain's own ESS
+        az = _az()
+        ess_c = np.array([[az.ess(flat[i : i + 1, :, k], method="mean") for k in range(flat.shape[2])]
+                          for i in range(c)])
+        var_chain = np.mean(flat.var(axis=1, ddof=1) / np.maximum(ess_c, 1.0), axis=0)
+    var_chain = np.maximum(var_chain, 1e-300)
+    out = []
+    for g, n_g in zip(uniq, sizes, strict=True):
+        sel = labels == g
+        if n_g == c:
+            out.append(np.zeros(m.shape[1]))
+            continue
+        diff = m[sel].mean(axis=0) - m[~sel].mean(axis=0)
+        out.append(diff / np.sqrt(var_chain * (1.0 / n_g + 1.0 / (c - n_g))))
+    return np.stack(out)
+
+
+@dataclasses.dataclass
+class MixingReport:
+    """What :func:`mixing_report` finds (print it for a text report).
+
+    Attributes:
+        summary: :func:`summary` table over all chains (with ``ess_per_s`` and ``ess_per_grad``
+            columns when timings are recorded).
+        groups: ``pandas.DataFrame`` indexed by group (device): ``num_chains``, ``rhat_within``
+            (worst rank-normalized split R-hat among the group's own chains), ``ess_bulk_min``,
+            ``max_abs_z`` and ``worst`` (the largest standardized difference between the
+            group's chains and the other chains, and the variable it occurs in),
+            ``potential_energy_mean``, and ``flagged``.
+        bad_groups: labels of the flagged groups.
+        nested_rhat: dict variable -> worst nested R-hat between groups (``None`` with a single
+            group).
+        z_threshold: the Bonferroni threshold on ``max_abs_z``.
+        energy_trace: ``(chain, draw)`` potential energy ``E(x)`` if recorded, else ``None``.
+        bfmi: BFMI per chain if the Hamiltonian ``energy`` is recorded, else ``None``.
+        timings: recorded timings (seconds) and gradient counts.
+        group_by: the coordinate the chains were grouped by.
+
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(4, 400))
+        >>> idata = to_inference_data({"x": x}, chain_devices=["cpu:0", "cpu:0", "cpu:1", "cpu:1"])
+        >>> mixing_report(idata).bad_groups
+        []
+    """
+
+    summary: Any
+    groups: Any
+    bad_groups: list[str]
+    nested_rhat: dict[str, float] | None
+    z_threshold: float
+    energy_trace: np.ndarray | None
+    bfmi: np.ndarray | None
+    timings: dict[str, float]
+    group_by: str
+
+    @property
+    def ok(self) -> bool:
+        """True when every variable passes :func:`summary`'s flags and no group is flagged."""
+        return bool(self.summary["ok"].all()) and not self.bad_groups
+
+    def __str__(self) -> str:
+        import pandas as pd
+
+        lines = []
+        with pd.option_context("display.width", 120, "display.max_columns", 20, "display.max_rows", 40):
+            cols = [c for c in ("mean", "sd", "ess_bulk", "ess_tail", "r_hat", "r_hat_folded",
+                                "ess_per_s", "ess_per_grad", "ok") if c in self.summary]
+            lines += ["== all chains ==", self.summary[cols].to_string(), ""]
+            lines += [f"== chains grouped by {self.group_by} ==", self.groups.to_string()]
+        if self.nested_rhat is not None:
+            worst = max(self.nested_rhat.items(), key=lambda kv: kv[1])
+            lines.append(f"nested R-hat between groups: worst {worst[1]:.4f} ({worst[0]})")
+        lines.append(f"group flagged when max |z| > {self.z_threshold:.2f} or its own R-hat fails alone")
+        if self.bad_groups:
+            lines.append(f"BAD {self.group_by}(s): {', '.join(self.bad_groups)}")
+        if self.energy_trace is not None:
+            e = self.energy_trace
+            q = max(1, e.shape[1] // 4)
+            lines.append(
+                f"potential energy: first quarter mean {e[:, :q].mean():.4g}, "
+                f"last quarter mean {e[:, -q:].mean():.4g}"
+            )
+        if self.bfmi is not None:
+            lines.append(f"BFMI per chain: min {self.bfmi.min():.3f} (below 0.3 is poor)")
+        if self.timings:
+            lines.append("timings: " + ", ".join(f"{k} {v:.4g}" for k, v in self.timings.items()))
+        lines.append("OK" if self.ok else "NOT OK: see flags above")
+        return "\n".join(lines)
+
+
+def _chain_labels(idata: Any, group_by: str) -> np.ndarray:
+    post = idata.posterior
+    num_chains = post.sizes["chain"]
+    if group_by in post.coords and post.coords[group_by].dims == ("chain",):
+        return np.asarray([str(v) for v in post.coords[group_by].values])
+    if group_by == "chain":
+        return np.asarray([str(i) for i in range(num_chains)])
+    raise ValueError(
+        f"group_by={group_by!r} is not a per-chain coordinate of the posterior "
+        f"(coordinates: {list(post.coords)})"
+    )
+
+
+def _stacked(ds: Any, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """``(chain, draw, K)`` of the named variables, with a label per component."""
+    arrays, labels = [], []
+    for name in names:
+        v = np.asarray(ds[name].values, dtype=np.float64)
+        v = v.reshape(v.shape[0], v.shape[1], -1)
+        arrays.append(v)
+        extra = ds[name].shape[2:]
+        if extra:
+            labels += [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*extra)]
+        else:
+            labels.append(name)
+    return np.concatenate(arrays, axis=2), labels
+
+
+def mixing_report(
+    idata: Any,
+    *,
+    group_by: str = "device",
+    var_names: Sequence[str] | None = None,
+    alpha: float = 0.01,
+) -> MixingReport:
+    """Mixing diagnostics over all chains and between groups of chains (by default, devices).
+
+    Overall: :func:`summary`. Between groups: the nested R-hat (:func:`nested_rhat`) per
+    variable, and for every group a two-sample z score of its chains' means (rank-normalized
+    draws; the potential energy included when recorded) against the other chains'. A group is
+    flagged when its largest ``|z|`` exceeds the Bonferroni threshold
+    ``Phi^-1(1 - alpha / (2 * groups * components))`` (the most deviant group is removed and the
+    test repeated on the rest, so one bad group does not drag the others; with two groups left
+    both are named), or when its own chains fail R-hat while
+    all other groups pass: both name a device whose chains disagree with the rest (a bad start,
+    a faulty device, a non-deterministic kernel), where the overall R-hat only says that
+    something is wrong. Chains must be independent (per-chain keys and adaptation), as in
+    :func:`ebm_ppl.sample`.
+
+    Also: the potential-energy trace ``E(x)`` (``sample_stats.potential_energy``), BFMI only
+    where the Hamiltonian ``energy`` of NUTS/HMC is recorded, and ESS per second
+    (``posterior.attrs["sampling_time"]``) and per gradient evaluation (``n_steps`` of NUTS/HMC,
+    or one gradient per step for Langevin kernels) when recorded.
+
+    Args:
+        idata: ``InferenceData`` with a ``posterior`` group.
+        group_by: per-chain coordinate to group by (``"device"``, as recorded by
+            :func:`ebm_ppl.sample`), or ``"chain"`` (every chain its own group).
+        var_names: variables to check (default: all posterior variables).
+        alpha: family-wise false-alarm rate of the group test.
+
+    Returns:
+        A :class:`MixingReport`.
+
+    Raises:
+        ValueError: no posterior group, an unknown ``group_by`` or variable, or ``alpha``
+            outside ``(0, 1)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(1).normal(size=(8, 300))
+        >>> x[6:] += 1.0  # the chains of one device sample something else
+        >>> idata = to_inference_data({"x": x}, chain_devices=["cpu:0"] * 2 + ["cpu:1"] * 2
+        ...                           + ["cpu:2"] * 2 + ["cpu:3"] * 2)
+        >>> mixing_report(idata).bad_groups
+        ['cpu:3']
+    """
+    import pandas as pd
+    from scipy import stats as sps
+
+    if not hasattr(idata, "posterior"):
+        raise ValueError(f"idata has no posterior group (got {type(idata).__name__})")
+    if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    post = idata.posterior
+    names = list(var_names) if var_names is not None else list(post.data_vars)
+    unknown = [n for n in names if n not in post.data_vars]
+    if unknown:
+        raise ValueError(f"var_names has unknown variable(s) {unknown}; posterior has {list(post.data_vars)}")
+    labels = _chain_labels(idata, group_by)
+    uniq = list(dict.fromkeys(labels.tolist()))
+    table = summary(idata, var_names=names)
+    has_stats = "sample_stats" in idata.groups()
+    ss = idata.sample_stats if has_stats else None
+    energy_trace = (np.asarray(ss["potential_energy"].values, np.float64)
+                    if has_stats and "potential_energy" in ss else None)
+
+    arr, comp_labels = _stacked(post, names)
+    if energy_trace is not None and "potential_energy" not in names:
+        arr = np.concatenate([arr, energy_trace[..., None]], axis=2)
+        comp_labels = [*comp_labels, "potential_energy"]
+
+    az = _az()
+    rows = []
+    k_total = arr.shape[2]
+    z_thr = float(sps.norm.ppf(1.0 - alpha / (2.0 * max(len(uniq), 1) * k_total)))
+    scores = _group_scores(arr, labels, uniq) if len(uniq) > 1 else np.zeros((1, k_total))
+    for gi, g in enumerate(uniq):
+        sel = labels == g
+        sub = arr[sel]
+        rh = [float(az.rhat(sub[..., k], method="rank")) for k in range(k_total)]
+        es = [float(az.ess(sub[..., k], method="bulk")) for k in range(k_total)]
+        worst = int(np.argmax(np.abs(scores[gi])))
+        rows.append({
+            "group": g,
+            "num_chains": int(sel.sum()),
+            "rhat_within": float(np.nanmax(rh)),
+            "ess_bulk_min": float(np.nanmin(es)),
+            "max_abs_z": float(np.abs(scores[gi, worst])),
+            "worst": comp_labels[worst],
+            "potential_energy_mean": float(energy_trace[sel].mean()) if energy_trace is not None else math.nan,
+        })
+    groups = pd.DataFrame(rows).set_index("group")
+    flagged = pd.Series(False, index=groups.index)
+    # Remove the most deviant group while one deviates, so that a bad group does not make the
+    # good ones look bad against a "rest" that contains it. Two groups left: both are named.
+    active = list(uniq)
+    while len(active) > 1:
+        sel = np.isin(labels, active)
+        sc = np.abs(_group_scores(arr[sel], labels[sel], active)).max(axis=1)
+        if sc.max() <= z_thr:
+            break
+        if len(active) == 2:
+            flagged[active] = True
+            break
+        worst_g = active[int(np.argmax(sc))]
+        flagged[worst_g] = True
+        active.remove(worst_g)
+    if len(uniq) > 1:
+        rh_bad = groups["rhat_within"] >= RHAT_MAX
+        # a group failing R-hat alone, while every other group passes
+        flagged |= rh_bad & (rh_bad.sum() == 1)
+    groups["flagged"] = flagged
+    bad = [g for g in uniq if bool(groups.loc[g, "flagged"])] if len(uniq) > 1 else []
+
+    nested = None
+    if len(uniq) > 1:
+        nested = {n: float(np.max(nested_rhat(post[n].values, labels))) for n in names}
+
+    bfmi = None
+    if has_stats and "energy" in ss:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
+            bfmi = np.asarray(az.bfmi(idata))
+
+    timings: dict[str, float] = {}
+    attrs = post.attrs
+    for key in ("sampling_time", "warmup_time", "compile_time"):
+        if key in attrs:
+            timings[key] = float(attrs[key])
+    t = timings.get("sampling_time")
+    if t and t > 0:
+        table["ess_per_s"] = table["ess_bulk"] / t
+    grads = _num_gradients(idata)
+    if grads:
+        timings["gradients"] = float(grads)
+        table["ess_per_grad"] = table["ess_bulk"] / grads
+    return MixingReport(table, groups, bad, nested, z_thr, energy_trace, bfmi, timings, group_by)
+
+
+def _num_gradients(idata: Any) -> float | None:
+    """Gradient evaluations spent on the kept draws, when they can be known."""
+    post = idata.posterior
+    thinning = int(post.attrs.get("thinning", 1))
+    if "sample_stats" in idata.groups() and "n_steps" in idata.sample_stats:
+        # NUTS/HMC: leapfrog steps of the recorded transitions (thinned ones estimated alike)
+        return float(np.asarray(idata.sample_stats["n_steps"].values).sum()) * thinning
+    per_step = _GRADS_PER_STEP.get(str(post.attrs.get("kernel", "")).lower())
+    if per_step is None:
+        return None
+    return float(post.sizes["chain"] * post.sizes["draw"] * thinning * per_step)
+
+
+# ------------------------------------------------------------------------------------- plots
+def _finish(fig: Any, path: Any) -> Any:
+    if path is not None:
+        fig.savefig(path, dpi=90)
+    return fig
+
+
+def _check_idata(idata: Any) -> None:
+    if not hasattr(idata, "posterior"):
+        raise ValueError(f"idata has no posterior group (got {type(idata).__name__})")
+
+
+def plot_trace(idata: Any, var_names: Sequence[str] | None = None, *, path: Any = None) -> Any:
+    """Trace and marginal density per variable (``arviz.plot_trace``); returns the figure.
+
+    Args:
+        idata: ``InferenceData`` with a posterior.
+        var_names: variables (default: all; vector variables are drawn per component).
+        path: if given, the figure is saved there.
+
+    Examples:
+        >>> import numpy as np, matplotlib
+        >>> matplotlib.use("Agg")
+        >>> fig = plot_trace(to_inference_data({"x": np.zeros((2, 10)) + np.arange(10)}))
+        >>> len(fig.axes)
+        2
+    """
+    _check_idata(idata)
+    az = _az()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning, UserWarning))
+        axes = az.plot_trace(idata, var_names=list(var_names) if var_names else None, compact=True)
+    fig = np.asarray(axes).ravel()[0].figure
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_rank(idata: Any, var_names: Sequence[str] | None = None, *, path: Any = None) -> Any:
+    """Rank histograms per chain (``arviz.plot_rank``): flat when chains mix; returns the figure.
+
+    Examples:
+        >>> import numpy as np, matplotlib
+        >>> matplotlib.use("Agg")
+        >>> x = np.random.default_rng(0).normal(size=(3, 100))
+        >>> fig = plot_rank(to_inference_data({"x": x}))
+        >>> len(fig.axes)
+        1
+    """
+    _check_idata(idata)
+    az = _az()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning, UserWarning))
+        axes = az.plot_rank(idata, var_names=list(var_names) if var_names else None)
+    fig = np.asarray(axes).ravel()[0].figure
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_energy(idata: Any, *, group_by: str = "device", path: Any = None) -> Any:
+    """Potential-energy trace per chain coloured by group, plus ArviZ's energy plot (NUTS/HMC).
+
+    The left panel shows ``E(x)`` (``sample_stats.potential_energy``) of every chain (at most 32
+    per group drawn) coloured by its ``group_by`` label: a device whose chains sit at another
+    energy level stands out. When the Hamiltonian ``energy`` is recorded, a second panel is
+    ``arviz.plot_energy`` (marginal energy vs energy transitions, with BFMI).
+
+    Raises:
+        ValueError: if no ``potential_energy`` is recorded.
+
+    Examples:
+        >>> import numpy as np, matplotlib
+        >>> matplotlib.use("Agg")
+        >>> e = np.random.default_rng(0).normal(size=(2, 50))
+        >>> idata = to_inference_data({"x": e}, {"potential_energy": e})
+        >>> len(plot_energy(idata).axes)
+        1
+    """
+    import matplotlib.pyplot as plt
+
+    _check_idata(idata)
+    if "sample_stats" not in idata.groups() or "potential_energy" not in idata.sample_stats:
+        raise ValueError("idata has no sample_stats.potential_energy to plot")
+    has_h = "energy" in idata.sample_stats
+    fig, axes = plt.subplots(1, 2 if has_h else 1, figsize=(11 if has_h else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    e = np.asarray(idata.sample_stats["potential_energy"].values)
+    try:
+        labels = _chain_labels(idata, group_by)
+    except ValueError:
+        labels = np.asarray(["all"] * e.shape[0])
+    for i, g in enumerate(dict.fromkeys(labels.tolist())):
+        idx = np.flatnonzero(labels == g)[:32]
+        for j, c in enumerate(idx):
+            ax.plot(e[c], color=f"C{i % 10}", lw=0.6, alpha=0.5, label=g if j == 0 else None)
+    ax.set(xlabel="draw", ylabel="potential energy E(x)", title=f"energy trace by {group_by}")
+    if len(set(labels.tolist())) <= 16:
+        ax.legend(fontsize=7)
+    if has_h:
+        az = _az()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning, UserWarning))
+            az.plot_energy(idata, ax=axes[0, 1])
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_samples(
+    samples: Any,
+    var_name: str | None = None,
+    *,
+    kind: str = "auto",
+    image_shape: Sequence[int] | None = None,
+    num_images: int = 64,
+    bins: int = 100,
+    path: Any = None,
+) -> Any:
+    """2-D density of samples in the plane, or a grid of samples as images.
+
+    Args:
+        samples: an ``InferenceData`` (then ``var_name`` picks a posterior variable, default the
+            first), or an array ``(..., *event_shape)``; leading axes are flattened.
+        var_name: posterior variable for ``InferenceData``.
+        kind: ``"density"`` (2-D histogram; event size 2), ``"images"`` (grid) or ``"auto"``
+            (density for event size 2, else images).
+        image_shape: ``(height, width)`` of one image when the event is flat (default: a square).
+        num_images: images in the grid (the last ones drawn).
+        bins: histogram bins per axis for ``"density"``.
+        path: if given, the figure is saved there.
+
+    Raises:
+        ValueError: for an unknown ``kind``/``var_name`` or a shape that does not fit.
+
+    Examples:
+        >>> import numpy as np, matplotlib
+        >>> matplotlib.use("Agg")
+        >>> fig = plot_samples(np.random.default_rng(0).normal(size=(1000, 2)))
+        >>> fig = plot_samples(np.zeros((16, 4, 4)), kind="images")
+        >>> len(fig.axes)
+        16
+    """
+    import matplotlib.pyplot as plt
+
+    if kind not in ("auto", "density", "images"):
+        raise ValueError(f"kind must be 'auto', 'density' or 'images', got {kind!r}")
+    event_ndim = None
+    if hasattr(samples, "posterior"):
+        post = samples.posterior
+        name = var_name if var_name is not None else next(iter(post.data_vars))
+        if name not in post.data_vars:
+            raise ValueError(f"var_name={name!r} is not a posterior variable ({list(post.data_vars)})")
+        arr = np.asarray(post[name].values)
+        event_ndim = arr.ndim - 2
+    else:
+        arr = np.asarray(samples)
+        if arr.ndim == 1:
+            raise ValueError(f"samples must have an event axis, got shape {arr.shape}")
+    if kind == "auto":
+        last = arr.shape[-1] if arr.ndim else 0
+        kind = "density" if (event_ndim in (None, 1) and last == 2) else "images"
+    if kind == "density":
+        if arr.shape[-1] != 2:
+            raise ValueError(f"kind='density' needs 2-D points (last axis 2), got shape {arr.shape}")
+        pts = arr.reshape(-1, 2)
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.hist2d(pts[:, 0], pts[:, 1], bins=bins, cmap="viridis")
+        ax.set(xlabel="x[0]", ylabel="x[1]", title=f"density of {len(pts)} samples")
+        fig.tight_layout()
+        return _finish(fig, path)
+    if event_ndim is None:
+        event_ndim = 2 if (image_shape is None and arr.ndim >= 3) else 1
+    event = arr.shape[arr.ndim - event_ndim:] if event_ndim else ()
+    imgs = arr.reshape(-1, *event) if event else arr.reshape(-1, 1)
+    if image_shape is not None:
+        h, w = (int(v) for v in image_shape)
+        if h * w != int(np.prod(imgs.shape[1:])):
+            raise ValueError(f"image_shape {tuple(image_shape)} does not fit events of shape {imgs.shape[1:]}")
+        imgs = imgs.reshape(-1, h, w)
+    elif imgs.ndim == 2:
+        side = math.isqrt(imgs.shape[1])
+        if side * side != imgs.shape[1]:
+            raise ValueError(f"events of size {imgs.shape[1]} are not square: give image_shape")
+        imgs = imgs.reshape(-1, side, side)
+    elif imgs.ndim != 3:
+        raise ValueError(f"cannot draw events of shape {imgs.shape[1:]} as images")
+    imgs = imgs[-num_images:]
+    n = len(imgs)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.0), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i < n:
+            ax.imshow(imgs[i], cmap="gray", interpolation="nearest")
+            ax.set_axis_off()
+        else:
+            fig.delaxes(ax)
+    fig.tight_layout()
+    return _finish(fig, path)
