@@ -396,18 +396,25 @@ class KernelAdapter(MCMCKernel):
             adapt_step_size=self._adapt_step_size,
             adapt_mass_matrix=self._adapt_mass_matrix,
         )
-        if is_prng_key(rng_key):
-            state = self._init_one(rng_key, init_params, model_args, model_kwargs)
-            self._sample_fn = self._sample_one
-            return state
         if self._model is None and init_params is None:
             raise ValueError("init_params must be given with potential_fn=")
-        state = jax.vmap(
-            lambda key, params: self._init_one(key, params, model_args, model_kwargs),
-            in_axes=(0, None if init_params is None else 0),
-        )(rng_key, init_params)
+        # Compiled rather than run op by op: NumPyro's model initialization dispatches hundreds
+        # of small operations (seconds when eager, especially under vmap).
+        init_one = lambda key, params: self._init_one(key, params, model_args, model_kwargs)
+        if is_prng_key(rng_key):
+            self._sample_fn = self._sample_one
+            return jax.jit(init_one)(rng_key, init_params)
         self._sample_fn = jax.vmap(self._sample_one, in_axes=(0, None, None))
-        return state
+        # One compiled single-chain init called per chain: compiling the vmapped model
+        # initialization (while loops over init attempts) costs several times more.
+        jitted = jax.jit(init_one)
+        states = [
+            jitted(
+                key, None if init_params is None else jax.tree.map(lambda x, c=c: x[c], init_params)
+            )
+            for c, key in enumerate(rng_key)
+        ]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
     def _sample_one(
         self, state: AdapterState, model_args: tuple, model_kwargs: Mapping[str, Any] | None

@@ -1,0 +1,175 @@
+"""Registry of kernels run through the contract suite (``tests/test_contract.py``).
+
+Every sampler of ``ebm_ppl.kernels`` joins by appending a :class:`KernelEntry` to ``KERNELS``
+(one entry per configuration worth checking). An entry describes a small test problem and how
+to take one pure step on it; the suite checks, for every entry:
+
+* same key, same output (bitwise);
+* ``jit`` vs eager and ``vmap`` vs a Python loop: ``allclose`` at ``rtol=1e-5`` for continuous
+  kernels, bitwise (``exact=True``) for discrete ones;
+* stable state structure, shapes and dtypes from step to step (so ``lax.scan`` works);
+* the energy function is traced at most twice when ``init`` and a scan of steps are compiled
+  together (once for ``init``, once for the step);
+* non-finite energies become rejections flagged ``is_divergent`` (``check_divergence=True``);
+* the NumPyro adapter (``make_mcmc_kernel``) runs under ``numpyro.infer.MCMC`` with
+  ``chain_method="sequential"`` and ``"vectorized"``.
+
+Example of an entry (a discrete kernel would set ``exact=True``)::
+
+    KernelEntry(
+        name="gibbs-ising",
+        build=lambda energy_fn: (lambda: gibbs.init(x0, energy_fn),
+                                 lambda key, s: gibbs_kernel(key, s, energy_fn)),
+        energy_fn=ising_energy,
+        exact=True,
+        make_mcmc_kernel=lambda: BlockGibbs(ising_model),
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax.numpy as jnp
+import numpyro
+
+import ebm_ppl as ebm
+from ebm_ppl.infer.langevin import MALA, SGLD, ULA
+from ebm_ppl.kernels import mala, sgld, ula
+
+StepFn = Callable[[Any, Any], tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class KernelEntry:
+    """One kernel configuration for the contract suite.
+
+    Attributes:
+        name: test id.
+        build: ``build(energy_fn) -> (init_fn, step_fn)`` with ``init_fn() -> state`` and
+            ``step_fn(rng_key, state) -> (state, info)``; the suite passes a wrapped
+            ``energy_fn`` (to count traces) with the same signature as ``energy_fn``.
+        energy_fn: the test problem's energy (any signature ``build`` expects).
+        exact: compare jit/eager and vmap/loop bitwise (discrete kernels) instead of
+            ``allclose(rtol=1e-5)``.
+        divergent_energy_fn: an energy that is non-finite on part of the space reachable
+            from ``init_fn()``'s state; with it, steps must flag ``is_divergent`` and never
+            produce a non-finite state. ``None`` skips the check.
+        make_mcmc_kernel: ``() -> (MCMCKernel, model_args)`` for the ``numpyro.infer.MCMC``
+            checks, or ``None``.
+    """
+
+    name: str
+    build: Callable[[Callable[..., Any]], tuple[Callable[[], Any], StepFn]]
+    energy_fn: Callable[..., Any]
+    exact: bool = False
+    divergent_energy_fn: Callable[..., Any] | None = None
+    make_mcmc_kernel: Callable[[], tuple[Any, tuple]] | None = None
+
+
+# ----------------------------------------------------------------------------- test problems
+_PREC = jnp.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 1.5]])
+_X0 = {"a": jnp.array([0.3, -0.2]), "b": jnp.array(0.5)}  # a pytree position (flat size 3)
+
+
+def _flat(p: Any) -> Any:
+    return jnp.concatenate([p["a"], p["b"][None]])
+
+
+def gaussian_energy(p: Any) -> Any:
+    x = _flat(p)
+    return 0.5 * x @ _PREC @ x
+
+
+def _wall(x: Any) -> Any:
+    # a pseudo-random ~7% of the space where the energy is not finite, reachable from anywhere
+    return jnp.sin(1e3 * x[0]) > 0.9
+
+
+def walled_energy(p: Any) -> Any:
+    """The Gaussian energy, but +inf on a scattered set: some proposals must diverge."""
+    x = _flat(p)
+    return jnp.where(_wall(x), jnp.inf, 0.5 * x @ _PREC @ x)
+
+
+_DATA = jnp.linspace(-1.0, 1.0, 16)
+
+
+def minibatch_energy(p: Any, batch: Any) -> Any:
+    x = _flat(p)
+    return jnp.sum(0.5 * (x[:, None] - batch[None, :]) ** 2)
+
+
+def walled_minibatch_energy(p: Any, batch: Any) -> Any:
+    x = _flat(p)
+    return jnp.where(_wall(x), jnp.nan, jnp.sum(0.5 * (x[:, None] - batch[None, :]) ** 2))
+
+
+def gaussian_model(dim: int = 3):
+    x = numpyro.sample("x", ebm.Flat((dim,)))
+    ebm.energy("E", 0.5 * jnp.sum(x**2))
+
+
+def regression_model(x, y):
+    w = numpyro.sample("w", numpyro.distributions.Normal(0.0, 1.0).expand([2]).to_event(1))
+    with numpyro.plate("data", x.shape[0], subsample_size=8) as idx:
+        numpyro.sample("y", numpyro.distributions.Normal(x[idx] @ w, 1.0), obs=y[idx])
+
+
+def _regression_args() -> tuple:
+    x = jnp.stack([jnp.linspace(-1.0, 1.0, 32), jnp.cos(jnp.arange(32.0))], axis=1)
+    return (x, x @ jnp.array([0.5, -1.0]))
+
+
+# ----------------------------------------------------------------------------- Langevin entries
+def _continuous(init: Callable[..., Any], kernel: Callable[..., Any], *step_args: Any):
+    def build(energy_fn: Callable[..., Any]):
+        return (lambda: init(_X0, energy_fn)), (
+            lambda key, state: kernel(key, state, energy_fn, *step_args)
+        )
+
+    return build
+
+
+def _sgld_build(energy_fn: Callable[..., Any]):
+    kernel = sgld.build_kernel(data_size=64, prior_energy_fn=gaussian_energy)
+    return (lambda: sgld.init(_X0)), (lambda key, state: kernel(key, state, energy_fn, _DATA, 1e-3))
+
+
+KERNELS: list[KernelEntry] = [
+    KernelEntry(
+        name="ula",
+        build=_continuous(ula.init, ula.build_kernel(), 0.05),
+        energy_fn=gaussian_energy,
+        divergent_energy_fn=walled_energy,
+        make_mcmc_kernel=lambda: (ULA(gaussian_model, step_size=0.05), ()),
+    ),
+    KernelEntry(
+        name="ula-clipped",
+        build=_continuous(
+            ula.init, ula.build_kernel(clip_grad_norm=0.5, clip_position=(-1.0, 1.0)), 0.05
+        ),
+        energy_fn=gaussian_energy,
+    ),
+    KernelEntry(
+        name="mala",
+        build=_continuous(mala.init, mala.build_kernel(), 0.3),
+        energy_fn=gaussian_energy,
+        divergent_energy_fn=walled_energy,
+        make_mcmc_kernel=lambda: (MALA(gaussian_model, adapt_mass_matrix=True), ()),
+    ),
+    KernelEntry(
+        name="mala-diagonal-mass",
+        build=_continuous(mala.init, mala.build_kernel(), 0.3, jnp.array([0.5, 1.0, 2.0])),
+        energy_fn=gaussian_energy,
+    ),
+    KernelEntry(
+        name="sgld",
+        build=_sgld_build,
+        energy_fn=minibatch_energy,
+        divergent_energy_fn=walled_minibatch_energy,
+        make_mcmc_kernel=lambda: (SGLD(regression_model, step_size=1e-3), _regression_args()),
+    ),
+]
