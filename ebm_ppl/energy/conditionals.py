@@ -37,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "binary_levels",
+    "check_affine",
     "check_model_affine",
     "conditional_logits",
     "exact_logits",
@@ -265,18 +266,85 @@ def is_affine(
     return True
 
 
+def _random_states(rng_key, position: Position, levels, num_states: int) -> list[dict]:
+    """``num_states`` copies of ``position`` with the binary sites redrawn uniformly."""
+    out = []
+    for j in range(num_states):
+        pos = dict(position)
+        for k, (n, (lo, hi)) in enumerate(sorted(levels.items())):
+            key = jax.random.fold_in(jax.random.fold_in(rng_key, j), k)
+            bits = jax.random.bernoulli(key, 0.5, jnp.shape(position[n]))
+            pos[n] = jnp.where(bits, hi, lo).astype(jnp.result_type(float))
+        out.append(pos)
+    return out
+
+
+def check_affine(
+    energy_fn: EnergyFn,
+    position: Position,
+    levels: Mapping[str, tuple[float, float]],
+    *,
+    num_states: int = 2,
+    num_units: int = 16,
+    seed: int = 0,
+) -> dict[str, bool]:
+    """:func:`is_affine` for several binary sites at once, at random states, in one compilation.
+
+    The binary sites of ``position`` are redrawn uniformly ``num_states`` times (other sites
+    held fixed); every statistic is computed by one compiled function, evaluated eagerly
+    (``jax.ensure_compile_time_eval``) so this also runs while an enclosing function is traced,
+    provided ``energy_fn`` and ``position`` do not depend on traced values. A failure counts as
+    "not affine".
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array (concrete).
+        levels: dict binary site -> ``(lo, hi)``.
+        num_states: random states.
+        num_units: units checked per state and site.
+        seed: seed of the states and units.
+
+    Returns:
+        dict site -> bool.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda p: -p["s"][0] * p["s"][1] + p["x"][0] ** 2
+        >>> check_affine(f, {"s": jnp.ones(2), "x": jnp.ones(1)}, {"s": (-1.0, 1.0)})
+        {'s': True}
+    """
+    if not levels:
+        return {}
+    idx = {n: _units(int(np.size(position[n])), num_units, seed) for n in levels}
+
+    def all_stats(key, pos0):
+        states = _random_states(key, pos0, levels, num_states)
+        return [
+            {n: _affine_stats(energy_fn, pos, n, lv, idx[n]) for n, lv in levels.items()}
+            for pos in states
+        ]
+
+    try:
+        with jax.ensure_compile_time_eval():
+            results = jax.jit(all_stats)(jax.random.PRNGKey(seed), dict(position))
+            results = jax.device_get(results)
+    except Exception:  # noqa: BLE001  (any failure selects exact differences)
+        return {n: False for n in levels}
+    return {n: all(_affine_ok(r[n]) for r in results) for n in levels}
+
+
 def check_model_affine(
     model: Any, *, num_states: int = 2, seed: int = 0, num_units: int = 16
 ) -> dict[str, bool]:
     """For each binary state site of an :class:`~ebm_ppl.EnergyModel`, whether it is affine.
 
-    Checked as in :func:`is_affine` at ``num_states`` random states, under the model's initial
-    parameters and under a random perturbation of them (made in the unconstrained space of each
-    parameter, so a zero initial weight matrix cannot hide a self-interaction). One compiled
-    function computes every statistic; it is evaluated eagerly (``jax.ensure_compile_time_eval``),
-    so this also runs while an enclosing function is traced, as long as the model's arguments
-    are concrete. A failure of the check counts as "not affine", which selects the
-    always-correct exact differences.
+    Checked as in :func:`check_affine` at ``num_states`` random states, under the model's
+    initial parameters and under a random perturbation of them (made in the unconstrained space
+    of each parameter, so a zero initial weight matrix cannot hide a self-interaction). One
+    compiled function computes every statistic (initial values included), evaluated eagerly, so
+    this also runs while an enclosing function is traced as long as the model's arguments are
+    concrete. A failure of the check counts as "not affine", which selects the always-correct
+    exact differences.
 
     Args:
         model: an ``EnergyModel``.
@@ -301,20 +369,21 @@ def check_model_affine(
     levels = {n: lv for n, lv in levels.items() if lv is not None}
     if not levels:
         return {}
-    with jax.ensure_compile_time_eval():
-        key = jax.random.PRNGKey(seed)
-        k_par, k_pert, k_state = jax.random.split(key, 3)
-        params = model.init_params(k_par)
-        perturbed = {}
+    idx = {
+        n: _units(int(np.prod(model.sites[n].shape, dtype=int)), num_units, seed) for n in levels
+    }
+
+    def perturb(k_pert, params):
+        out = {}
         for i, (name, value) in enumerate(params.items()):
             k_i = jax.random.fold_in(k_pert, i)
             try:
                 t = biject_to(model.sites[name].support)
                 u = t.inv(jnp.asarray(value))
                 noise = jax.random.normal(k_i, jnp.shape(u)).astype(u.dtype)
-                perturbed[name] = t(u + 0.5 * noise)
+                out[name] = t(u + 0.5 * noise)
             except Exception:  # noqa: BLE001  (network parameters: perturb every float leaf)
-                perturbed[name] = jax.tree.map(
+                out[name] = jax.tree.map(
                     lambda a, k=k_i: (
                         a + 0.5 * jax.random.normal(k, jnp.shape(a)).astype(a.dtype)
                         if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
@@ -322,23 +391,23 @@ def check_model_affine(
                     ),
                     value,
                 )
+        return out
+
+    def all_stats(key):
+        k_par, k_pert, k_state = jax.random.split(key, 3)
+        params = model.init_params(k_par)
         states = model.init_values(k_state, num_states)
-        idx = {
-            n: jnp.asarray(_units(int(np.prod(model.sites[n].shape, dtype=int)), num_units, seed))
-            for n in levels
-        }
+        positions = [jax.tree.map(lambda a, j=j: a[j], states) for j in range(num_states)]
+        out = []
+        for p in (params, perturb(k_pert, params)):
+            fn = lambda q, p=p: model.energy(p, q)  # noqa: E731
+            for pos in positions:
+                out.append({n: _affine_stats(fn, pos, n, lv, idx[n]) for n, lv in levels.items()})
+        return out
 
-        def all_stats(p, pos):
-            fn = lambda q: model.energy(p, q)  # noqa: E731
-            return {n: _affine_stats(fn, pos, n, lv, idx[n]) for n, lv in levels.items()}
-
-        try:
-            stats_fn = jax.jit(all_stats)
-            results = [
-                stats_fn(p, jax.tree.map(lambda a, j=j: a[j], states))
-                for p in (params, perturbed)
-                for j in range(num_states)
-            ]
-        except Exception:  # noqa: BLE001  (any failure selects exact differences)
-            return {n: False for n in levels}
+    try:
+        with jax.ensure_compile_time_eval():
+            results = jax.device_get(jax.jit(all_stats)(jax.random.PRNGKey(seed)))
+    except Exception:  # noqa: BLE001  (any failure selects exact differences)
+        return {n: False for n in levels}
     return {n: all(_affine_ok(r[n]) for r in results) for n in levels}

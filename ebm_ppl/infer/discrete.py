@@ -1,0 +1,375 @@
+"""NumPyro adapters for binary-unit samplers: :class:`BlockGibbs` and :class:`GibbsWithGradients`.
+
+Both move the binary state sites (``Bits``/``Spins``) of a model and keep everything else fixed;
+they are :class:`~ebm_ppl.infer.adapter.KernelAdapter` subclasses, so they run under
+``ebm_ppl.sample`` (``kernel="gibbs"``/``"gwg"``), under ``numpyro.infer.MCMC`` with
+sequential, parallel or vectorized chains, and as a block of ``numpyro.infer.Gibbs`` next to a
+MALA or NUTS block for the continuous sites of a mixed model.
+
+**Blocks** (for :class:`BlockGibbs`), in order of precedence:
+
+1. ``blocks=`` given to the kernel: a dict site -> int colours (broadcastable to the site's
+   shape), or a list of site names (each site one block, in that order);
+2. the model's declaration ``numpyro.sample(name, base, infer={"blocks": colours})`` on every
+   binary site (the zoo models do: checkerboard for lattices, one colour per layer for RBMs);
+3. a greedy colouring of the interaction graph read off the Hessian's sparsity, for up to
+   :data:`~ebm_ppl.kernels.gibbs.MAX_COLOURING_UNITS` units; beyond, a ``ValueError`` asks
+   for ``blocks=``.
+
+**Conditionals**: with ``conditionals="auto"`` the kernel checks once, at :meth:`init`, whether
+the energy is affine in each unit (:func:`~ebm_ppl.energy.conditionals.check_model_affine`):
+then all logits come from one gradient, otherwise from exact energy differences. Model
+arguments that are traced at that time (inside ``jit``) are replaced by arrays of ones of the
+same shape for the check (a structural property; if the stand-ins break it, the kernel uses the
+always-correct exact differences). ``conditionals="gradient"``/``"exact"`` force a choice.
+
+Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from numpyro.infer import MCMC
+    >>> from ebm_ppl.models import ising
+    >>> from ebm_ppl.infer.discrete import BlockGibbs
+    >>> mcmc = MCMC(BlockGibbs(ising.model), num_warmup=10, num_samples=20, progress_bar=False)
+    >>> mcmc.run(jax.random.PRNGKey(0), (4, 4), beta=0.4)
+    >>> mcmc.get_samples()["s"].shape
+    (20, 4, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.infer.initialization import init_to_uniform
+
+from ebm_ppl.energy.conditionals import binary_levels, check_affine
+from ebm_ppl.infer.adapter import KernelAdapter
+from ebm_ppl.infer.registry import register_kernel
+from ebm_ppl.kernels import gibbs, gwg
+
+__all__ = ["BlockGibbs", "GibbsWithGradients"]
+
+_CONDITIONALS = ("auto", "gradient", "exact")
+
+
+def _is_traced(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _stand_in(x: Any) -> Any:
+    """A concrete array of ones in place of a traced value (for the structural checks)."""
+    if _is_traced(x):
+        # numpy, not jnp: a jnp constructor inside an enclosing jit would be traced too.
+        return np.ones(jnp.shape(x), np.dtype(jnp.result_type(x)))
+    return x
+
+
+class _BinaryAdapter(KernelAdapter):
+    """Shared parts: binary sites, levels, the affinity decision, positions in constrained space."""
+
+    unconstrained = False
+    _uses_step_size = False
+
+    def __init__(
+        self,
+        model: Callable[..., Any] | None = None,
+        potential_fn: Callable[[Any], jax.Array] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        levels: Mapping[str, tuple[float, float]] | None = None,
+        conditionals: str = "auto",
+        init_strategy: Callable[..., Any] = init_to_uniform,
+    ):
+        super().__init__(model, potential_fn, params=params, init_strategy=init_strategy)
+        if conditionals not in _CONDITIONALS:
+            raise ValueError(f"conditionals must be one of {_CONDITIONALS}, got {conditionals!r}")
+        if potential_fn is not None and not levels:
+            raise ValueError(
+                "levels must be given with potential_fn= (dict site -> (lo, hi), e.g. "
+                "{'s': (-1.0, 1.0)})"
+            )
+        if levels is not None:
+            if not isinstance(levels, Mapping):
+                raise TypeError(f"levels must be a dict site -> (lo, hi), got {levels!r}")
+            for name, lv in levels.items():
+                if len(tuple(lv)) != 2 or float(lv[0]) >= float(lv[1]):
+                    raise ValueError(f"levels[{name!r}] must be (lo, hi) with lo < hi, got {lv!r}")
+        self._user_levels = (
+            None
+            if levels is None
+            else {n: (float(lo), float(hi)) for n, (lo, hi) in levels.items()}
+        )
+        self._conditionals = conditionals
+        self._levels: dict[str, tuple[float, float]] = {}
+        self._affine: dict[str, bool] = {}
+        self._declared: dict[str, Any] = {}
+
+    def _bound_model(self) -> Callable[..., Any]:
+        model = super()._bound_model()
+        if self._params is not None:
+            return model
+
+        # Without params=, parameters with a callable initializer get it with PRNGKey(0)
+        # (as EnergyModel.init_params(PRNGKey(0))); substituted values (e.g. the driver's) win.
+        def init_param(site: dict) -> Any:
+            if site["type"] == "param" and not site["args"]:  # numpyro: callable initializer
+                return handlers.seed(site["fn"], rng_seed=0)()
+            return None
+
+        return handlers.substitute(model, substitute_fn=init_param)
+
+    # ------------------------------------------------------------------ model analysis
+    def _analyse_model(
+        self, position: Mapping[str, Any], model_args: tuple, model_kwargs: dict
+    ) -> None:
+        model = self._bound_model()
+        tr = handlers.trace(
+            handlers.substitute(handlers.seed(model, rng_seed=0), data=dict(position))
+        ).get_trace(*model_args, **model_kwargs)
+        levels, declared = {}, {}
+        for name, site in tr.items():
+            if site["type"] != "sample" or site["is_observed"] or name not in position:
+                continue
+            support = site["fn"].support
+            lv = binary_levels(support)
+            if lv is None:
+                kind = "discrete non-binary" if support.is_discrete else "continuous"
+                raise ValueError(
+                    f"{type(self).__name__} samples binary sites (Bits/Spins) only; site {name!r} "
+                    f"is {kind} ({support}): put it in its own block of numpyro.infer.Gibbs "
+                    "(e.g. with MALA or NUTS)"
+                )
+            levels[name] = lv
+            if "blocks" in site["infer"]:
+                declared[name] = site["infer"]["blocks"]
+        self._levels = levels
+        self._declared = declared
+
+    def _affinity(
+        self, position: Mapping[str, Any], model_args: tuple, model_kwargs: dict
+    ) -> dict[str, bool]:
+        if self._conditionals != "auto":
+            return {n: self._conditionals == "gradient" for n in self._levels}
+        # Traced inputs (inside jit) are replaced by ones: affinity is a structural property,
+        # and a stand-in that breaks it only selects the always-correct exact differences.
+        args, kwargs = jax.tree.map(_stand_in, (model_args, model_kwargs))
+        if self._model is None:
+            energy_fn = self._potential_fn
+        else:
+            energy_fn = self.get_potential_fn(args, kwargs)
+        pos = jax.tree.map(_stand_in, dict(position))
+        return check_affine(energy_fn, pos, self._levels)  # type: ignore[arg-type]
+
+    def _initialize_model(self, rng_key, init_params, model_args, model_kwargs):
+        position = super()._initialize_model(rng_key, init_params, model_args, model_kwargs)
+        position = {n: jnp.asarray(v) for n, v in dict(position).items()}
+        self._analyse_model(position, model_args, model_kwargs)
+        self._affine = self._affinity(position, model_args, model_kwargs)
+        return position
+
+    def _validate_position(self, position: Any) -> None:
+        if self._model is None:
+            self._levels = dict(self._user_levels or {})
+            missing = [n for n in self._levels if n not in position]
+            if missing:
+                raise ValueError(f"init_params is missing site(s) {missing} named in levels")
+            self._affine = self._affinity(position, (), {})
+        if not self._levels:
+            raise ValueError(f"{type(self).__name__}: the model has no binary state site to sample")
+        for name, (lo, hi) in self._levels.items():
+            value = position[name]
+            if _is_traced(value):
+                continue
+            value = np.asarray(value)
+            if not np.all((value == lo) | (value == hi)):
+                bad = value[(value != lo) & (value != hi)].ravel()[:3].tolist()
+                raise ValueError(
+                    f"init_params[{name!r}] must hold only the values {lo:g} and {hi:g} "
+                    f"(a {'Spins' if lo == -1.0 else 'Bits'} site), got e.g. {bad}"
+                )
+
+    def _step(self, rng_key, state, model_args, model_kwargs):
+        energy_fn = self.get_potential_fn(model_args, model_kwargs)
+        return self._pure_pair()[1](rng_key, state.kernel_state, energy_fn)
+
+
+class BlockGibbs(_BinaryAdapter):
+    """Block Gibbs sampler of binary sites: one sweep over the blocks per ``sample`` call.
+
+    Args:
+        model: NumPyro model (exactly one of ``model``/``potential_fn``).
+        potential_fn: energy of a dict position (then ``levels=`` and ``blocks=`` are needed).
+        params: dict of parameter values substituted into the model's ``numpyro.param`` sites.
+        blocks: dict site -> int colours broadcastable to the site's shape, or a list of site
+            names (one block each, in order); default: the model's declared blocks, else a
+            greedy colouring of the interaction graph (see the module docstring).
+        levels: dict site -> ``(lo, hi)``; needed with ``potential_fn=``.
+        conditionals: ``"auto"`` (check affinity once), ``"gradient"`` or ``"exact"``.
+        init_strategy: NumPyro init strategy for ``model=``.
+
+    Raises:
+        ValueError: unknown ``conditionals``; ``blocks`` that are not colours of binary
+            sites; at :meth:`init`, a non-binary state site, non-binary ``init_params``, or
+            more than 4096 binary units without blocks.
+
+    Examples:
+        >>> import jax
+        >>> from ebm_ppl.models import rbm
+        >>> kernel = BlockGibbs(rbm.model)
+        >>> state = kernel.init(jax.random.PRNGKey(0), 0, None, (6, 3), {})
+        >>> state = kernel.sample(state, (6, 3), {})
+        >>> sorted(state.z), sorted(kernel.sample_stats(state))
+        (['h', 'v'], ['acceptance_rate', 'diverging', 'potential_energy'])
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any] | None = None,
+        potential_fn: Callable[[Any], jax.Array] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        blocks: Mapping[str, Any] | Sequence[str] | None = None,
+        levels: Mapping[str, tuple[float, float]] | None = None,
+        conditionals: str = "auto",
+        init_strategy: Callable[..., Any] = init_to_uniform,
+    ):
+        super().__init__(
+            model,
+            potential_fn,
+            params=params,
+            levels=levels,
+            conditionals=conditionals,
+            init_strategy=init_strategy,
+        )
+        if blocks is not None:
+            if isinstance(blocks, Mapping):
+                blocks = {n: np.asarray(c) for n, c in blocks.items()}
+                for n, c in blocks.items():
+                    if not np.issubdtype(c.dtype, np.integer):
+                        raise TypeError(
+                            f"blocks[{n!r}] must be integer colours, got dtype {c.dtype}"
+                        )
+            elif isinstance(blocks, Sequence) and not isinstance(blocks, str):
+                if not all(isinstance(n, str) for n in blocks):
+                    raise TypeError(
+                        f"blocks must be a dict site -> colours or a list of sites, got {blocks!r}"
+                    )
+                blocks = {n: np.int32(k) for k, n in enumerate(blocks)}
+            else:
+                raise TypeError(
+                    f"blocks must be a dict site -> colours or a list of sites, got {blocks!r}"
+                )
+        elif potential_fn is not None:
+            raise ValueError("blocks must be given with potential_fn=")
+        self._blocks = blocks
+        self._colours: dict[str, Any] = {}
+
+    def _choose_colours(self, position, model_args, model_kwargs) -> dict[str, Any]:
+        if self._blocks is not None:
+            unknown = [n for n in self._blocks if n not in self._levels]
+            if unknown:
+                raise ValueError(
+                    f"blocks names site(s) {unknown} that are not binary state sites "
+                    f"{sorted(self._levels)}"
+                )
+            missing = [n for n in self._levels if n not in self._blocks]
+            if missing:
+                raise ValueError(f"blocks must colour every binary state site; missing {missing}")
+            return dict(self._blocks)
+        if self._declared and set(self._declared) == set(self._levels):
+            return dict(self._declared)
+        energy_fn = self.get_potential_fn(*jax.tree.map(_stand_in, (model_args, model_kwargs)))
+        pos = jax.tree.map(_stand_in, dict(position))
+        pos = {
+            n: (
+                jnp.full(jnp.shape(v), self._levels[n][1], jnp.result_type(float))
+                if n in self._levels
+                else v
+            )
+            for n, v in pos.items()
+        }
+        return gibbs.interaction_colouring(energy_fn, pos, self._levels)
+
+    def _init_kernel_state(self, position, energy_fn):
+        if not self._colours:
+            raise RuntimeError("init must run before the kernel state is built")
+        return gibbs.init(position, energy_fn)
+
+    def _initialize_model(self, rng_key, init_params, model_args, model_kwargs):
+        position = super()._initialize_model(rng_key, init_params, model_args, model_kwargs)
+        self._colours = self._choose_colours(position, model_args, model_kwargs)
+        return position
+
+    def _validate_position(self, position: Any) -> None:
+        super()._validate_position(position)
+        if self._model is None:
+            self._colours = self._choose_colours(position, (), {})
+
+    def _build(self):
+        kernel = gibbs.build_kernel(colours=self._colours, levels=self._levels, affine=self._affine)
+        return gibbs.init, kernel
+
+    def _info_cls(self) -> type:
+        return gibbs.GibbsInfo
+
+
+class GibbsWithGradients(_BinaryAdapter):
+    """Gibbs with gradients (Grathwohl et al. 2021): one gradient-proposed flip per ``sample``.
+
+    Exact Metropolis–Hastings for any energy of binary units; the gradient only shapes the
+    proposal. One step flips at most one unit: for a sweep-equivalent, thin by the number of
+    units.
+
+    Args:
+        model: NumPyro model (exactly one of ``model``/``potential_fn``).
+        potential_fn: energy of a dict position (then ``levels=`` is needed).
+        params: dict of parameter values for the model's ``numpyro.param`` sites.
+        levels: dict site -> ``(lo, hi)``; needed with ``potential_fn=``.
+        init_strategy: NumPyro init strategy for ``model=``.
+
+    Examples:
+        >>> import jax
+        >>> from ebm_ppl.models import boltzmann
+        >>> kernel = GibbsWithGradients(boltzmann.model)
+        >>> state = kernel.init(jax.random.PRNGKey(0), 0, None, (5,), {})
+        >>> kernel.sample(state, (5,), {}).z["x"].shape
+        (5,)
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any] | None = None,
+        potential_fn: Callable[[Any], jax.Array] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        levels: Mapping[str, tuple[float, float]] | None = None,
+        init_strategy: Callable[..., Any] = init_to_uniform,
+    ):
+        # GWG is exact for any energy: the affinity check is not needed.
+        super().__init__(
+            model,
+            potential_fn,
+            params=params,
+            levels=levels,
+            conditionals="exact",
+            init_strategy=init_strategy,
+        )
+
+    def _init_kernel_state(self, position, energy_fn):
+        return gwg.init(position, energy_fn, self._levels)
+
+    def _build(self):
+        return (
+            lambda position, energy_fn: gwg.init(position, energy_fn, self._levels),
+            gwg.build_kernel(levels=self._levels),
+        )
+
+    def _info_cls(self) -> type:
+        return gwg.GWGInfo
+
+
+register_kernel("gibbs", lambda model, params: BlockGibbs(model, params=params or None))
+register_kernel("gwg", lambda model, params: GibbsWithGradients(model, params=params or None))
