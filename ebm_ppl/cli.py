@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ebm_ppl.train.command import fit_arguments, run_fit
+
 __all__ = ["main", "demo_model"]
 
 
@@ -117,6 +119,7 @@ COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "demo": ("sample a 2-D double-well energy with NUTS and print diagnostics", _demo_args, _demo),
+    "fit": ("fit an energy model to data (CD, PCD, replay); resumable", fit_arguments, run_fit),
 }
 
 
