@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ebm_ppl.infer.command import diagnose_arguments, run_diagnose, run_sample, sample_arguments
 from ebm_ppl.train.command import fit_arguments, run_fit
 
 __all__ = ["main", "demo_model"]
@@ -120,6 +121,8 @@ COMMANDS: dict[
 ] = {
     "demo": ("sample a 2-D double-well energy with NUTS and print diagnostics", _demo_args, _demo),
     "fit": ("fit an energy model to data (CD, PCD, replay); resumable", fit_arguments, run_fit),
+    "sample": ("sample a model with MCMC over devices; writes DIR/idata.nc", sample_arguments, run_sample),
+    "diagnose": ("print the mixing report of an idata.nc and write plots", diagnose_arguments, run_diagnose),
 }
 
 
