@@ -280,3 +280,37 @@ def test_fingerprints_and_checkpoint_roundtrip(tmp_path):
         assert all(npz[k].dtype != object for k in npz.files)
     with pytest.raises(ValueError, match="checkpoint_dir .* structure"):
         load_checkpoint(tmp_path, {"t": {"w": jnp.arange(3.0)}})
+
+
+def test_cli_fit_and_resume(tmp_path, capsys):
+    from ebm_ppl.cli import main
+
+    data = tmp_path / "data.npy"
+    np.save(data, _fit_resume.data())
+    out = tmp_path / "run"
+    common = ["--no-progress"]
+    argv = ["fit", "tests._fit_resume:gauss", "--data", str(data), "--objective", "pcd"]
+    argv += ["--kernel", "mala", "--step-size", "0.2", "--num-chains", "16", "--steps", "20"]
+    argv += ["--batch-size", "16", "--log-every", "10", "--out", str(out), *common]
+    assert main(argv) == 0
+    assert {"checkpoint.npz", "checkpoint.json", "history.json", "params.npz", "command.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert main(["fit", "--resume", str(out), "--steps", "30", *common]) == 0
+    text = capsys.readouterr().out
+    assert "30 updates (resumed from 20)" in text
+    history = json.loads((out / "history.json").read_text())
+    assert history["metrics"]["step"] == list(range(30))
+    with pytest.raises(ValueError, match="objective must be one of"):
+        main(
+            [
+                "fit",
+                "tests._fit_resume:gauss",
+                "--data",
+                str(data),
+                "--objective",
+                "mle",
+                "--steps",
+                "5",
+            ]
+        )
