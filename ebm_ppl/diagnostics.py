@@ -477,7 +477,7 @@ class MixingReport:
         if self.nested_rhat is not None:
             worst = max(self.nested_rhat.items(), key=lambda kv: kv[1])
             lines.append(f"nested R-hat between groups: worst {worst[1]:.4f} ({worst[0]})")
-        lines.append(f"group flagged when max |z| > {self.z_threshold:.2f} or its own R-hat fails alone")
+        lines.append(f"a group is flagged when max |z| > {self.z_threshold:.2f} (location or scale)")
         if self.bad_groups:
             lines.append(f"BAD {self.group_by}(s): {', '.join(self.bad_groups)}")
         if self.energy_trace is not None:
@@ -502,6 +502,8 @@ def _chain_labels(idata: Any, group_by: str) -> np.ndarray:
         return np.asarray([str(v) for v in post.coords[group_by].values])
     if group_by == "chain":
         return np.asarray([str(i) for i in range(num_chains)])
+    if group_by == "device":  # not recorded (e.g. NumPyro's MCMC): one group, nothing to compare
+        return np.asarray(["all"] * num_chains)
     raise ValueError(
         f"group_by={group_by!r} is not a per-chain coordinate of the posterior "
         f"(coordinates: {list(post.coords)})"
@@ -536,12 +538,14 @@ def mixing_report(
     variable, and for every group a two-sample z score of its chains' means (rank-normalized
     draws; the potential energy included when recorded) against the other chains'. A group is
     flagged when its largest ``|z|`` exceeds the Bonferroni threshold
-    ``Phi^-1(1 - alpha / (2 * groups * components))`` (the most deviant group is removed and the
+    ``t^-1(1 - alpha / (2 * groups * components); chains - groups)`` (Student t with the dof of
+    the pooled within-group spread of chain means). The most deviant group is removed and the
     test repeated on the rest, so one bad group does not drag the others; with two groups left
-    both are named), or when its own chains fail R-hat while
-    all other groups pass: both name a device whose chains disagree with the rest (a bad start,
-    a faulty device, a non-deterministic kernel), where the overall R-hat only says that
-    something is wrong. Chains must be independent (per-chain keys and adaptation), as in
+    both are named. The test runs on the draws and on the folded draws ``|x - median|``, so it
+    sees differences in location and in scale. It names a device whose chains disagree with
+    the rest (a bad start, a faulty device, a non-deterministic kernel), where the overall
+    R-hat only says that something is wrong; ``rhat_within`` (each group's own R-hat) is
+    reported, not tested. Chains must be independent (per-chain keys and adaptation), as in
     :func:`ebm_ppl.sample`.
 
     Also: the potential-energy trace ``E(x)`` (``sample_stats.potential_energy``), BFMI only
@@ -552,7 +556,8 @@ def mixing_report(
     Args:
         idata: ``InferenceData`` with a ``posterior`` group.
         group_by: per-chain coordinate to group by (``"device"``, as recorded by
-            :func:`ebm_ppl.sample`), or ``"chain"`` (every chain its own group).
+            :func:`ebm_ppl.sample`; a single group ``"all"`` when not recorded), or ``"chain"``
+            (every chain its own group).
         var_names: variables to check (default: all posterior variables).
         alpha: family-wise false-alarm rate of the group test.
 
@@ -596,22 +601,37 @@ def mixing_report(
     if energy_trace is not None and "potential_energy" not in names:
         arr = np.concatenate([arr, energy_trace[..., None]], axis=2)
         comp_labels = [*comp_labels, "potential_energy"]
+    # Folded draws |x - median| turn a difference in scale between groups into one in location
+    # (as folded R-hat does), so the same test sees both.
+    folded = np.abs(arr - np.median(arr.reshape(-1, arr.shape[2]), axis=0))
+    arr = np.concatenate([arr, folded], axis=2)
+    comp_labels = [*comp_labels, *(f"|{c}|" for c in comp_labels)]
 
     az = _az()
     rows = []
     k_total = arr.shape[2]
-    z_thr = float(sps.norm.ppf(1.0 - alpha / (2.0 * max(len(uniq), 1) * k_total)))
+
+    def threshold(num_groups: int, num_chains: int) -> float:
+        # Student t with the pooled within-group dof (normal when chain means come from ESS)
+        q = 1.0 - alpha / (2.0 * max(num_groups, 1) * k_total)
+        dof = num_chains - num_groups
+        return float(sps.t.ppf(q, dof) if dof >= 2 else sps.norm.ppf(q))
+
+    z_thr = threshold(len(uniq), arr.shape[0])
     scores = _group_scores(arr, labels, uniq) if len(uniq) > 1 else np.zeros((1, k_total))
+    k_plain = k_total // 2
     for gi, g in enumerate(uniq):
         sel = labels == g
         sub = arr[sel]
-        rh = [float(az.rhat(sub[..., k], method="rank")) for k in range(k_total)]
-        es = [float(az.ess(sub[..., k], method="bulk")) for k in range(k_total)]
+        # R-hat needs two chains; a one-chain group gets NaN (ArviZ would log a shape error)
+        rh = [float(az.rhat(sub[..., k], method="rank")) if len(sub) > 1 else math.nan
+              for k in range(k_plain)]
+        es = [float(az.ess(sub[..., k], method="bulk")) for k in range(k_plain)]
         worst = int(np.argmax(np.abs(scores[gi])))
         rows.append({
             "group": g,
             "num_chains": int(sel.sum()),
-            "rhat_within": float(np.nanmax(rh)),
+            "rhat_within": float(np.max(rh)),
             "ess_bulk_min": float(np.nanmin(es)),
             "max_abs_z": float(np.abs(scores[gi, worst])),
             "worst": comp_labels[worst],
@@ -625,7 +645,7 @@ def mixing_report(
     while len(active) > 1:
         sel = np.isin(labels, active)
         sc = np.abs(_group_scores(arr[sel], labels[sel], active)).max(axis=1)
-        if sc.max() <= z_thr:
+        if sc.max() <= threshold(len(active), int(sel.sum())):
             break
         if len(active) == 2:
             flagged[active] = True
@@ -633,10 +653,6 @@ def mixing_report(
         worst_g = active[int(np.argmax(sc))]
         flagged[worst_g] = True
         active.remove(worst_g)
-    if len(uniq) > 1:
-        rh_bad = groups["rhat_within"] >= RHAT_MAX
-        # a group failing R-hat alone, while every other group passes
-        flagged |= rh_bad & (rh_bad.sum() == 1)
     groups["flagged"] = flagged
     bad = [g for g in uniq if bool(groups.loc[g, "flagged"])] if len(uniq) > 1 else []
 
