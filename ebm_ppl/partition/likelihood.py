@@ -1,0 +1,184 @@
+"""Normalized log-likelihoods of data under an energy model: ``log p(x) = -F(x) - log Z``.
+
+``F(x)`` is the free energy of the data sites: the energy itself when the data fill every state
+site, otherwise ``-log Σ_h exp(-E(x, h))`` over the remaining binary (latent) sites, summed by
+enumeration. ``log Z`` comes from ``log_z=`` or is computed, and the result says which method
+produced it: exact enumeration when the model is small enough (or provides a closed form),
+grid quadrature for continuous states of at most two dimensions, and AIS otherwise (with a
+data base-rate base for binary data).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.partition.base import LogZEstimate, log_partition
+
+__all__ = ["LogLikelihood", "free_energy", "log_likelihood"]
+
+
+class LogLikelihood(NamedTuple):
+    """Log-likelihoods of data and how ``log Z`` was obtained.
+
+    Attributes:
+        per_example: ``(num_examples,)`` array of ``log p(x_n)``.
+        mean: their mean.
+        stderr: standard error of ``mean`` carried over from ``log Z`` (every example shares the
+            one ``log Z``; 0 for exact methods).
+        log_z: the :class:`LogZEstimate` used (``log_z.method`` says which method).
+
+    Examples:
+        >>> r = LogLikelihood(np.zeros(2), 0.0, 0.0, LogZEstimate(0.0, 0.0, "exact", {}))
+        >>> r.log_z.method
+        'exact'
+    """
+
+    per_example: np.ndarray
+    mean: float
+    stderr: float
+    log_z: LogZEstimate
+
+
+def free_energy(
+    em: EnergyModel, params: Mapping[str, Any] | None, data: Mapping[str, Any]
+) -> jax.Array:
+    """``F(x_n) = -log Σ_h exp(-E(x_n, h))`` for every example, summing out the absent sites.
+
+    State sites absent from ``data`` must be binary; they are summed exactly by
+    :func:`ebm_ppl.partition.exact.log_likelihood` (one conditionally independent block in
+    closed form, e.g. all hidden units of an RBM, the rest enumerated).
+
+    Args:
+        em: the energy model.
+        params: model parameters.
+        data: dict state site -> ``(num_examples, *shape)``.
+
+    Returns:
+        ``(num_examples,)`` array.
+
+    Examples:
+        >>> import jax.numpy as jnp, math, ebm_ppl as ebm
+        >>> from ebm_ppl.models import rbm
+        >>> em = ebm.EnergyModel(rbm.model, 2, 3)
+        >>> p = {"W": jnp.zeros((2, 3)), "b": jnp.zeros(2), "c": jnp.zeros(3)}
+        >>> round(float(free_energy(em, p, {"v": jnp.ones((1, 2))})[0]), 4)   # -3 log 2
+        -2.0794
+    """
+    from ebm_ppl.partition.exact import log_likelihood as exact_log_likelihood
+
+    state = {n: v for n, v in data.items() if n in em.state_sites}
+    return -exact_log_likelihood(em, dict(params or {}), state, log_z=0.0)
+
+
+def _auto_log_z(em, params, data, rng_key, options) -> LogZEstimate:
+    from ebm_ppl.energy.conditionals import binary_levels
+
+    skipped = None
+    if getattr(em.model, "exact_log_partition", None) is not None or not em.continuous_sites:
+        try:
+            return log_partition(em, params, method="exact")
+        except ValueError as err:  # too many states, or a site exact enumeration cannot handle
+            skipped = str(err)
+    if not em.discrete_sites:
+        from ebm_ppl.objectives._state import StateView
+
+        if StateView(em, who="log_likelihood", unconstrained=True).dim <= 2:
+            return log_partition(em, params, method="quadrature", rng_key=rng_key, **options)
+    elif not em.continuous_sites and all(
+        binary_levels(em.sites[n].support) is not None for n in em.discrete_sites
+    ):
+        options.setdefault("data", {n: v for n, v in data.items() if n in em.discrete_sites})
+    est = log_partition(em, params, method="ais", rng_key=rng_key, **options)
+    if skipped is not None:
+        est.info["exact_skipped"] = skipped
+    return est
+
+
+def log_likelihood(
+    model: Any,
+    params: Mapping[str, Any] | None,
+    data: Any,
+    *,
+    log_z: float | LogZEstimate | None = None,
+    method: str | None = None,
+    rng_key: Any = None,
+    model_args: tuple = (),
+    model_kwargs: dict[str, Any] | None = None,
+    data_site: str | None = None,
+    **options: Any,
+) -> LogLikelihood:
+    """``log p(x_n) = -F(x_n) - log Z`` for every example of ``data``.
+
+    Args:
+        model: a NumPyro EBM program (or an :class:`ebm_ppl.EnergyModel`).
+        params: model parameters.
+        data: array ``(num_examples, *site_shape)`` (bound as by :func:`ebm_ppl.fit`) or a dict
+            site -> array; state sites absent from the data (binary latents) are summed out.
+        log_z: a known ``log Z`` (float or :class:`LogZEstimate`); skips its computation.
+        method: ``log_partition`` method for ``log Z``; default: ``"exact"`` when it applies
+            (a closed form, or at most 2^24 enumerated binary states), ``"quadrature"`` for
+            continuous states of dimension ``<= 2``, else ``"ais"`` (for binary data with the
+            data base-rate base); ``info["exact_skipped"]`` then says why exact was not used.
+        rng_key: PRNG key for stochastic methods.
+        model_args, model_kwargs: arguments for ``model``.
+        data_site: site for an array ``data``.
+        **options: passed to :func:`ebm_ppl.log_partition` (e.g. ``num_chains``).
+
+    Returns:
+        :class:`LogLikelihood`; ``.log_z.method`` says how ``log Z`` was obtained.
+
+    Raises:
+        ValueError: for bad data (see :func:`ebm_ppl.train.fit.bind_data`) or latent sites that
+            cannot be summed out.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpy as np, math, ebm_ppl as ebm
+        >>> from ebm_ppl.models import rbm
+        >>> p = {"W": jnp.zeros((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
+        >>> r = ebm.log_likelihood(rbm.model, p, np.ones((4, 3)), model_args=(3, 2))
+        >>> round(r.mean, 4) == round(-3 * math.log(2), 4), r.log_z.method
+        (True, 'exact')
+    """
+    from ebm_ppl.partition.quadrature import _energy_model
+    from ebm_ppl.train.fit import bind_data
+
+    em = _energy_model(model, tuple(model_args), dict(model_kwargs or {}))
+    params = dict(params or {})
+    bound = bind_data(em, data, data_site)
+    if log_z is None:
+        key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+        if method is None:
+            est = _auto_log_z(em, params, bound, key, dict(options))
+        else:
+            if method == "ais" and "data" not in options:
+                options["data"] = {n: v for n, v in bound.items() if n in em.discrete_sites}
+                if not options["data"] or em.continuous_sites:
+                    options.pop("data")
+            est = log_partition(em, params, method=method, rng_key=key, **options)
+    elif isinstance(log_z, LogZEstimate):
+        est = log_z
+    else:
+        value = float(log_z)
+        if not math.isfinite(value):
+            raise ValueError(f"log_z must be finite, got {log_z!r}")
+        est = LogZEstimate(value, 0.0, "given", {})
+    values = {n: jnp.asarray(v) for n, v in bound.items()}
+    if all(n in values for n in em.state_sites):
+        free = jax.jit(jax.vmap(lambda v: em.energy(params, v)))(values)
+    else:
+        conditions = [n for n in values if n not in em.state_sites]
+        if conditions:
+            raise ValueError(
+                f"data: summing out latent sites is not supported together with observed "
+                f"(conditioning) sites {conditions}"
+            )
+        free = free_energy(em, params, values)
+    per_example = -np.asarray(free, dtype=np.float64) - est.log_z
+    return LogLikelihood(per_example, float(per_example.mean()), float(est.stderr), est)
