@@ -6,12 +6,15 @@ from ebm_ppl.objectives.contrastive import (
     PersistentContrastiveDivergence,
     ReplayBuffer,
 )
+from ebm_ppl.objectives.variational import ELBO, VariationalML
 
 __all__ = [
     "ContrastiveDivergence",
+    "ELBO",
     "Objective",
     "ObjectiveSpec",
     "PersistentContrastiveDivergence",
     "ReplayBuffer",
+    "VariationalML",
     "stateless",
 ]
