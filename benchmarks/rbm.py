@@ -1,0 +1,149 @@
+"""Bernoulli RBM on binarized digits by PCD-1: ``ebm_ppl.fit`` against scikit-learn's BernoulliRBM.
+
+Same settings on both sides, in the same run: 20 epochs, persistent chains = batch size (as
+scikit-learn), one block-Gibbs sweep per update, SGD with scikit-learn's learning rate (0.1 by
+default) on the batch-mean gradient, W ~ 0.01 N(0, 1) and zero biases, free energy in the
+positive phase (scikit-learn uses the hidden probabilities, the same gradient).
+
+Printed per configuration (median of interleaved repeats):
+* ``sklearn s``: scikit-learn's whole ``fit``;
+* ``steady s``: ebm_ppl's 20 epochs without compilation (the times of the chunks of 4 epochs
+  after the first, which compiles, scaled to 20 epochs; host syncs between chunks included);
+* ``e2e s``: ebm_ppl's whole ``fit`` call, compilation included;
+* ``speedup``: sklearn / steady; test pseudo-log-likelihood (the exact sum over all units of
+  ``log σ(F(v with unit i flipped) − F(v))``, for both models) and, at 16 hidden units, the exact
+  test log-likelihood (log Z by enumeration).
+
+Run: ``python benchmarks/rbm.py [--repeats 3] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from ebm_ppl.models import rbm
+from sklearn.neural_network import BernoulliRBM
+
+import ebm_ppl as ebm
+from ebm_ppl.data import binarized_digits
+from ebm_ppl.objectives import PersistentContrastiveDivergence
+
+EPOCHS = 20
+CHUNK_EPOCHS = 4  # epochs per compiled chunk: the host syncs 5 times in 20 epochs
+
+
+def pseudo_log_likelihood(params, v):
+    """Mean over examples of ``Σ_i log σ(F(ṽ_i) − F(v))`` (all units flipped in turn)."""
+    v = jnp.asarray(v)
+    f = rbm.free_energy(params, v)
+    flips = jnp.abs(v[:, None, :] - jnp.eye(v.shape[1])[None])  # (n, D, D)
+    f_flip = rbm.free_energy(params, flips)
+    return float(jnp.mean(jnp.sum(jax.nn.log_sigmoid(f_flip - f[:, None]), axis=1)))
+
+
+def exact_log_likelihood(params, v):
+    return float(jnp.mean(-rbm.free_energy(params, jnp.asarray(v)) - rbm.log_partition(params)))
+
+
+def sklearn_params(model):
+    return {
+        "W": jnp.asarray(model.components_.T, jnp.float32),
+        "b": jnp.asarray(model.intercept_visible_, jnp.float32),
+        "c": jnp.asarray(model.intercept_hidden_, jnp.float32),
+    }
+
+
+def run_sklearn(train, num_hidden, batch_size, lr, seed):
+    model = BernoulliRBM(
+        n_components=num_hidden,
+        learning_rate=lr,
+        batch_size=batch_size,
+        n_iter=EPOCHS,
+        random_state=seed,
+    )
+    start = time.perf_counter()
+    model.fit(train)
+    return time.perf_counter() - start, sklearn_params(model)
+
+
+def run_ebm(train, num_hidden, batch_size, lr, seed):
+    steps_per_epoch = len(train) // batch_size
+    key = jax.random.PRNGKey(seed)
+    init = {
+        "W": 0.01 * jax.random.normal(key, (train.shape[1], num_hidden)),
+        "b": jnp.zeros(train.shape[1]),
+        "c": jnp.zeros(num_hidden),
+    }
+    chunk_ends = []
+    objective = PersistentContrastiveDivergence(
+        "gibbs",
+        num_mcmc_steps=1,
+        num_chains=batch_size,
+        free_energy_fn=lambda p, values: rbm.free_energy(p, values["v"]),
+        diagnostics_window=0,
+    )
+    start = time.perf_counter()
+    result = ebm.fit(
+        rbm.model,
+        train,
+        objective=objective,
+        optimizer=optax.sgd(lr),
+        num_steps=EPOCHS * steps_per_epoch,
+        batch_size=batch_size,
+        rng_key=jax.random.fold_in(key, 1),
+        init_params=init,
+        data_site="v",
+        model_args=(train.shape[1], num_hidden),
+        log_every=CHUNK_EPOCHS * steps_per_epoch,
+        progress=False,
+        callbacks=[lambda *a: chunk_ends.append(time.perf_counter())],
+    )
+    end_to_end = time.perf_counter() - start
+    steady = float(np.sum(np.diff(chunk_ends))) * EPOCHS / (EPOCHS - CHUNK_EPOCHS)
+    return end_to_end, steady, result.params
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--quick", action="store_true", help="64 hidden units, batch 20 only")
+    args = parser.parse_args()
+    train, test = binarized_digits()
+    configs = [(64, 20), (64, 100), (256, 20), (256, 100), (16, 20)]
+    if args.quick:
+        configs = [(64, 20)]
+    print(
+        f"jax {jax.__version__}, devices {jax.devices()}; {EPOCHS} epochs, PCD-1, lr {args.learning_rate}"
+    )
+    header = (
+        f"{'hidden':>6} {'batch':>5} {'sklearn s':>9} {'steady s':>8} {'e2e s':>7} {'speedup':>7} "
+        f"{'PLL sk':>8} {'PLL ours':>8} {'LL sk':>8} {'LL ours':>8}"
+    )
+    print(header)
+    for num_hidden, batch_size in configs:
+        sk_times, e2e_times, steady_times = [], [], []
+        for r in range(args.repeats):  # interleaved repeats
+            t_sk, p_sk = run_sklearn(train, num_hidden, batch_size, args.learning_rate, r)
+            t_e2e, t_steady, p_ours = run_ebm(train, num_hidden, batch_size, args.learning_rate, r)
+            sk_times.append(t_sk)
+            e2e_times.append(t_e2e)
+            steady_times.append(t_steady)
+        sk, e2e, steady = (float(np.median(t)) for t in (sk_times, e2e_times, steady_times))
+        pll_sk, pll_ours = pseudo_log_likelihood(p_sk, test), pseudo_log_likelihood(p_ours, test)
+        ll_sk = ll_ours = float("nan")
+        if num_hidden <= 20:
+            ll_sk, ll_ours = exact_log_likelihood(p_sk, test), exact_log_likelihood(p_ours, test)
+        print(
+            f"{num_hidden:>6} {batch_size:>5} {sk:>9.3f} {steady:>8.3f} {e2e:>7.2f} "
+            f"{sk / steady:>6.2f}x {pll_sk:>8.2f} {pll_ours:>8.2f} {ll_sk:>8.2f} {ll_ours:>8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
