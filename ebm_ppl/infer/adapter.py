@@ -345,21 +345,18 @@ class KernelAdapter(MCMCKernel):
         ).get_trace(*model_args, **model_kwargs)
         return {name: trace[name]["value"] for name in _latent_sites(trace)}
 
-    def _init_one(
-        self,
-        rng_key: jax.Array,
-        init_params: Any,
-        model_args: tuple,
-        model_kwargs: dict,
-    ) -> AdapterState:
-        rng_key, key_model = jax.random.split(rng_key)
+    def _init_position(
+        self, key_model: jax.Array, init_params: Any, model_args: tuple, model_kwargs: dict
+    ) -> Any:
         if self._model is not None:
-            position = self._initialize_model(key_model, init_params, model_args, model_kwargs)
-        else:
-            if init_params is None:
-                raise ValueError("init_params must be given with potential_fn=")
-            position = init_params
-        self._validate_position(position)
+            return self._initialize_model(key_model, init_params, model_args, model_kwargs)
+        if init_params is None:
+            raise ValueError("init_params must be given with potential_fn=")
+        return init_params
+
+    def _init_from_position(
+        self, rng_key: jax.Array, position: Any, model_args: tuple, model_kwargs: dict
+    ) -> AdapterState:
         energy_fn = self.get_potential_fn(model_args, model_kwargs)
         kernel_state = self._init_kernel_state(position, energy_fn)
         size = ravel_pytree(position)[0].shape[0]
@@ -384,6 +381,11 @@ class KernelAdapter(MCMCKernel):
         """Initial state of one chain (a single key) or of a batch of chains (a batch of keys;
         ``init_params`` then has a leading chain axis).
 
+        With concrete keys, the model initialization is compiled (NumPyro's initialization run
+        op by op costs seconds; the first energy evaluation is cheaper eager than compiled), and
+        ``_validate_position`` sees the concrete initial position of every chain. Under an
+        enclosing trace (e.g. the chains of ``ebm_ppl.sample``) everything is traced inline.
+
         Raises:
             ValueError: ``potential_fn=`` without ``init_params``; a mass matrix of the wrong size.
         """
@@ -398,23 +400,48 @@ class KernelAdapter(MCMCKernel):
         )
         if self._model is None and init_params is None:
             raise ValueError("init_params must be given with potential_fn=")
-        # Compiled rather than run op by op: NumPyro's model initialization dispatches hundreds
-        # of small operations (seconds when eager, especially under vmap).
-        init_one = lambda key, params: self._init_one(key, params, model_args, model_kwargs)
-        if is_prng_key(rng_key):
-            self._sample_fn = self._sample_one
-            return jax.jit(init_one)(rng_key, init_params)
-        self._sample_fn = jax.vmap(self._sample_one, in_axes=(0, None, None))
-        # One compiled single-chain init called per chain: compiling the vmapped model
-        # initialization (while loops over init attempts) costs several times more.
-        jitted = jax.jit(init_one)
-        states = [
-            jitted(
-                key, None if init_params is None else jax.tree.map(lambda x, c=c: x[c], init_params)
+        single = is_prng_key(rng_key)
+        self._sample_fn = (
+            self._sample_one if single else jax.vmap(self._sample_one, in_axes=(0, None, None))
+        )
+
+        def position_of(key: jax.Array, params: Any) -> Any:
+            return self._init_position(key, params, model_args, model_kwargs)
+
+        def state_of(key: jax.Array, position: Any) -> AdapterState:
+            return self._init_from_position(key, position, model_args, model_kwargs)
+
+        if isinstance(rng_key, jax.core.Tracer):
+            # inside an enclosing jit/vmap: trace inline
+            keys = jax.random.split(rng_key) if single else jax.vmap(jax.random.split)(rng_key)
+            if single:
+                position = position_of(keys[1], init_params)
+                self._validate_position(position)
+                return state_of(keys[0], position)
+            in_axes = (0, None if init_params is None else 0)
+            positions = jax.vmap(position_of, in_axes=in_axes)(keys[:, 1], init_params)
+            self._validate_position(jax.tree.map(lambda x: x[0], positions))
+            return jax.vmap(state_of)(keys[:, 0], positions)
+
+        # One compiled single-chain initialization, called per chain: compiling the vmapped
+        # model initialization (while loops over init attempts) costs several times more.
+        position_jit = jax.jit(position_of) if self._model is not None else position_of
+        if single:
+            key_state, key_model = jax.random.split(rng_key)
+            position = position_jit(key_model, init_params)
+            self._validate_position(position)
+            return state_of(key_state, position)
+        keys = jax.vmap(jax.random.split)(rng_key)
+        positions = []
+        for c in range(keys.shape[0]):
+            params_c = (
+                None if init_params is None else jax.tree.map(lambda x, c=c: x[c], init_params)
             )
-            for c, key in enumerate(rng_key)
-        ]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+            position = position_jit(keys[c, 1], params_c)
+            self._validate_position(position)
+            positions.append(position)
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *positions)
+        return jax.vmap(state_of)(keys[:, 0], stacked)
 
     def _sample_one(
         self, state: AdapterState, model_args: tuple, model_kwargs: Mapping[str, Any] | None
