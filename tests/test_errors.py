@@ -112,6 +112,24 @@ CASES = [
         ValueError,
         "num_chains must be >= 1",
     ),
+    ("MALA step_size <= 0", lambda: ebm.infer.MALA(_ok_model, step_size=0.0), ValueError, "step_size"),
+    ("MALA model and potential_fn", lambda: ebm.infer.MALA(_ok_model, potential_fn=jnp.sum), ValueError, "both"),
+    ("MALA neither model nor potential_fn", lambda: ebm.infer.MALA(), ValueError, "neither"),
+    (
+        "MALA mass matrix shape",
+        lambda: ebm.infer.MALA(potential_fn=jnp.sum, inverse_mass_matrix=jnp.ones(3)).init(
+            jnp.array([0, 1], jnp.uint32), 0, jnp.zeros(2), (), {}
+        ),
+        ValueError,
+        "inverse_mass_matrix must have shape (2,)",
+    ),
+    ("ULA adapt_step_size", lambda: ebm.infer.ULA(_ok_model, adapt_step_size=True), ValueError, "adapt_step_size"),
+    (
+        "SGLD potential_fn without data_size",
+        lambda: ebm.infer.SGLD(potential_fn=lambda z, idx: jnp.sum(z), batch_size=8),
+        ValueError,
+        "data_size is required",
+    ),
 ]
 
 
