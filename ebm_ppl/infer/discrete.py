@@ -115,7 +115,8 @@ class _BinaryAdapter(KernelAdapter):
         # Without params=, parameters with a callable initializer get it with PRNGKey(0)
         # (as EnergyModel.init_params(PRNGKey(0))); substituted values (e.g. the driver's) win.
         def init_param(site: dict) -> Any:
-            if site["type"] == "param" and not site["args"]:  # numpyro: callable initializer
+            # only when no inner handler (e.g. the driver's substitute) set the value already
+            if site["type"] == "param" and site["value"] is None and not site["args"]:
                 return handlers.seed(site["fn"], rng_seed=0)()
             return None
 
@@ -285,7 +286,7 @@ class BlockGibbs(_BinaryAdapter):
         pos = jax.tree.map(_stand_in, dict(position))
         pos = {
             n: (
-                jnp.full(jnp.shape(v), self._levels[n][1], jnp.result_type(float))
+                np.full(np.shape(v), self._levels[n][1], np.dtype(jnp.result_type(float)))
                 if n in self._levels
                 else v
             )

@@ -1,0 +1,265 @@
+"""Discrete models against exact values: Ising (enumeration, Onsager, Kaufman), RBMs, Boltzmann.
+
+Statistical assertions share one Bonferroni family (``NUM_TESTS``) for the module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ebm_ppl.models import boltzmann, ising, rbm
+from scipy import stats
+
+import ebm_ppl as ebm
+from ebm_ppl.partition.exact import log_partition_exact
+from tests.helpers.stats import assert_within_mcse, mixing
+
+# 6 (4x4 Gibbs) + 6 (L = 32) + 2 (RBM chi-square) + 8 (Boltzmann GWG means)
+NUM_TESTS = 22
+ALPHA = 1e-3
+
+# REFERENCES.md: exact 4x4 torus (2^16 states)
+EXACT_4X4 = {
+    2.0: (17.1053671187, -1.7553802888, 0.9189432674, 0.8689216816),
+    3.0: (13.2810334556, -1.0170696270, 0.6012913260, 0.4509881408),
+}
+
+
+def _all_spins(n: int) -> np.ndarray:
+    idx = np.arange(2**n)
+    return np.where((idx[:, None] >> np.arange(n)) & 1, 1.0, -1.0)
+
+
+# ----------------------------------------------------------------------------- Ising: exact
+@pytest.mark.parametrize("temperature", [2.0, 3.0])
+def test_ising_4x4_enumeration_x64(temperature):
+    log_z_ref, u_ref, absm_ref, m2_ref = EXACT_4X4[temperature]
+    with jax.enable_x64(True):
+        beta = 1.0 / temperature
+        est = ebm.log_partition(
+            ising.model, method="exact", model_args=((4, 4),), model_kwargs={"beta": beta}
+        )
+        assert est.log_z == pytest.approx(log_z_ref, abs=1e-9)
+        em = ebm.EnergyModel(ising.model, (4, 4), beta=beta)
+        s = _all_spins(16).reshape(-1, 4, 4)
+        energy = np.asarray(em.batch_energy({}, {"s": jnp.asarray(s)}), dtype=np.float64)
+        assert energy.dtype == np.float64
+        w = np.exp(-energy - est.log_z)
+        assert w.sum() == pytest.approx(1.0, abs=1e-12)
+        m = s.reshape(-1, 16).mean(axis=1)
+        assert (w * energy / beta).sum() / 16 == pytest.approx(u_ref, abs=1e-9)
+        assert (w * np.abs(m)).sum() == pytest.approx(absm_ref, abs=1e-9)
+        assert (w * m**2).sum() == pytest.approx(m2_ref, abs=1e-9)
+    # float32 enumeration
+    est32 = log_partition_exact(
+        ising.model, None, model_args=((4, 4),), model_kwargs={"beta": beta}
+    )
+    assert est32.log_z == pytest.approx(log_z_ref, abs=1e-4)
+
+
+def test_kaufman_and_onsager_references():
+    for temperature, (log_z_ref, *_rest) in EXACT_4X4.items():
+        assert ising.kaufman_log_z((4, 4), temperature) == pytest.approx(log_z_ref, abs=1e-9)
+    # u of the 32 x 32 torus from Kaufman's ln Z (-d ln Z / d beta / N) equals Onsager's u(T)
+    # within 1e-5 away from T_c (REFERENCES.md)
+    for temperature in (1.5, 2.0, 3.0):
+        b, h = 1.0 / temperature, 1e-5
+        d = ising.kaufman_log_z((32, 32), 1.0 / (b + h)) - ising.kaufman_log_z(
+            (32, 32), 1.0 / (b - h)
+        )
+        u32 = -d / (2 * h) / 1024
+        assert u32 == pytest.approx(ising.onsager_energy(temperature), abs=1e-5)
+    assert ising.onsager_magnetization(2.2) == pytest.approx(0.784755131, abs=1e-9)
+    assert ising.onsager_energy(2.5) == pytest.approx(-1.106079204, abs=1e-9)
+    assert ising.onsager_magnetization(3.0) == 0.0
+
+
+# ----------------------------------------------------------------------------- Ising: sampling
+def _ising_draws(shape, temperature, init, *, num_samples, num_warmup, seed):
+    """Energy per spin, |m| and m of block Gibbs chains; beta is a dynamic array (one compile)."""
+    n = int(np.prod(shape))
+    idata = ebm.sample(
+        ising.model,
+        kernel="gibbs",
+        model_args=(shape,),
+        model_kwargs={"beta": jnp.asarray(1.0 / temperature)},
+        init_params={"s": init},
+        num_chains=init.shape[0],
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        rng_key=jax.random.PRNGKey(seed),
+        progress=False,
+    )
+    s = idata.posterior["s"].values.reshape(init.shape[0], num_samples, n)
+    u = idata.sample_stats["potential_energy"].values * temperature / n
+    m = s.mean(axis=-1)
+    return u, np.abs(m), m
+
+
+@pytest.mark.parametrize("temperature", [2.0, 3.0])
+def test_ising_4x4_block_gibbs(temperature):
+    _, u_ref, absm_ref, m2_ref = EXACT_4X4[temperature]
+    init = ising.ordered_state((4, 4), num_chains=4)
+    u, absm, m = _ising_draws((4, 4), temperature, init, num_samples=4000, num_warmup=200, seed=1)
+    kw = {"alpha": ALPHA, "num_tests": NUM_TESTS}
+    assert_within_mcse(u, u_ref, name=f"u(T={temperature})", **kw)
+    assert_within_mcse(absm, absm_ref, name=f"|m|(T={temperature})", **kw)
+    assert_within_mcse(m**2, m2_ref, name=f"m^2(T={temperature})", **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature", [1.5, 2.0, 3.0])
+def test_ising_32_onsager(temperature):
+    """Checkerboard Gibbs on the 32 x 32 torus: energy per spin (and |m| below T_c) vs Onsager."""
+    shape, chains = (32, 32), 4
+    if temperature < ising.T_CRITICAL:
+        init = ising.ordered_state(shape, num_chains=chains)  # a random start freezes in stripes
+    else:
+        bits = jax.random.bernoulli(jax.random.PRNGKey(7), 0.5, (chains, *shape))
+        init = jnp.where(bits, 1.0, -1.0)
+    # above T_c the signed m needs longer chains for its split R-hat to settle below 1.01
+    num_samples = 3000 if temperature < ising.T_CRITICAL else 10000
+    u, absm, m = _ising_draws(
+        shape, temperature, init, num_samples=num_samples, num_warmup=300, seed=2
+    )
+    kw = {"alpha": ALPHA, "num_tests": NUM_TESTS}
+    assert_within_mcse(u, ising.onsager_energy(temperature), name=f"u(T={temperature})", **kw)
+    if temperature < ising.T_CRITICAL:
+        assert_within_mcse(absm, ising.onsager_magnetization(temperature), name="|m|", **kw)
+    else:
+        assert_within_mcse(m, 0.0, name="m", **kw)
+
+
+# ----------------------------------------------------------------------------- RBM
+def _random_rbm(key, nv, nh, scale=1.0):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {
+        "W": scale * jax.random.normal(k1, (nv, nh)),
+        "b": 0.5 * jax.random.normal(k2, (nv,)),
+        "c": 0.5 * jax.random.normal(k3, (nh,)),
+    }
+
+
+def _chi_square_p(draws: np.ndarray, probs: np.ndarray) -> float:
+    """p-value of a chi-square goodness-of-fit test on category draws ``(chain, draw)``.
+
+    Draws are thinned per chain to about one per effective sample (the ESS of the category
+    indicators), after the gate that every indicator mixes (split R-hat, bulk ESS).
+    """
+    num_chains, num_draws = draws.shape
+    ess = []
+    for k in np.argsort(-probs)[:8]:  # the most frequent categories carry the information
+        rhat, ess_bulk, _ = mixing((draws == k).astype(float))
+        assert rhat < 1.01 and ess_bulk >= 400, (
+            f"category {k}: R-hat {rhat:.3f}, ESS {ess_bulk:.0f}"
+        )
+        ess.append(ess_bulk)
+    thin = max(1, math.ceil(num_chains * num_draws / min(ess)))
+    sample = draws[:, ::thin].ravel()
+    counts = np.bincount(sample, minlength=probs.size).astype(float)
+    expected = probs * sample.size
+    # merge the rare categories (expected < 5) into one cell
+    rare = expected < 5
+    obs = np.append(counts[~rare], counts[rare].sum())
+    exp = np.append(expected[~rare], expected[rare].sum())
+    keep = exp > 0
+    return float(stats.chisquare(obs[keep], exp[keep]).pvalue)
+
+
+@pytest.fixture(scope="module")
+def rbm_12x8():
+    params = _random_rbm(jax.random.PRNGKey(11), 12, 8, scale=0.7)
+    vs = ((np.arange(2**12)[:, None] >> np.arange(12)) & 1).astype(np.float32)
+    log_p = -np.asarray(rbm.free_energy(params, jnp.asarray(vs)), dtype=np.float64)
+    p = np.exp(log_p - log_p.max())
+    p /= p.sum()
+    sub = (vs[:, :6] * (1 << np.arange(6))).sum(axis=1).astype(int)
+    probs = np.bincount(sub, weights=p, minlength=64)
+    return params, probs
+
+
+@pytest.mark.parametrize("kernel,thinning", [("gibbs", 1), ("gwg", 10)])
+def test_rbm_marginals_match_enumeration(rbm_12x8, kernel, thinning):
+    params, probs = rbm_12x8
+    idata = ebm.sample(
+        rbm.model,
+        params=params,
+        kernel=kernel,
+        model_args=(12, 8),
+        num_chains=4,
+        num_warmup=300,
+        num_samples=4000,
+        thinning=thinning,
+        rng_key=jax.random.PRNGKey(3),
+        progress=False,
+    )
+    v = idata.posterior["v"].values[..., :6]
+    cats = (v * (1 << np.arange(6))).sum(axis=-1).astype(int)
+    p = _chi_square_p(cats, probs)
+    assert p > ALPHA / NUM_TESTS, f"{kernel}: chi-square p-value {p:.2e}"
+
+
+def test_rbm_joint_enumeration_equals_free_energy_formula_x64():
+    with jax.enable_x64(True):
+        params = jax.tree.map(
+            lambda a: jnp.asarray(a, jnp.float64), _random_rbm(jax.random.PRNGKey(5), 12, 8)
+        )
+        joint = log_partition_exact(rbm.model, params, model_args=(12, 8), sum_out=None)
+        assert joint.info["num_states"] == 2**20
+        closed = float(rbm.log_partition(params))
+        assert joint.log_z == pytest.approx(closed, abs=1e-9)
+        summed = log_partition_exact(rbm.model, params, model_args=(12, 8))
+        assert summed.log_z == pytest.approx(closed, abs=1e-9)
+
+
+def test_gaussian_rbm_log_z_matches_quadrature():
+    params = _random_rbm(jax.random.PRNGKey(6), 2, 3, scale=0.8)
+    params["sigma"] = jnp.array([0.7, 1.3])
+    est = ebm.log_partition(rbm.model, params, method="exact", model_args=(2, 3, "gaussian"))
+    assert est.info["closed_form"]
+    # 2-D quadrature of exp(-F(v)) in float64 (numpy)
+    W, b, c, sigma = (np.asarray(params[k], np.float64) for k in ("W", "b", "c", "sigma"))
+    g = np.linspace(-12.0, 12.0, 1201)
+    h = g[1] - g[0]
+    v = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    free = np.sum((v - b) ** 2 / (2 * sigma**2), -1) - np.sum(
+        np.logaddexp(0, c + (v / sigma) @ W), -1
+    )
+    log_z = np.log(h * h) + np.logaddexp.reduce(-free)
+    assert est.log_z == pytest.approx(log_z, abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- Boltzmann machine
+def test_boltzmann_gwg_marginals_match_enumeration():
+    n = 8
+    key_w, key_b = jax.random.split(jax.random.PRNGKey(9))
+    params = {
+        "W": boltzmann.symmetrize(0.6 * jax.random.normal(key_w, (n, n))),
+        "b": 0.3 * jax.random.normal(key_b, (n,)),
+    }
+    xs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float32)
+    energy = np.asarray(boltzmann.energy(params, jnp.asarray(xs)), np.float64)
+    w = np.exp(-(energy - energy.min()))
+    w /= w.sum()
+    means = w @ xs
+    log_z = -energy.min() + np.log(np.exp(-(energy - energy.min())).sum())
+    est = ebm.log_partition(boltzmann.model, params, method="exact", model_args=(n,))
+    assert est.log_z == pytest.approx(log_z, abs=1e-4)
+    idata = ebm.sample(
+        boltzmann.model,
+        params=params,
+        kernel="gwg",
+        model_args=(n,),
+        num_chains=4,
+        num_warmup=300,
+        num_samples=4000,
+        thinning=4,
+        rng_key=jax.random.PRNGKey(4),
+        progress=False,
+    )
+    x = idata.posterior["x"].values
+    assert_within_mcse(x, means, alpha=ALPHA, num_tests=NUM_TESTS, name="x")
