@@ -34,10 +34,12 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpyro
+from ebm_ppl.models import boltzmann, ising
 
 import ebm_ppl as ebm
+from ebm_ppl.infer.discrete import BlockGibbs, GibbsWithGradients
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
-from ebm_ppl.kernels import mala, sgld, ula
+from ebm_ppl.kernels import gibbs, gwg, mala, sgld, ula
 
 StepFn = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -171,5 +173,65 @@ KERNELS: list[KernelEntry] = [
         energy_fn=minibatch_energy,
         divergent_energy_fn=walled_minibatch_energy,
         make_mcmc_kernel=lambda: (SGLD(regression_model, step_size=1e-3), _regression_args()),
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- discrete entries
+_SPINS0 = {"s": jnp.where(jnp.arange(36).reshape(6, 6) % 3 == 0, -1.0, 1.0)}
+_SPIN_LEVELS = {"s": (-1.0, 1.0)}
+
+
+def ising_energy(p: Any) -> Any:
+    # beta = 1/2: energies and their gradients are exact in float32, so eager and jit agree bitwise
+    return ising.energy(p["s"], beta=0.5)
+
+
+def walled_ising_energy(p: Any) -> Any:
+    """Ising energy, +inf when the first two spins are both -1 (reachable by single flips)."""
+    s = p["s"]
+    return jnp.where((s[0, 0] < 0) & (s[0, 1] < 0), jnp.inf, ising.energy(s, beta=0.5))
+
+
+def _gibbs_build(energy_fn: Callable[..., Any]):
+    kernel = gibbs.build_kernel(colours={"s": ising.blocks((6, 6))}, levels=_SPIN_LEVELS)
+    return (lambda: gibbs.init(_SPINS0, energy_fn)), (lambda key, s: kernel(key, s, energy_fn))
+
+
+def _gibbs_exact_build(energy_fn: Callable[..., Any]):
+    kernel = gibbs.build_kernel(
+        colours={"s": ising.blocks((6, 6))}, levels=_SPIN_LEVELS, affine=False
+    )
+    return (lambda: gibbs.init(_SPINS0, energy_fn)), (lambda key, s: kernel(key, s, energy_fn))
+
+
+def _gwg_build(energy_fn: Callable[..., Any]):
+    kernel = gwg.build_kernel(levels=_SPIN_LEVELS)
+    return (lambda: gwg.init(_SPINS0, energy_fn, _SPIN_LEVELS)), (
+        lambda key, s: kernel(key, s, energy_fn)
+    )
+
+
+KERNELS += [
+    KernelEntry(
+        name="gibbs-ising",
+        build=_gibbs_build,
+        energy_fn=ising_energy,
+        exact=True,
+        make_mcmc_kernel=lambda: (BlockGibbs(ising.model), ((4, 4),)),
+    ),
+    KernelEntry(
+        name="gibbs-exact-differences",
+        build=_gibbs_exact_build,
+        energy_fn=ising_energy,
+        exact=True,
+    ),
+    KernelEntry(
+        name="gwg-ising",
+        build=_gwg_build,
+        energy_fn=ising_energy,
+        exact=True,
+        divergent_energy_fn=walled_ising_energy,
+        make_mcmc_kernel=lambda: (GibbsWithGradients(boltzmann.model), (5,)),
     ),
 ]
