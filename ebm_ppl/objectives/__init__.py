@@ -6,15 +6,27 @@ from ebm_ppl.objectives.contrastive import (
     PersistentContrastiveDivergence,
     ReplayBuffer,
 )
+from ebm_ppl.objectives.nce import FCE, NCE, FlowContrastiveEstimation
+from ebm_ppl.objectives.score_matching import (
+    DenoisingScoreMatching,
+    ScoreMatching,
+    SlicedScoreMatching,
+)
 from ebm_ppl.objectives.variational import ELBO, VariationalML
 
 __all__ = [
     "ContrastiveDivergence",
+    "DenoisingScoreMatching",
     "ELBO",
+    "FCE",
+    "FlowContrastiveEstimation",
+    "NCE",
     "Objective",
     "ObjectiveSpec",
     "PersistentContrastiveDivergence",
     "ReplayBuffer",
+    "ScoreMatching",
+    "SlicedScoreMatching",
     "VariationalML",
     "stateless",
 ]

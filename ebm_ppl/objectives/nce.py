@@ -387,6 +387,8 @@ class FlowContrastiveEstimation:
 
         def sample_and_log_q(state_parts, key, n):
             shift, scale, flow_params = state_parts
+            if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+                key = jax.random.wrap_key_data(key)  # flowjax takes typed keys only
             z, log_qz = flow_of(flow_params).sample_and_log_prob(key, (n,))
             return shift + scale * z, log_qz - jnp.sum(jnp.log(scale))
 
