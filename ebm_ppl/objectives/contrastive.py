@@ -214,6 +214,55 @@ class _Phases:
     def default_kernel(self) -> str:
         return "gibbs" if self.discrete else "mala"
 
+    def gibbs_options(
+        self, sites: tuple[str, ...], given: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``colours``, ``levels`` and ``affine`` for :func:`ebm_ppl.kernels.gibbs.build_kernel`.
+
+        Blocks come from the sites' ``infer={"blocks": colours}`` when every moved site declares
+        them (an RBM's two layers); otherwise from the interaction graph of the energy (Hessian
+        sparsity) at generic random parameters, so couplings initialized at zero still count.
+        Options already ``given`` (``kernel_options``) are not recomputed.
+        """
+        given = given or {}
+        from ebm_ppl.energy.conditionals import binary_levels
+        from ebm_ppl.kernels.gibbs import interaction_colouring
+
+        model = self.model
+        info = model.sites
+        levels = {n: binary_levels(info[n].support) for n in sites}
+        bad = [n for n, lv in levels.items() if lv is None]
+        if bad:
+            raise ValueError(
+                f"{self.who}: kernel 'gibbs' samples binary (Bits/Spins) sites only; "
+                f"site(s) {bad} are not binary"
+            )
+        # Energies affine in each unit get all conditionals from one gradient; otherwise (or
+        # without that information) exact energy differences, always correct.
+        affine = given.get("affine")
+        if affine is None:
+            affine_of = getattr(model, "affine_sites", None) or {}
+            affine = {n: bool(affine_of.get(n, False)) for n in sites}
+        trace = getattr(model, "_trace", {})
+        declared = {n: (trace.get(n, {}).get("infer") or {}).get("blocks") for n in sites}
+        if "colours" in given:
+            colours = given["colours"]
+        elif all(v is not None for v in declared.values()):
+            colours = {n: np.asarray(v) for n, v in declared.items()}
+        else:
+            key = jax.random.PRNGKey(0)
+            params = jax.tree.map(
+                lambda p: (
+                    jax.random.normal(key, jnp.shape(p), jnp.result_type(float))
+                    if jnp.issubdtype(jnp.result_type(p), jnp.floating)
+                    else p
+                ),
+                model.init_params(key),
+            )
+            values = {n: v[0] for n, v in model.init_values(key, 1).items()}
+            colours = interaction_colouring(lambda pos: model.energy(params, pos), values, levels)
+        return {"colours": colours, "levels": levels, "affine": affine}
+
     def potential(self, params: Any) -> Callable[[Values, Values], jax.Array]:
         """``(z, fixed) -> energy`` on the unconstrained space of continuous sites."""
         pot = self.model.potential_fn(params)
@@ -276,9 +325,23 @@ class _ContrastiveBase:
         if self.free_energy_fn is not None and not callable(self.free_energy_fn):
             raise TypeError(f"free_energy_fn must be callable, got {self.free_energy_fn!r}")
 
-    def _sampler(self, phases: _Phases) -> Sampler:
+    def _kernel_and_options(self, phases: _Phases) -> tuple[Any, dict[str, Any]]:
         kernel = self.kernel if self.kernel is not None else phases.default_kernel()
-        return resolve_kernel(kernel, step_size=self.step_size, kernel_options=self.kernel_options)
+        return kernel, dict(self.kernel_options or {})
+
+    def _sampler(self, phases: _Phases, sites: tuple[str, ...]) -> Sampler:
+        """The kernel for moving ``sites`` (model-derived options such as Gibbs blocks added)."""
+        kernel, options = self._kernel_and_options(phases)
+        if _kernel_name(kernel) == "gibbs":
+            options = {**phases.gibbs_options(sites, given=options), **options}
+        return resolve_kernel(kernel, step_size=self.step_size, kernel_options=options)
+
+    def _samplers(self, phases: _Phases) -> tuple[Sampler | None, Sampler]:
+        """``(positive-phase sampler of the latents or None, negative-phase sampler)``."""
+        positive = None
+        if phases.latent_sites and self.free_energy_fn is None:
+            positive = self._sampler(phases, phases.latent_sites)
+        return positive, self._sampler(phases, phases.sampled)
 
     def _positive(self, phases, sampler, params, batch, rng_key):
         """Positive-phase energies (differentiable in ``params``) and the latent samples."""
@@ -373,7 +436,7 @@ class ContrastiveDivergence(_ContrastiveBase):
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the pure :class:`Objective` for ``model`` (``fit`` passes the data context)."""
         phases = _Phases(model, context, "ContrastiveDivergence")
-        sampler = self._sampler(phases)
+        pos_sampler, neg_sampler = self._samplers(phases)
 
         def init(rng_key, params, batch):
             del rng_key, params, batch
@@ -381,7 +444,7 @@ class ContrastiveDivergence(_ContrastiveBase):
 
         def loss(params, obj_state, batch, rng_key):
             key_pos, key_neg = jax.random.split(rng_key)
-            e_pos, latents = self._positive(phases, sampler, params, batch, key_pos)
+            e_pos, latents = self._positive(phases, pos_sampler, params, batch, key_pos)
             data_values = {n: batch[n] for n in phases.data_sites}
             start = {**data_values, **latents}
             if phases.latent_sites and not latents:  # marginalized positive phase
@@ -390,7 +453,7 @@ class ContrastiveDivergence(_ContrastiveBase):
                     phases.base_init(jax.random.fold_in(key_neg, 1), n, phases.latent_sites)
                 )
             fixed = phases.fixed(batch)
-            neg, acc, div = self._negative(phases, sampler, params, start, fixed, key_neg)
+            neg, acc, div = self._negative(phases, neg_sampler, params, start, fixed, key_neg)
             e_neg = phases.batch_energy(params, {**fixed, **neg})
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
             return value, (obj_state, self._metrics(e_pos, e_neg, acc, div))
@@ -508,7 +571,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the pure :class:`Objective` for ``model`` (``fit`` passes the data context)."""
         phases = _Phases(model, context, "PersistentContrastiveDivergence")
-        sampler = self._sampler(phases)
+        pos_sampler, neg_sampler = self._samplers(phases)
         batch_size = context.get("batch_size")
         if phases.condition_sites and self.num_chains not in (None, batch_size):
             raise ValueError(
@@ -535,10 +598,10 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
 
         def loss(params, obj_state, batch, rng_key):
             key_pos, key_neg = jax.random.split(rng_key)
-            e_pos, _ = self._positive(phases, sampler, params, batch, key_pos)
+            e_pos, _ = self._positive(phases, pos_sampler, params, batch, key_pos)
             fixed = phases.fixed(batch)
             neg, acc, div = self._negative(
-                phases, sampler, params, obj_state.chains, fixed, key_neg
+                phases, neg_sampler, params, obj_state.chains, fixed, key_neg
             )
             e_neg = phases.batch_energy(params, {**fixed, **neg})
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
@@ -643,17 +706,17 @@ class ReplayBuffer(_ContrastiveBase):
         if self.noise_fn is not None and not callable(self.noise_fn):
             raise TypeError(f"noise_fn must be callable, got {self.noise_fn!r}")
 
-    def _sampler(self, phases: _Phases) -> Sampler:
+    def _kernel_and_options(self, phases: _Phases) -> tuple[Any, dict[str, Any]]:
         kernel = self.kernel if self.kernel is not None else ("gibbs" if phases.discrete else "ula")
         options = dict(self.kernel_options or {})
         if self.clip_grad_norm is not None:
             options["clip_grad_norm"] = self.clip_grad_norm
-        return resolve_kernel(kernel, step_size=self.step_size, kernel_options=options)
+        return kernel, options
 
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the pure :class:`Objective` for ``model`` (``fit`` passes the data context)."""
         phases = _Phases(model, context, "ReplayBuffer")
-        sampler = self._sampler(phases)
+        pos_sampler, neg_sampler = self._samplers(phases)
         batch_size = context.get("batch_size")
         if phases.condition_sites and self.num_chains not in (None, batch_size):
             raise ValueError(
@@ -678,7 +741,7 @@ class ReplayBuffer(_ContrastiveBase):
 
         def loss(params, obj_state, batch, rng_key):
             key_pos, key_pick, key_reinit, key_noise, key_neg = jax.random.split(rng_key, 5)
-            e_pos, _ = self._positive(phases, sampler, params, batch, key_pos)
+            e_pos, _ = self._positive(phases, pos_sampler, params, batch, key_pos)
             n_batch = jax.tree.leaves(batch)[0].shape[0]
             num = self.num_chains or n_batch
             idx = jax.random.randint(key_pick, (num,), 0, size)
@@ -689,7 +752,7 @@ class ReplayBuffer(_ContrastiveBase):
                 for n, b in obj_state.buffer.items()
             }
             fixed = phases.fixed(batch)
-            neg, acc, div = self._negative(phases, sampler, params, start, fixed, key_neg)
+            neg, acc, div = self._negative(phases, neg_sampler, params, start, fixed, key_neg)
             e_neg = phases.batch_energy(params, {**fixed, **neg})
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
             if self.l2_reg:
