@@ -26,8 +26,9 @@ import sys
 DIM, HIDDEN = 64, 128
 
 
-def _worker(num_devices: int, chains_per_device: list[int], num_warmup: int, num_samples: int,
-            repeats: int) -> None:
+def _worker(
+    num_devices: int, chains_per_device: list[int], num_warmup: int, num_samples: int, repeats: int
+) -> None:
     import statistics
 
     import jax
@@ -47,9 +48,17 @@ def _worker(num_devices: int, chains_per_device: list[int], num_warmup: int, num
         ebm.energy("E", 0.5 * jnp.sum(x**2) + jnp.dot(jax.nn.softplus(x @ w1), w2))
 
     def run(per_device):
-        return ebm.sample(mlp_energy, kernel="mala", num_chains=per_device * num_devices,
-                          num_warmup=num_warmup, num_samples=num_samples, chain_method="sharded",
-                          devices=num_devices, rng_key=jax.random.PRNGKey(0), progress=False)
+        return ebm.sample(
+            mlp_energy,
+            kernel="mala",
+            num_chains=per_device * num_devices,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            chain_method="sharded",
+            devices=num_devices,
+            rng_key=jax.random.PRNGKey(0),
+            progress=False,
+        )
 
     times: dict[int, list[float]] = {c: [] for c in chains_per_device}
     ess_min: dict[int, float] = {}
@@ -81,10 +90,23 @@ def main(argv=None) -> int:
     for d in (int(x) for x in args.device_counts.split(",")):
         env = dict(os.environ)
         if not any(k in env.get("JAX_PLATFORMS", "") for k in ("cuda", "gpu", "tpu")):
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={d}").strip()
-        cmd = [sys.executable, __file__, "--worker", str(d), "--chains-per-device", args.chains_per_device,
-               "--num-warmup", str(args.num_warmup), "--num-samples", str(args.num_samples),
-               "--repeats", str(args.repeats)]
+            env["XLA_FLAGS"] = (
+                env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={d}"
+            ).strip()
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(d),
+            "--chains-per-device",
+            args.chains_per_device,
+            "--num-warmup",
+            str(args.num_warmup),
+            "--num-samples",
+            str(args.num_samples),
+            "--repeats",
+            str(args.repeats),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"devices={d} failed:\n{proc.stderr[-2000:]}")
@@ -96,13 +118,19 @@ def main(argv=None) -> int:
     if not rows:
         return 1
     ref = rows[0][1] * rows[0][0] * args.num_samples / rows[0][2]
-    print(f"backend {backend}; MALA, 64-d MLP energy, {args.num_warmup} warmup + {args.num_samples} draws; "
-          f"median of {args.repeats}")
-    print(f"{'devices':>7} {'chains/dev':>10} {'chains':>7} {'sample s':>9} {'draws/s':>10} "
-          f"{'ESS/s':>9} {'draws/s rel.':>12}")
+    print(
+        f"backend {backend}; MALA, 64-d MLP energy, {args.num_warmup} warmup + {args.num_samples} draws; "
+        f"median of {args.repeats}"
+    )
+    print(
+        f"{'devices':>7} {'chains/dev':>10} {'chains':>7} {'sample s':>9} {'draws/s':>10} "
+        f"{'ESS/s':>9} {'draws/s rel.':>12}"
+    )
     for d, c, t, e in rows:
         draws = d * c * args.num_samples / t
-        print(f"{d:>7} {c:>10} {d * c:>7} {t:>9.3f} {draws:>10.3g} {e / t:>9.3g} {draws / ref:>12.2f}")
+        print(
+            f"{d:>7} {c:>10} {d * c:>7} {t:>9.3f} {draws:>10.3g} {e / t:>9.3g} {draws / ref:>12.2f}"
+        )
     return 0
 
 

@@ -51,17 +51,29 @@ def mlp_energy():
 
 
 def run(num_chains, chain_method, devices=None, *, num_warmup, num_samples, seed=0):
-    return ebm.sample(mlp_energy, kernel="mala", num_chains=num_chains, num_warmup=num_warmup,
-                      num_samples=num_samples, chain_method=chain_method, devices=devices,
-                      rng_key=jax.random.PRNGKey(seed), progress=False)
+    return ebm.sample(
+        mlp_energy,
+        kernel="mala",
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        chain_method=chain_method,
+        devices=devices,
+        rng_key=jax.random.PRNGKey(seed),
+        progress=False,
+    )
 
 
 def compare(a, b, label):
     xa, xb = a.posterior["x"].values, b.posterior["x"].values
     same = bool(np.array_equal(xa, xb))
-    same_step = bool(np.array_equal(a.sample_stats["step_size"].values, b.sample_stats["step_size"].values))
+    same_step = bool(
+        np.array_equal(a.sample_stats["step_size"].values, b.sample_stats["step_size"].values)
+    )
     diff = float(np.max(np.abs(xa - xb)))
-    print(f"  {label}: draws identical={same} step sizes identical={same_step} max|diff|={diff:.3g}")
+    print(
+        f"  {label}: draws identical={same} step sizes identical={same_step} max|diff|={diff:.3g}"
+    )
     return same and same_step
 
 
@@ -78,27 +90,36 @@ def main(argv=None) -> int:
         args.num_chains, args.num_warmup, args.num_samples = 256, 100, 200
         args.chain_grid = "256,1024"
     devices = jax.local_devices()
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {len(devices)} local device(s): "
-          f"{[str(d) for d in devices]}")
+    print(
+        f"jax {jax.__version__}, backend {jax.default_backend()}, {len(devices)} local device(s): "
+        f"{[str(d) for d in devices]}"
+    )
     kw = dict(num_warmup=args.num_warmup, num_samples=args.num_samples)
     ok = True
 
-    print(f"\n1. equality, {args.num_chains} MALA chains, {args.num_warmup} warmup + {args.num_samples} draws")
+    print(
+        f"\n1. equality, {args.num_chains} MALA chains, {args.num_warmup} warmup + {args.num_samples} draws"
+    )
     t0 = time.perf_counter()
     sharded = run(args.num_chains, "sharded", **kw)
     vector = run(args.num_chains, "vectorized", devices=1, **kw)
     print(f"  (first runs incl. compilation: {time.perf_counter() - t0:.1f} s)")
     ok &= compare(sharded, vector, f"sharded over {len(devices)} vs vectorized on 1")
     rep = mixing_report(sharded)
-    print(f"  mixing_report: devices {list(rep.groups.index)}, flagged {rep.bad_groups}, "
-          f"min bulk ESS {rep.summary['ess_bulk'].min():.0f}, max R-hat {rep.summary['r_hat'].max():.4f}")
+    print(
+        f"  mixing_report: devices {list(rep.groups.index)}, flagged {rep.bad_groups}, "
+        f"min bulk ESS {rep.summary['ess_bulk'].min():.0f}, max R-hat {rep.summary['r_hat'].max():.4f}"
+    )
     ok &= rep.bad_groups == []
     if len(devices) > 1:
         n_pad = args.num_chains + 3
         # informational: blocks of another size may be vectorized differently by XLA (on CPU,
         # 130-chain blocks vs a 259-chain batch differ from the first rounding on)
-        compare(run(n_pad, "sharded", **kw), run(n_pad, "vectorized", devices=1, **kw),
-                f"padded (informational): {n_pad} chains sharded vs vectorized")
+        compare(
+            run(n_pad, "sharded", **kw),
+            run(n_pad, "vectorized", devices=1, **kw),
+            f"padded (informational): {n_pad} chains sharded vs vectorized",
+        )
 
     print(f"\n2. timings: median of {args.repeats} interleaved repeats, compile excluded")
     grid = [int(c) for c in args.chain_grid.split(",")]
@@ -117,14 +138,18 @@ def main(argv=None) -> int:
                 x = idata.posterior["x"].values[..., :8]  # ESS over 8 coordinates (cost)
                 ess_min[c] = float(np.min(ess(x)))
     base = statistics.median(times[configs[0]]) / (configs[0][0])  # s per chain, smallest grid
-    print(f"  {'chains':>7} {'method':>10} {'devices':>7} {'sample s':>9} {'draws/s':>11} "
-          f"{'ESS/s':>10} {'rel. cost/chain':>15}")
+    print(
+        f"  {'chains':>7} {'method':>10} {'devices':>7} {'sample s':>9} {'draws/s':>11} "
+        f"{'ESS/s':>10} {'rel. cost/chain':>15}"
+    )
     for c in configs:
         t = statistics.median(times[c])
         n = c[0]
         ndev = 1 if c[2] == 1 else len(devices)
-        print(f"  {n:>7} {c[1]:>10} {ndev:>7} {t:>9.3f} {n * args.num_samples / t:>11.3g} "
-              f"{ess_min[c] / t:>10.3g} {t / n / base:>15.3f}")
+        print(
+            f"  {n:>7} {c[1]:>10} {ndev:>7} {t:>9.3f} {n * args.num_samples / t:>11.3g} "
+            f"{ess_min[c] / t:>10.3g} {t / n / base:>15.3f}"
+        )
     print("\nALL EQUAL" if ok else "\nMISMATCH (see above)")
     return 0 if ok else 1
 

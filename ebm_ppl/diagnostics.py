@@ -65,7 +65,9 @@ def _from_dict(posterior: Mapping[str, Any], sample_stats: Mapping[str, Any] | N
     stats = {k: np.asarray(v) for k, v in (sample_stats or {}).items()}
     for name, arr in post.items():
         if arr.ndim < 2:
-            raise ValueError(f"posterior[{name!r}] must have shape (chain, draw, ...), got {arr.shape}")
+            raise ValueError(
+                f"posterior[{name!r}] must have shape (chain, draw, ...), got {arr.shape}"
+            )
     with warnings.catch_warnings():
         # the layout is known to be (chain, draw, ...); ArviZ's "more chains than draws" guess is moot
         warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
@@ -112,7 +114,9 @@ def _from_training_chains(obj_state: Any) -> Any:
     count = int(np.asarray(obj_state.count))
     window = trace.shape[0]
     if window == 0 or count == 0:
-        raise ValueError("the training chains recorded no energy trace (diagnostics_window=0 or no update)")
+        raise ValueError(
+            "the training chains recorded no energy trace (diagnostics_window=0 or no update)"
+        )
     if count < window:
         ordered = trace[:count]
     else:
@@ -225,11 +229,15 @@ def _as_chain_draw(draws: Any) -> np.ndarray:
     try:
         arr = np.asarray(draws, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"draws must be a numeric array (chain, draw, ...), got {type(draws).__name__}") from None
+        raise TypeError(
+            f"draws must be a numeric array (chain, draw, ...), got {type(draws).__name__}"
+        ) from None
     if arr.ndim < 2:
         raise ValueError(f"draws must have shape (chain, draw, ...), got {arr.shape}")
     if arr.shape[1] < 4:
-        raise ValueError(f"draws needs at least 4 draws per chain (split R-hat halves them), got shape {arr.shape}")
+        raise ValueError(
+            f"draws needs at least 4 draws per chain (split R-hat halves them), got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError("draws contains NaN or inf")
     return arr
@@ -406,8 +414,12 @@ def _group_scores(arr: np.ndarray, labels: np.ndarray, uniq: list[str]) -> np.nd
     else:
         # one chain per group: the variance of a chain mean from each chain's own ESS
         az = _az()
-        ess_c = np.array([[az.ess(flat[i : i + 1, :, k], method="mean") for k in range(flat.shape[2])]
-                          for i in range(c)])
+        ess_c = np.array(
+            [
+                [az.ess(flat[i : i + 1, :, k], method="mean") for k in range(flat.shape[2])]
+                for i in range(c)
+            ]
+        )
         var_chain = np.mean(flat.var(axis=1, ddof=1) / np.maximum(ess_c, 1.0), axis=0)
     var_chain = np.maximum(var_chain, 1e-300)
     out = []
@@ -469,15 +481,32 @@ class MixingReport:
         import pandas as pd
 
         lines = []
-        with pd.option_context("display.width", 120, "display.max_columns", 20, "display.max_rows", 40):
-            cols = [c for c in ("mean", "sd", "ess_bulk", "ess_tail", "r_hat", "r_hat_folded",
-                                "ess_per_s", "ess_per_grad", "ok") if c in self.summary]
+        with pd.option_context(
+            "display.width", 120, "display.max_columns", 20, "display.max_rows", 40
+        ):
+            cols = [
+                c
+                for c in (
+                    "mean",
+                    "sd",
+                    "ess_bulk",
+                    "ess_tail",
+                    "r_hat",
+                    "r_hat_folded",
+                    "ess_per_s",
+                    "ess_per_grad",
+                    "ok",
+                )
+                if c in self.summary
+            ]
             lines += ["== all chains ==", self.summary[cols].to_string(), ""]
             lines += [f"== chains grouped by {self.group_by} ==", self.groups.to_string()]
         if self.nested_rhat is not None:
             worst = max(self.nested_rhat.items(), key=lambda kv: kv[1])
             lines.append(f"nested R-hat between groups: worst {worst[1]:.4f} ({worst[0]})")
-        lines.append(f"a group is flagged when max |z| > {self.z_threshold:.2f} (location or scale)")
+        lines.append(
+            f"a group is flagged when max |z| > {self.z_threshold:.2f} (location or scale)"
+        )
         if self.bad_groups:
             lines.append(f"BAD {self.group_by}(s): {', '.join(self.bad_groups)}")
         if self.energy_trace is not None:
@@ -588,14 +617,19 @@ def mixing_report(
     names = list(var_names) if var_names is not None else list(post.data_vars)
     unknown = [n for n in names if n not in post.data_vars]
     if unknown:
-        raise ValueError(f"var_names has unknown variable(s) {unknown}; posterior has {list(post.data_vars)}")
+        raise ValueError(
+            f"var_names has unknown variable(s) {unknown}; posterior has {list(post.data_vars)}"
+        )
     labels = _chain_labels(idata, group_by)
     uniq = list(dict.fromkeys(labels.tolist()))
     table = summary(idata, var_names=names)
     has_stats = "sample_stats" in idata.groups()
     ss = idata.sample_stats if has_stats else None
-    energy_trace = (np.asarray(ss["potential_energy"].values, np.float64)
-                    if has_stats and "potential_energy" in ss else None)
+    energy_trace = (
+        np.asarray(ss["potential_energy"].values, np.float64)
+        if has_stats and "potential_energy" in ss
+        else None
+    )
 
     arr, comp_labels = _stacked(post, names)
     if energy_trace is not None and "potential_energy" not in names:
@@ -624,19 +658,25 @@ def mixing_report(
         sel = labels == g
         sub = arr[sel]
         # R-hat needs two chains; a one-chain group gets NaN (ArviZ would log a shape error)
-        rh = [float(az.rhat(sub[..., k], method="rank")) if len(sub) > 1 else math.nan
-              for k in range(k_plain)]
+        rh = [
+            float(az.rhat(sub[..., k], method="rank")) if len(sub) > 1 else math.nan
+            for k in range(k_plain)
+        ]
         es = [float(az.ess(sub[..., k], method="bulk")) for k in range(k_plain)]
         worst = int(np.argmax(np.abs(scores[gi])))
-        rows.append({
-            "group": g,
-            "num_chains": int(sel.sum()),
-            "rhat_within": float(np.max(rh)),
-            "ess_bulk_min": float(np.nanmin(es)),
-            "max_abs_z": float(np.abs(scores[gi, worst])),
-            "worst": comp_labels[worst],
-            "potential_energy_mean": float(energy_trace[sel].mean()) if energy_trace is not None else math.nan,
-        })
+        rows.append(
+            {
+                "group": g,
+                "num_chains": int(sel.sum()),
+                "rhat_within": float(np.max(rh)),
+                "ess_bulk_min": float(np.nanmin(es)),
+                "max_abs_z": float(np.abs(scores[gi, worst])),
+                "worst": comp_labels[worst],
+                "potential_energy_mean": float(energy_trace[sel].mean())
+                if energy_trace is not None
+                else math.nan,
+            }
+        )
     groups = pd.DataFrame(rows).set_index("group")
     flagged = pd.Series(False, index=groups.index)
     # Remove the most deviant group while one deviates, so that a bad group does not make the
@@ -843,7 +883,9 @@ def plot_samples(
         post = samples.posterior
         name = var_name if var_name is not None else next(iter(post.data_vars))
         if name not in post.data_vars:
-            raise ValueError(f"var_name={name!r} is not a posterior variable ({list(post.data_vars)})")
+            raise ValueError(
+                f"var_name={name!r} is not a posterior variable ({list(post.data_vars)})"
+            )
         arr = np.asarray(post[name].values)
         event_ndim = arr.ndim - 2
     else:
@@ -855,7 +897,9 @@ def plot_samples(
         kind = "density" if (event_ndim in (None, 1) and last == 2) else "images"
     if kind == "density":
         if arr.shape[-1] != 2:
-            raise ValueError(f"kind='density' needs 2-D points (last axis 2), got shape {arr.shape}")
+            raise ValueError(
+                f"kind='density' needs 2-D points (last axis 2), got shape {arr.shape}"
+            )
         pts = arr.reshape(-1, 2)
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.hist2d(pts[:, 0], pts[:, 1], bins=bins, cmap="viridis")
@@ -864,12 +908,14 @@ def plot_samples(
         return _finish(fig, path)
     if event_ndim is None:
         event_ndim = 2 if (image_shape is None and arr.ndim >= 3) else 1
-    event = arr.shape[arr.ndim - event_ndim:] if event_ndim else ()
+    event = arr.shape[arr.ndim - event_ndim :] if event_ndim else ()
     imgs = arr.reshape(-1, *event) if event else arr.reshape(-1, 1)
     if image_shape is not None:
         h, w = (int(v) for v in image_shape)
         if h * w != int(np.prod(imgs.shape[1:])):
-            raise ValueError(f"image_shape {tuple(image_shape)} does not fit events of shape {imgs.shape[1:]}")
+            raise ValueError(
+                f"image_shape {tuple(image_shape)} does not fit events of shape {imgs.shape[1:]}"
+            )
         imgs = imgs.reshape(-1, h, w)
     elif imgs.ndim == 2:
         side = math.isqrt(imgs.shape[1])

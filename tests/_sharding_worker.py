@@ -35,8 +35,11 @@ def main():
     xs, xv = sharded.posterior["x"].values, vector.posterior["x"].values
     out["equal_draws"] = bool(np.array_equal(xs, xv))
     out["max_abs_diff"] = float(np.max(np.abs(xs - xv)))
-    out["equal_step_size"] = bool(np.array_equal(sharded.sample_stats["step_size"].values,
-                                                 vector.sample_stats["step_size"].values))
+    out["equal_step_size"] = bool(
+        np.array_equal(
+            sharded.sample_stats["step_size"].values, vector.sample_stats["step_size"].values
+        )
+    )
     out["step_size_spread"] = float(np.ptp(sharded.sample_stats["step_size"].values[:, -1]))
     out["sharded_device_coord"] = sharded.posterior["device"].values.tolist()
     out["vector_device_coord"] = sorted(set(vector.posterior["device"].values.tolist()))
@@ -49,9 +52,15 @@ def main():
     # 2. Planted bad group: the chains of the last device start far away, no warmup.
     rng = np.random.default_rng(0)
     init = rng.normal(size=(NUM_CHAINS, 2)).astype(np.float32)
-    init[3 * NUM_CHAINS // 4:] = 6.0
-    planted = ebm.sample(quartic, chain_method="sharded", num_warmup=0, rng_key=key,
-                         init_params={"x": init}, **CONFIG)
+    init[3 * NUM_CHAINS // 4 :] = 6.0
+    planted = ebm.sample(
+        quartic,
+        chain_method="sharded",
+        num_warmup=0,
+        rng_key=key,
+        init_params={"x": init},
+        **CONFIG,
+    )
     bad = mixing_report(planted)
     out["planted_bad_groups"] = bad.bad_groups
     out["planted_ok"] = bad.ok

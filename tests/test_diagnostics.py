@@ -57,20 +57,25 @@ def vector_idata():
     x = rng.normal(size=(4, 300, 3)) * np.array([1.0, 2.0, 0.5]) + np.array([0.0, 1.0, -1.0])
     y = ar1(0.7, 4, 300, seed=4)
     e = rng.gamma(2.0, size=(4, 300))
-    return dg.to_inference_data({"x": x, "y": y}, {"potential_energy": e},
-                                chain_devices=["cpu:0", "cpu:0", "cpu:1", "cpu:1"],
-                                attrs={"sampling_time": 2.0, "kernel": "mala", "thinning": 1})
+    return dg.to_inference_data(
+        {"x": x, "y": y},
+        {"potential_energy": e},
+        chain_devices=["cpu:0", "cpu:0", "cpu:1", "cpu:1"],
+        attrs={"sampling_time": 2.0, "kernel": "mala", "thinning": 1},
+    )
 
 
 def test_functions_agree_with_arviz(vector_idata):
     x = vector_idata.posterior["x"].values
     for k in range(3):
         for method in ("rank", "folded", "split"):
-            assert float(dg.rhat(x)[k] if method == "rank" else dg.rhat(x, method)[k]) == pytest.approx(
-                float(AZ.rhat(x[..., k], method=method)), rel=1e-12)
+            assert float(
+                dg.rhat(x)[k] if method == "rank" else dg.rhat(x, method)[k]
+            ) == pytest.approx(float(AZ.rhat(x[..., k], method=method)), rel=1e-12)
         for method in ("bulk", "tail", "mean"):
-            assert float(dg.ess(x, method)[k]) == pytest.approx(float(AZ.ess(x[..., k], method=method)),
-                                                                rel=1e-12)
+            assert float(dg.ess(x, method)[k]) == pytest.approx(
+                float(AZ.ess(x[..., k], method=method)), rel=1e-12
+            )
 
 
 def test_summary_agrees_with_arviz(vector_idata):
@@ -130,7 +135,10 @@ def test_mixing_report_names_the_bad_group():
 
 def test_bfmi_only_with_hamiltonian_energy():
     rng = np.random.default_rng(2)
-    stats = {"energy": rng.normal(size=(2, 200)).cumsum(axis=1) * 0.1, "potential_energy": rng.normal(size=(2, 200))}
+    stats = {
+        "energy": rng.normal(size=(2, 200)).cumsum(axis=1) * 0.1,
+        "potential_energy": rng.normal(size=(2, 200)),
+    }
     rep = dg.mixing_report(dg.to_inference_data({"x": rng.normal(size=(2, 200))}, stats))
     assert rep.bfmi.shape == (2,)
     np.testing.assert_allclose(rep.bfmi, AZ.bfmi(stats["energy"]))
@@ -147,14 +155,18 @@ def test_from_numpyro_mcmc_drops_factor_groups():
     from numpyro.infer import MCMC, NUTS
 
     # one chain keeps NumPyro's compile short (the conversion does not depend on the count)
-    mcmc = MCMC(NUTS(_obs_model, max_tree_depth=3), num_warmup=50, num_samples=50, progress_bar=False)
+    mcmc = MCMC(
+        NUTS(_obs_model, max_tree_depth=3), num_warmup=50, num_samples=50, progress_bar=False
+    )
     mcmc.run(jax.random.PRNGKey(0), y=jnp.array(0.3), extra_fields=("potential_energy",))
     idata = dg.to_inference_data(mcmc)
     assert idata.posterior["x"].shape == (1, 50)
     assert "log_likelihood" not in idata.groups()
     assert list(idata.observed_data.data_vars) == ["y"]  # the real observation stays, "E" goes
-    np.testing.assert_allclose(idata.sample_stats["potential_energy"].values,
-                               mcmc.get_extra_fields(group_by_chain=True)["potential_energy"])
+    np.testing.assert_allclose(
+        idata.sample_stats["potential_energy"].values,
+        mcmc.get_extra_fields(group_by_chain=True)["potential_energy"],
+    )
 
 
 def test_from_training_chains_orders_ring_buffer():
@@ -180,8 +192,16 @@ def test_plots_write_files(vector_idata, tmp_path):
         ("trace", dg.plot_trace(vector_idata, ["x"], path=tmp_path / "trace.png")),
         ("rank", dg.plot_rank(vector_idata, path=tmp_path / "rank.png")),
         ("energy", dg.plot_energy(vector_idata, path=tmp_path / "energy.png")),
-        ("density", dg.plot_samples(vector_idata.posterior["x"].values[..., :2], path=tmp_path / "density.png")),
-        ("images", dg.plot_samples(np.zeros((10, 64)), kind="images", path=tmp_path / "images.png")),
+        (
+            "density",
+            dg.plot_samples(
+                vector_idata.posterior["x"].values[..., :2], path=tmp_path / "density.png"
+            ),
+        ),
+        (
+            "images",
+            dg.plot_samples(np.zeros((10, 64)), kind="images", path=tmp_path / "images.png"),
+        ),
     ]:
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         plt.close(fig)
@@ -200,8 +220,11 @@ def test_plots_write_files(vector_idata, tmp_path):
         (lambda: dg.mixing_report(object()), ValueError, "idata has no posterior"),
         (lambda: dg.to_inference_data(3), TypeError, "posterior must be"),
         (lambda: dg.to_inference_data({"x": np.zeros(4)}), ValueError, "posterior\\['x'\\]"),
-        (lambda: dg.to_inference_data({"x": np.zeros((2, 4))}, chain_devices=["a"]), ValueError,
-         "chain_devices"),
+        (
+            lambda: dg.to_inference_data({"x": np.zeros((2, 4))}, chain_devices=["a"]),
+            ValueError,
+            "chain_devices",
+        ),
         (lambda: dg.nested_rhat(np.zeros((2, 10)), [0, 0]), ValueError, "two distinct"),
         (lambda: dg.plot_samples(np.zeros((10, 3)), kind="density"), ValueError, "2-D points"),
         (lambda: dg.plot_samples(np.zeros((10, 3)), kind="pie"), ValueError, "kind must be"),
@@ -229,8 +252,26 @@ def test_cli_sample_then_diagnose(tmp_path, capsys):
     from ebm_ppl.cli import main
 
     out = tmp_path / "run"
-    assert main(["sample", "ebm_ppl.cli:demo_model", "--kernel", "mala", "--chains", "4",
-                 "--num-warmup", "100", "--num-samples", "100", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "ebm_ppl.cli:demo_model",
+                "--kernel",
+                "mala",
+                "--chains",
+                "4",
+                "--num-warmup",
+                "100",
+                "--num-samples",
+                "100",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (out / "idata.nc").is_file()
     assert main(["diagnose", str(out / "idata.nc")]) == 0
     text = capsys.readouterr().out

@@ -80,7 +80,9 @@ def resolve_devices(devices: int | Sequence[Any] | None = None) -> tuple[Any, ..
     if devices is None:
         return local
     if isinstance(devices, bool):
-        raise TypeError(f"devices must be None, an int or a sequence of jax devices, got {devices!r}")
+        raise TypeError(
+            f"devices must be None, an int or a sequence of jax devices, got {devices!r}"
+        )
     if isinstance(devices, (int, np.integer)):
         if devices < 1 or devices > len(local):
             raise ValueError(
@@ -89,7 +91,9 @@ def resolve_devices(devices: int | Sequence[Any] | None = None) -> tuple[Any, ..
             )
         return local[: int(devices)]
     if isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence):
-        raise TypeError(f"devices must be None, an int or a sequence of jax devices, got {devices!r}")
+        raise TypeError(
+            f"devices must be None, an int or a sequence of jax devices, got {devices!r}"
+        )
     out = tuple(devices)
     if not out:
         raise ValueError("devices must not be empty")
@@ -180,7 +184,9 @@ def place_chains(
     devs = resolve_devices(devices)
     pcount, pindex = jax.process_count(), jax.process_index()
     if num_chains < pcount:
-        raise ValueError(f"num_chains={num_chains} is smaller than the number of processes ({pcount})")
+        raise ValueError(
+            f"num_chains={num_chains} is smaller than the number of processes ({pcount})"
+        )
     block = -(-num_chains // pcount)
     start = pindex * block
     num_local = max(0, min(num_chains, start + block) - start)
@@ -307,10 +313,14 @@ def map_chains(
         mapped = [a for a, ax in zip(args, axes, strict=True) if ax == 0]
         sizes = {x.shape[0] for a in mapped for x in jax.tree.leaves(a)}
         if len(sizes) != 1:
-            raise ValueError(f"per-chain arguments disagree on the number of chains: {sorted(sizes)}")
+            raise ValueError(
+                f"per-chain arguments disagree on the number of chains: {sorted(sizes)}"
+            )
         (n,) = sizes
         if chain_method == "parallel" and n > num_dev:
-            raise ValueError(f"chain_method='parallel' runs one chain per device: {n} chains > {num_dev} devices")
+            raise ValueError(
+                f"chain_method='parallel' runs one chain per device: {n} chains > {num_dev} devices"
+            )
         target = -(-n // num_dev) * num_dev
         args = tuple(_pad(a, target) if ax == 0 else a for a, ax in zip(args, axes, strict=True))
         specs = tuple(PartitionSpec("chain") if ax == 0 else PartitionSpec() for ax in axes)
@@ -367,7 +377,9 @@ def gather_chains(tree: Any, placement: ChainPlacement) -> Any:
     # Every process must contribute arrays of the same shape: pad the last block.
     def pad(x):
         missing = placement.block - x.shape[0]
-        return x if missing == 0 else np.concatenate([x, np.repeat(x[-1:], missing, axis=0)], axis=0)
+        return (
+            x if missing == 0 else np.concatenate([x, np.repeat(x[-1:], missing, axis=0)], axis=0)
+        )
 
     padded = jax.tree.map(pad, tree)
     flat, treedef = jax.tree.flatten(padded)
@@ -375,7 +387,9 @@ def gather_chains(tree: Any, placement: ChainPlacement) -> Any:
     # Booleans travel as uint8 (collectives do not all support bool).
     flat = [x.astype(np.uint8) if x.dtype == np.bool_ else x for x in flat]
     out = multihost_utils.process_allgather(flat, tiled=True)
-    out = [np.asarray(x)[: placement.num_chains].astype(dt) for x, dt in zip(out, dtypes, strict=True)]
+    out = [
+        np.asarray(x)[: placement.num_chains].astype(dt) for x, dt in zip(out, dtypes, strict=True)
+    ]
     return jax.tree.unflatten(treedef, out)
 
 

@@ -30,14 +30,20 @@ def sample_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("model", help="MODEL_SPEC: package.module:function or file.py:function")
     p.add_argument("--model-kwargs", default="", help="model keyword arguments: k=v,k2=v2")
-    p.add_argument("--params", type=Path, default=None, help="params: .npz with one array per param site")
+    p.add_argument(
+        "--params", type=Path, default=None, help="params: .npz with one array per param site"
+    )
     p.add_argument("--kernel", default="nuts", help="kernel name: nuts, hmc, mala, ula, gibbs, ...")
-    p.add_argument("--num-chains", "--chains", type=int, default=4, dest="num_chains", help="num_chains")
+    p.add_argument(
+        "--num-chains", "--chains", type=int, default=4, dest="num_chains", help="num_chains"
+    )
     p.add_argument("--num-warmup", type=int, default=500, help="num_warmup")
     p.add_argument("--num-samples", type=int, default=1000, help="num_samples")
     p.add_argument("--thinning", type=int, default=1, help="thinning")
     p.add_argument("--chain-method", default="auto", choices=CHAIN_METHODS, help="chain_method")
-    p.add_argument("--devices", type=int, default=None, help="devices: use the first N local devices")
+    p.add_argument(
+        "--devices", type=int, default=None, help="devices: use the first N local devices"
+    )
     p.add_argument("--seed", type=int, default=0, help="rng_key = PRNGKey(seed)")
     p.add_argument("--out", type=Path, required=True, help="output folder (writes idata.nc)")
     p.add_argument("--no-progress", action="store_true", help="progress=False")
@@ -104,8 +110,12 @@ def diagnose_arguments(p: argparse.ArgumentParser) -> None:
         'device'
     """
     p.add_argument("idata", type=Path, help="an idata.nc written by `ebm-ppl sample`")
-    p.add_argument("--out", type=Path, default=None, help="folder for the plots (default: next to idata)")
-    p.add_argument("--group-by", default="device", help="group_by: per-chain coordinate (device, chain)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="folder for the plots (default: next to idata)"
+    )
+    p.add_argument(
+        "--group-by", default="device", help="group_by: per-chain coordinate (device, chain)"
+    )
     p.add_argument("--var-names", default=None, help="var_names: comma-separated variables")
     p.add_argument("--no-plots", action="store_true", help="only print the report")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when mixing is not OK")
@@ -132,7 +142,11 @@ def _plot_all(idata: Any, out: Path, var_names: list[str] | None, group_by: str)
     first = (var_names or list(idata.posterior.data_vars))[0]
     event = idata.posterior[first].shape[2:]
     size = int(np.prod(event)) if event else 1
-    if event == (2,) or len(event) == 2 or (len(event) == 1 and size >= 16 and int(size**0.5) ** 2 == size):
+    if (
+        event == (2,)
+        or len(event) == 2
+        or (len(event) == 1 and size >= 16 and int(size**0.5) ** 2 == size)
+    ):
         plt.close(dg.plot_samples(idata, first, path=out / "samples.png"))
         written.append(out / "samples.png")
     return written
