@@ -130,7 +130,32 @@ CASES = [
         ValueError,
         "data_size is required",
     ),
+    (
+        "sample devices beyond the local ones",
+        lambda: ebm.sample(_ok_model, kernel="mala", devices=64),
+        ValueError,
+        "devices=64 but this process has",
+    ),
+    (
+        "diagnose on a file without a posterior group",
+        lambda: _diagnose_prior_only(),
+        ValueError,
+        "has no posterior group",
+    ),
 ]
+
+
+def _diagnose_prior_only():
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from ebm_ppl.cli import main
+
+    path = Path(tempfile.mkdtemp()) / "prior.nc"
+    ebm.diagnostics._az().from_dict(prior={"x": np.zeros((1, 10))}).to_netcdf(str(path))
+    return main(["diagnose", str(path)])
 
 
 @pytest.mark.parametrize("label,fn,exc,fragment", CASES, ids=[c[0] for c in CASES])
