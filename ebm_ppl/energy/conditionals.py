@@ -180,23 +180,39 @@ def conditional_logits(
 
 
 def _affine_stats(energy_fn: EnergyFn, pos: Position, site: str, levels, idx) -> dict:
-    """Partials at lo/hi/mid, exact logits, gradient logits and |E| at units ``idx``."""
+    """Partials at lo/hi/mid, exact logits, gradient logits and E at units ``idx``.
+
+    One vmapped gradient (over unit x value) and one vmapped energy (over flipped units plus
+    the unflipped state, as an out-of-bounds index whose update is dropped): the energy
+    function is traced twice however many units are checked.
+    """
     lo, hi = levels
     x = jnp.asarray(pos[site])
     flat = jnp.ravel(x)
+    size = flat.shape[0]
+    idx = jnp.asarray(idx)
+    k = idx.shape[0]
     grad_fn = jax.grad(lambda xs: energy_fn({**pos, site: xs}))
 
     def partial_at(i, value):
         return jnp.ravel(grad_fn(flat.at[i].set(value).reshape(x.shape)))[i]
 
-    parts = jnp.stack(
-        [jax.vmap(partial_at, in_axes=(0, None))(idx, v) for v in (lo, hi, 0.5 * (lo + hi))]
-    )
+    values = jnp.asarray([lo, hi, 0.5 * (lo + hi)], flat.dtype)
+    parts = jax.vmap(partial_at)(jnp.repeat(idx, 3), jnp.tile(values, k)).reshape(k, 3).T
+
+    def energy_flipped(i):
+        j = jnp.minimum(i, size - 1)
+        flipped = flat.at[i].set(lo + hi - flat[j], mode="drop").reshape(x.shape)
+        return energy_fn({**pos, site: flipped})
+
+    energies = jax.vmap(energy_flipped)(jnp.append(idx, size))
+    e0, e_flip = energies[k], energies[:k]
+    at_hi = flat[idx] == hi
     return {
         "parts": parts,
-        "exact": exact_logits(energy_fn, pos, site, levels, idx),
-        "grad_logit": -(hi - lo) * jnp.ravel(grad_fn(x))[idx],
-        "energy": jnp.asarray(energy_fn(pos)),
+        "exact": jnp.where(at_hi, e_flip - e0, e0 - e_flip),
+        "grad_logit": -(hi - lo) * jnp.where(at_hi, parts[1], parts[0]),
+        "energy": e0,
     }
 
 
@@ -319,10 +335,12 @@ def check_affine(
 
     def all_stats(key, pos0):
         states = _random_states(key, pos0, levels, num_states)
-        return [
-            {n: _affine_stats(energy_fn, pos, n, lv, idx[n]) for n, lv in levels.items()}
-            for pos in states
-        ]
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+        return jax.vmap(
+            lambda pos: {
+                n: _affine_stats(energy_fn, pos, n, lv, idx[n]) for n, lv in levels.items()
+            }
+        )(stacked)
 
     try:
         with jax.ensure_compile_time_eval():
@@ -330,7 +348,13 @@ def check_affine(
             results = jax.device_get(results)
     except Exception:  # noqa: BLE001  (any failure selects exact differences)
         return {n: False for n in levels}
-    return {n: all(_affine_ok(r[n]) for r in results) for n in levels}
+    return {n: _all_ok(results[n]) for n in levels}
+
+
+def _all_ok(batched: Mapping[str, Any]) -> bool:
+    """:func:`_affine_ok` on every row of stats with a leading batch axis."""
+    num = np.shape(batched["energy"])[0]
+    return all(_affine_ok({k: np.asarray(v)[j] for k, v in batched.items()}) for j in range(num))
 
 
 def check_model_affine(
@@ -397,12 +421,16 @@ def check_model_affine(
         k_par, k_pert, k_state = jax.random.split(key, 3)
         params = model.init_params(k_par)
         states = model.init_values(k_state, num_states)
-        positions = [jax.tree.map(lambda a, j=j: a[j], states) for j in range(num_states)]
         out = []
         for p in (params, perturb(k_pert, params)):
             fn = lambda q, p=p: model.energy(p, q)  # noqa: E731
-            for pos in positions:
-                out.append({n: _affine_stats(fn, pos, n, lv, idx[n]) for n, lv in levels.items()})
+            out.append(
+                jax.vmap(
+                    lambda pos, fn=fn: {
+                        n: _affine_stats(fn, pos, n, lv, idx[n]) for n, lv in levels.items()
+                    }
+                )(states)
+            )
         return out
 
     try:
@@ -410,4 +438,4 @@ def check_model_affine(
             results = jax.device_get(jax.jit(all_stats)(jax.random.PRNGKey(seed)))
     except Exception:  # noqa: BLE001  (any failure selects exact differences)
         return {n: False for n in levels}
-    return {n: all(_affine_ok(r[n]) for r in results) for n in levels}
+    return {n: all(_all_ok(r[n]) for r in results) for n in levels}
