@@ -93,6 +93,7 @@ class VariationalML:
         guide: a NumPyro guide over the model's state sites (e.g. an autoguide or a flow such
             as ``AutoBNAFNormal(model)``), or an autoguide *class* (or any factory) called with
             the bound model (default ``AutoMultivariateNormal``).
+        guide_kwargs: keyword arguments for an autoguide class (e.g. ``num_flows``).
         guide_optimizer: Optax optimizer of the guide's parameters (default ``adam(1e-3)``).
         num_guide_steps: SVI steps on ``q`` per ``θ`` update.
         num_particles: ELBO particles per SVI step.
@@ -115,6 +116,7 @@ class VariationalML:
     """
 
     guide: Any = None
+    guide_kwargs: Mapping[str, Any] | None = None
     guide_optimizer: Any = None
     num_guide_steps: int = 1
     num_particles: int = 16
@@ -149,7 +151,9 @@ class VariationalML:
         if self.guide is None:
             return AutoMultivariateNormal(bound, init_loc_fn=init_to_uniform)
         if isinstance(self.guide, type) and issubclass(self.guide, AutoGuide):
-            return self.guide(bound)
+            return self.guide(bound, **dict(self.guide_kwargs or {}))
+        if self.guide_kwargs:
+            raise ValueError("guide_kwargs apply to an autoguide class; guide is an instance")
         return self.guide
 
     def build(self, model: Any, **context: Any) -> Objective:

@@ -611,14 +611,12 @@ def _pilot_step_sizes(
         log_eps = log_eps + rate * (jnp.mean(acc) - TARGET_ACCEPTANCE)
         return (x, log_eps), log_eps
 
-    k_warm, k_run = jax.random.split(rng_key)
-    warm_betas = jnp.full((num_warmup,), schedule[0])
+    # One scan (warm-up at the start temperature, then the path): a single compiled loop body.
+    betas = jnp.concatenate([jnp.full((num_warmup,), schedule[0]), schedule[1:]])
+    keys = jax.random.split(rng_key, betas.shape[0])
     carry = (positions, jnp.log(jnp.asarray(step_size0, jnp.result_type(float))))
-    carry, _ = jax.lax.scan(adapt, carry, (jax.random.split(k_warm, num_warmup), warm_betas))
-    _, log_eps = jax.lax.scan(
-        adapt, carry, (jax.random.split(k_run, schedule.shape[0] - 1), schedule[1:])
-    )
-    return jnp.exp(log_eps)
+    _, log_eps = jax.lax.scan(adapt, carry, (keys, betas))
+    return jnp.exp(log_eps[num_warmup:])
 
 
 def summarize_log_weights(log_w: Any) -> dict[str, Any]:
@@ -757,6 +755,7 @@ def log_partition_ais(
     reverse: bool = False,
     samples: Mapping[str, Any] | None = None,
     num_pilot_chains: int = 64,
+    adapt_step_size: bool = True,
     chain_method: str = "vectorized",
 ) -> LogZEstimate:
     """``log Z`` by annealed importance sampling (``log_partition(method="ais")``).
@@ -788,6 +787,8 @@ def log_partition_ais(
         samples: dict state site -> ``(num_chains, *shape)`` exact draws of the target
             (constrained values), required when ``reverse=True``.
         num_pilot_chains: chains of the MALA step-size pilot run.
+        adapt_step_size: tune MALA step sizes in the pilot run; ``False`` uses ``step_size``
+            at every temperature (no pilot).
         chain_method: how chains are mapped (:func:`ebm_ppl.infer.chains.map_chains`):
             ``"vectorized"`` (default), ``"sequential"``, ``"sharded"`` over all devices.
 
@@ -836,8 +837,14 @@ def log_partition_ais(
     if rng_key is None:
         rng_key = jax.random.PRNGKey(0)
     k_base, k_start, k_pilot, k_run = jax.random.split(rng_key, 4)
-    ais_base = _resolve_base(em, params, base, data, k_base)
+    if em.discrete_sites and em.continuous_sites and base is None:
+        raise ValueError(
+            f"base: the model mixes discrete {list(em.discrete_sites)} and continuous "
+            f"{list(em.continuous_sites)} state sites; no default base fits it, and no AIS "
+            "kernel moves both kinds of site"
+        )
     transition = _resolve_transition(em, params, kernel, kernel_options)
+    ais_base = _resolve_base(em, params, base, data, k_base)
     pot = em.potential_fn(params)
 
     if reverse:
@@ -873,7 +880,7 @@ def log_partition_ais(
     @jax.jit
     def run(k_pilot, k_run, start, pilot_start):
         # One compiled program: pilot step sizes, then the chains with those fixed step sizes.
-        if transition.uses_step_size:
+        if transition.uses_step_size and adapt_step_size:
             eps = _pilot_step_sizes(
                 k_pilot,
                 pot,
@@ -885,7 +892,7 @@ def log_partition_ais(
                 num_mcmc_steps,
             )
         else:
-            eps = jnp.ones(len(path) - 1)
+            eps = jnp.full(len(path) - 1, 0.1 if step_size is None else step_size)
         log_w, acc = run_chains(jax.random.split(k_run, num_chains), start, eps)
         return log_w, acc, eps
 
