@@ -18,8 +18,8 @@ import ebm_ppl as ebm
 from ebm_ppl.partition.exact import log_partition_exact
 from tests.helpers.stats import assert_within_mcse, mixing
 
-# 6 (4x4 Gibbs) + 6 (L = 32) + 2 (RBM chi-square) + 8 (Boltzmann GWG means)
-NUM_TESTS = 22
+# 6 (4x4 Gibbs) + 6 (L = 32) + 2 (16-bit uniforms) + 2 (RBM chi-square) + 8 (Boltzmann GWG)
+NUM_TESTS = 24
 ALPHA = 1e-3
 
 # REFERENCES.md: exact 4x4 torus (2^16 states)
@@ -132,6 +132,37 @@ def test_ising_32_onsager(temperature):
         assert_within_mcse(absm, ising.onsager_magnetization(temperature), name="|m|", **kw)
     else:
         assert_within_mcse(m, 0.0, name="m", **kw)
+
+
+@pytest.mark.slow
+def test_ising_32_sixteen_bit_uniforms_onsager():
+    """The 16-bit-uniform sweep (the fast path of benchmarks/ising.py) is unbiased at MCSE level."""
+    from ebm_ppl.kernels import gibbs
+
+    temperature, shape, chains, num_draws = 2.0, (32, 32), 4, 3000
+    energy_fn = lambda p: ising.energy(p["s"], beta=1.0 / temperature)  # noqa: E731
+    kernel = gibbs.build_kernel(
+        colours={"s": ising.blocks(shape)}, levels={"s": (-1.0, 1.0)}, uniform_bits=16
+    )
+
+    def chain(key):
+        state = gibbs.init({"s": ising.ordered_state(shape)}, energy_fn)
+
+        def body(st, k):
+            st, _ = kernel(k, st, energy_fn)
+            return st, (st.energy, jnp.abs(jnp.mean(st.position["s"])))
+
+        keys = jax.random.split(key, 300 + num_draws)
+        state, _ = jax.lax.scan(body, state, keys[:300])
+        return jax.lax.scan(body, state, keys[300:])[1]
+
+    energy, absm = jax.jit(jax.vmap(chain))(jax.random.split(jax.random.PRNGKey(8), chains))
+    u = np.asarray(energy) * temperature / 1024
+    kw = {"alpha": ALPHA, "num_tests": NUM_TESTS}
+    assert_within_mcse(u, ising.onsager_energy(temperature), name="u (16-bit)", **kw)
+    assert_within_mcse(
+        np.asarray(absm), ising.onsager_magnetization(temperature), name="|m| (16-bit)", **kw
+    )
 
 
 # ----------------------------------------------------------------------------- RBM

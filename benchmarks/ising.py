@@ -1,0 +1,165 @@
+"""Checkerboard Ising throughput: spin updates per second against NumPy and the RNG ceiling.
+
+A script, not a test. For each lattice side ``L`` (periodic, ``beta = 0.44``), one chain runs
+``--sweeps`` checkerboard sweeps in each implementation:
+
+  (a) ``ebm_ppl.kernels.gibbs`` with the plain JAX energy ``ising.energy`` (gradient logits,
+      one uniform per spin per sweep), inside one jitted ``lax.scan``;
+  (b) the same kernel on the NumPyro model's energy (``EnergyModel.energy``: what
+      ``ebm_ppl.sample(kernel="gibbs")`` runs, without the driver's collection of draws);
+  (a') (a) with ``uniform_bits=16``: two 16-bit uniforms per 32-bit random word (update
+      probabilities resolved to 2^-16; validated against Onsager in the test suite);
+  (c) a vectorized NumPy checkerboard (float32, neighbour sums by ``np.roll``, one uniform per
+      spin per sweep), the reference;
+  (d) the RNG ceiling: ``jax.random.uniform`` of ``L^2`` float32 numbers per sweep, jitted in
+      the same scan (no kernel can beat it while it draws one threefry uniform per spin).
+
+Times are the median of ``--repeats`` interleaved repeats after one compile/warm-up run.
+Reported: spin updates per second (``L^2 x sweeps / s``), ratio to NumPy, and fraction of the
+RNG ceiling. ``--device gpu`` runs sides ``4096 8192`` on the default JAX backend and also
+prints flips per nanosecond (NumPy is skipped there).
+
+Usage: ``python benchmarks/ising.py [--sizes 256 1024] [--sweeps 200] [--repeats 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ebm_ppl.models import ising
+
+import ebm_ppl as ebm
+from ebm_ppl.kernels import gibbs
+
+BETA = 0.44
+
+
+def jax_runner(L: int, sweeps: int, energy_fn, uniform_bits: int = 32):
+    kernel = gibbs.build_kernel(
+        colours={"s": ising.blocks((L, L))}, levels={"s": (-1.0, 1.0)}, uniform_bits=uniform_bits
+    )
+
+    @jax.jit
+    def run(key, s0):
+        state = gibbs.init({"s": s0}, energy_fn)
+
+        def body(st, k):
+            st, _ = kernel(k, st, energy_fn)
+            return st, None
+
+        state, _ = jax.lax.scan(body, state, jax.random.split(key, sweeps))
+        return state.position["s"]
+
+    return run
+
+
+def rng_runner(L: int, sweeps: int):
+    @jax.jit
+    def run(key, s0):
+        def body(acc, k):
+            return acc + jax.random.uniform(k, (L, L)), None
+
+        acc, _ = jax.lax.scan(body, jnp.zeros((L, L)), jax.random.split(key, sweeps))
+        return acc
+
+    return run
+
+
+def numpy_runner(L: int, sweeps: int):
+    masks = [ising.blocks((L, L)) == c for c in (0, 1)]
+    two_beta = np.float32(2.0 * BETA)
+
+    def run(seed, s0):
+        rng = np.random.default_rng(seed)
+        s = np.array(s0, dtype=np.float32)
+        for _ in range(sweeps):
+            u = rng.random((L, L), dtype=np.float32)
+            for mask in masks:
+                nb = np.roll(s, 1, 0) + np.roll(s, -1, 0) + np.roll(s, 1, 1) + np.roll(s, -1, 1)
+                p_up = 1.0 / (1.0 + np.exp(-two_beta * nb))
+                s = np.where(mask, np.where(u < p_up, np.float32(1), np.float32(-1)), s)
+        return s
+
+    return run
+
+
+def time_it(fn, *args) -> float:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    jax.block_until_ready(out)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--sweeps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([4096, 8192] if args.device == "gpu" else [256, 1024])
+    print(
+        f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), beta = {BETA}, "
+        f"{args.sweeps} sweeps, median of {args.repeats} interleaved repeats"
+    )
+    rows = []
+    for L in sizes:
+        em = ebm.EnergyModel(ising.model, (L, L), beta=BETA)
+        impls = {
+            "ebm_ppl gibbs (JAX energy)": jax_runner(
+                L, args.sweeps, lambda p: ising.energy(p["s"], beta=BETA)
+            ),
+            "ebm_ppl gibbs (NumPyro model)": jax_runner(
+                L, args.sweeps, lambda p, em=em: em.energy({}, p)
+            ),
+            "ebm_ppl gibbs, 16-bit uniforms": jax_runner(
+                L, args.sweeps, lambda p: ising.energy(p["s"], beta=BETA), uniform_bits=16
+            ),
+            "JAX RNG ceiling": rng_runner(L, args.sweeps),
+        }
+        if args.device == "cpu":
+            impls["NumPy checkerboard"] = numpy_runner(L, args.sweeps)
+        s0 = jnp.ones((L, L), jnp.float32)
+        key = jax.random.PRNGKey(0)
+        for name, fn in impls.items():  # compile / warm up
+            fn(0, np.asarray(s0)) if name.startswith("NumPy") else jax.block_until_ready(
+                fn(key, s0)
+            )
+        times: dict[str, list[float]] = {name: [] for name in impls}
+        for r in range(args.repeats):
+            for name, fn in impls.items():
+                if name.startswith("NumPy"):
+                    times[name].append(time_it(fn, r, np.asarray(s0)))
+                else:
+                    times[name].append(time_it(fn, jax.random.PRNGKey(r), s0))
+        rate = {n: L * L * args.sweeps / statistics.median(t) for n, t in times.items()}
+        ref = rate.get("NumPy checkerboard")
+        ceiling = rate["JAX RNG ceiling"]
+        for name, r in rate.items():
+            row = {
+                "L": L,
+                "impl": name,
+                "updates_per_s": r,
+                "vs_numpy": (r / ref) if ref else float("nan"),
+                "of_rng_ceiling": r / ceiling,
+            }
+            rows.append(row)
+    header = f"{'L':>6} {'implementation':<32} {'spin updates/s':>15} {'x NumPy':>8} {'of RNG ceiling':>15}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        extra = f"  ({row['updates_per_s'] * 1e-9:.3f} flips/ns)" if args.device == "gpu" else ""
+        print(
+            f"{row['L']:>6} {row['impl']:<32} {row['updates_per_s']:>15.3e} "
+            f"{row['vs_numpy']:>8.2f} {row['of_rng_ceiling']:>15.2f}{extra}"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()
