@@ -188,8 +188,10 @@ def sample(
 
     Chains run inside jitted ``lax.scan`` chunks; the compiled chunk is cached per model, kernel
     and configuration, so calling ``sample`` again with the same shapes does not recompile.
-    Per-chain keys are ``jax.random.split(rng_key, num_chains)``; draws do not depend on
-    ``chain_method``.
+    Per-chain keys are ``jax.random.split(rng_key, num_chains)`` and adaptation is per chain,
+    so a chain computes the same thing wherever it runs: draws equal bit for bit across
+    ``chain_method``/``devices`` when XLA vectorizes the per-device blocks alike (e.g. blocks of
+    64 vs 256 chains), else up to float rounding (``docs/scaling.md``).
 
     Args:
         model: NumPyro EBM program, or an :class:`~ebm_ppl.EnergyModel` (its bound arguments
