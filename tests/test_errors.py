@@ -142,7 +142,32 @@ CASES = [
         ValueError,
         "has no posterior group",
     ),
+    ("fit data with NaN", lambda: _fit(data=jnp.full((8, 2), jnp.nan)), ValueError, "NaN or inf"),
+    ("fit data trailing shape", lambda: _fit(data=jnp.zeros((8, 3))), ValueError, "trailing shape"),
+    ("fit batch > data", lambda: _fit(batch_size=9), ValueError, "larger than the data"),
+    ("fit unknown objective", lambda: _fit(objective="mle"), ValueError, "objective must be one of"),
+    ("fit ambiguous data site", lambda: _fit(model=_two_sites), ValueError, "pass data_site="),
+    (
+        "fit unknown kernel",
+        lambda: ebm.objectives.PersistentContrastiveDivergence("hmc"),
+        ValueError,
+        "kernel must be one of",
+    ),
 ]
+
+
+def _two_sites():
+    x = numpyro.sample("x", ebm.Flat((2,)))
+    y = numpyro.sample("y", ebm.Flat((2,)))
+    ebm.energy("E", jnp.sum((x - y) ** 2))
+
+
+def _fit(model=_ok_model, data=None, **kwargs):
+    import optax
+
+    options = dict(objective="pcd", optimizer=optax.sgd(0.1), num_steps=1, batch_size=4, rng_key=0)
+    options.update(kwargs)
+    return ebm.fit(model, jnp.zeros((8, 2)) if data is None else data, **options)
 
 
 def _diagnose_prior_only():

@@ -116,14 +116,22 @@ def load_data(spec: str, *, seed: int = 0, num_examples: int = 10000) -> Any:
 
 
 def fit_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the ``fit`` flags to a parser."""
+    """Add the ``fit`` flags to a parser.
+
+    Examples:
+        >>> parser = argparse.ArgumentParser()
+        >>> fit_arguments(parser)
+        >>> args = parser.parse_args(["ebm_ppl.models.rbm:model", "--data", "digits", "--steps", "5"])
+        >>> args.objective, args.steps, args.batch_size
+        ('pcd', 5, 100)
+    """
     p.add_argument(
         "model", nargs="?", help="MODEL_SPEC: package.module:function or file.py:function"
     )
     p.add_argument("--data", help="FILE.npy, FILE.npz or a data set name (digits, 8gaussians, ...)")
     p.add_argument("--data-site", default=None, help="site the data bind to (data_site)")
     p.add_argument("--model-kwargs", default="", help="model keyword arguments: k=v,k2=v2")
-    p.add_argument("--objective", default="pcd", help="cd, pcd, replay (objective)")
+    p.add_argument("--objective", default="pcd", help="cd, pcd, replay, nce, fce, sm, ssm, dsm")
     p.add_argument("--kernel", default=None, help="negative sampler: gibbs, mala, ula (kernel)")
     p.add_argument("--mcmc-steps", type=int, default=None, help="num_mcmc_steps")
     p.add_argument("--num-chains", type=int, default=None, help="num_chains (PCD, replay)")
@@ -212,7 +220,22 @@ def _plot_history(history: Any, path: Path) -> Path | None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    """Run ``ebm-ppl fit`` (or ``--resume``) and write the outputs."""
+    """Run ``ebm-ppl fit`` (or ``--resume``) and write the outputs.
+
+    Returns:
+        exit status: 0, or 1 if the run stopped on non-finite values.
+
+    Raises:
+        SystemExit: without a model, data and number of steps (and no ``--resume``).
+
+    Examples:
+        >>> parser = argparse.ArgumentParser()
+        >>> fit_arguments(parser)
+        >>> run_fit(parser.parse_args(["--data", "digits"]))
+        Traceback (most recent call last):
+        ...
+        SystemExit: ebm-ppl fit: MODEL_SPEC, --data and --steps are required (or --resume DIR)
+    """
     import jax
     import numpy as np
     import optax

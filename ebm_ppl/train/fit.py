@@ -33,6 +33,11 @@ OBJECTIVE_NAMES: dict[str, tuple[str, str]] = {
     "cd": ("ebm_ppl.objectives.contrastive", "ContrastiveDivergence"),
     "pcd": ("ebm_ppl.objectives.contrastive", "PersistentContrastiveDivergence"),
     "replay": ("ebm_ppl.objectives.contrastive", "ReplayBuffer"),
+    "nce": ("ebm_ppl.objectives.nce", "NCE"),
+    "fce": ("ebm_ppl.objectives.nce", "FlowContrastiveEstimation"),
+    "sm": ("ebm_ppl.objectives.score_matching", "ScoreMatching"),
+    "ssm": ("ebm_ppl.objectives.score_matching", "SlicedScoreMatching"),
+    "dsm": ("ebm_ppl.objectives.score_matching", "DenoisingScoreMatching"),
 }
 
 
@@ -186,7 +191,8 @@ def bind_data(model: EnergyModel, data: Any, data_site: str | None = None) -> di
 def resolve_objective(objective: Any) -> Any:
     """An objective spec or :class:`Objective` from a spec, an ``Objective`` or a name.
 
-    Names: ``"cd"``, ``"pcd"``, ``"replay"`` (defaults of each class).
+    Names: ``"cd"``, ``"pcd"``, ``"replay"``, ``"nce"``, ``"fce"``, ``"sm"``, ``"ssm"``, ``"dsm"``
+    (each class with its defaults).
 
     Raises:
         ValueError: for an unknown name.
@@ -258,7 +264,8 @@ def fit(
         data: an array ``(num_examples, *site_shape)`` bound to ``data_site`` (default: the only
             site whose shape matches), or a dict site -> array.
         objective: an objective spec (``ContrastiveDivergence(...)``, ...), an
-            :class:`~ebm_ppl.objectives.Objective`, or a name (``"cd"``, ``"pcd"``, ``"replay"``).
+            :class:`~ebm_ppl.objectives.Objective`, or a name (``"cd"``, ``"pcd"``, ``"replay"``,
+            ``"nce"``, ``"fce"``, ``"sm"``, ``"ssm"``, ``"dsm"``).
         optimizer: an ``optax.GradientTransformation``.
         num_steps: total number of optimizer updates (including those of a resumed checkpoint).
         batch_size: examples per update (``<=`` the number of examples; the remainder of each
