@@ -14,6 +14,7 @@ PUBLIC_MODULES = [
     "ebm_ppl.energy",
     "ebm_ppl.kernels",
     "ebm_ppl.infer",
+    "ebm_ppl.infer.chains",
     "ebm_ppl.objectives",
     "ebm_ppl.partition",
     "ebm_ppl.diagnostics",
