@@ -24,6 +24,12 @@ Extension points (override in a subclass):
 * ``unconstrained`` (class attribute, default ``True``): continuous kernels move on NumPyro's
   unconstrained space (``initialize_model``); set ``False`` for discrete kernels, whose position
   is the dict of constrained site values and whose potential is ``-log_density``.
+* ``_initialize_model(self, rng_key, init_params, model_args, model_kwargs) -> position``
+  (``model=`` only): sets ``_potential_fn_gen``/``_postprocess_fn_gen`` and returns one chain's
+  initial position; may run under ``jit``/``vmap`` (positions can be tracers). Under
+  ``numpyro.infer.Gibbs`` (model kwargs hold ``_gibbs_sites``) ``init_params`` are constrained
+  values and are unconstrained here.
+* ``_bound_model(self)``: the model actually traced (default: ``params=`` substituted).
 * ``_init_kernel_state(self, position, energy_fn)``: default ``init_fn(position, energy_fn)``.
 * ``_step(self, rng_key, state, model_args, model_kwargs) -> (kernel_state, info)``: one pure
   transition; default ``kernel_fn(rng_key, state.kernel_state, energy_fn, step_size,
@@ -34,7 +40,9 @@ Extension points (override in a subclass):
   scalar of the energy's dtype.
 * ``_potential_energy(self, state)``: the energy reported as ``potential_energy``; default
   ``state.kernel_state.energy``.
-* ``_validate_position(self, position)``: checks at :meth:`init` (default: the mass matrix size).
+* ``_validate_position(self, position)``: checks at :meth:`init` (default: the mass matrix
+  size); called on each chain's concrete position when :meth:`init` gets concrete keys, on a
+  traced one inside an enclosing ``jit``/``vmap``.
 * ``_uses_step_size`` (class attribute, default ``True``): ``False`` for kernels without a step
   size (Gibbs sweeps); then ``step_size`` is not reported.
 
