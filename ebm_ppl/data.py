@@ -219,9 +219,9 @@ def toy_log_density(name: str, x) -> np.ndarray:
         ValueError: for an unknown ``name`` or ``x`` not of shape ``(n, 2)``.
 
     Examples:
-        >>> g = np.linspace(-6, 6, 241)
+        >>> g = np.linspace(-6, 6, 121)
         >>> pts = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
-        >>> mass = np.exp(toy_log_density("2spirals", pts)).sum() * (g[1] - g[0]) ** 2
+        >>> mass = np.exp(toy_log_density("8gaussians", pts)).sum() * (g[1] - g[0]) ** 2
         >>> round(float(mass), 3)
         1.0
     """

@@ -95,7 +95,9 @@ def mlp_energy(
     _energy("E", h[..., 0] + quadratic * jnp.sum(x**2, axis=-1))
 
 
-def init_params(rng_key: jax.Array, dim: int = 2, hidden: Sequence[int] = (128, 128), **kwargs: Any):
+def init_params(
+    rng_key: jax.Array, dim: int = 2, hidden: Sequence[int] = (128, 128), **kwargs: Any
+):
     """Initial parameters of :func:`mlp_energy` (``EnergyModel(mlp_energy, ...).init_params``).
 
     Examples:

@@ -132,7 +132,11 @@ def _bits_model():
         (lambda: NCE(noise_scale=0.0), ValueError, "noise_scale must be > 0"),
         (lambda: NCE(log_z_rate=2.0), ValueError, "log_z_rate must be in"),
         (lambda: FlowContrastiveEstimation(mle_weight=-1.0), ValueError, "mle_weight must be >= 0"),
-        (lambda: FlowContrastiveEstimation(flow=3), TypeError, "flow must be a flowjax distribution"),
+        (
+            lambda: FlowContrastiveEstimation(flow=3),
+            TypeError,
+            "flow must be a flowjax distribution",
+        ),
     ],
 )
 def test_bad_configuration(make, exc, match):

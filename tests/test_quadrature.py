@@ -21,9 +21,13 @@ def test_ring_closed_form():
         x = numpyro.sample("x", ebm.Flat(2))
         ebm.energy("E", (jnp.linalg.norm(x) - r) ** 2 / (2 * s**2))
 
-    z = 2 * math.pi * (
-        s**2 * math.exp(-(r**2) / (2 * s**2))
-        + r * s * math.sqrt(math.pi / 2) * (1 + erf(r / (s * math.sqrt(2))))
+    z = (
+        2
+        * math.pi
+        * (
+            s**2 * math.exp(-(r**2) / (2 * s**2))
+            + r * s * math.sqrt(math.pi / 2) * (1 + erf(r / (s * math.sqrt(2))))
+        )
     )
     est = ebm.log_partition(ring, method="quadrature", bounds=(-4, 4), num_points=161)
     assert est.method == "quadrature" and est.info["converged"]

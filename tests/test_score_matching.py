@@ -96,7 +96,10 @@ def test_denoising_recovers_smoothed_precision(setup):
 
 def test_exact_matches_hutchinson_in_expectation(setup):
     em, data, _, _ = setup
-    params = {"mu": jnp.zeros(3), "prec": jnp.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.1], [0.0, 0.1, 0.5]])}
+    params = {
+        "mu": jnp.zeros(3),
+        "prec": jnp.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.1], [0.0, 0.1, 0.5]]),
+    }
     batch = {"x": data[:20]}
     exact = ScoreMatching().build(em)
     hutch = ScoreMatching(hessian_trace="hutchinson", num_probes=200).build(em)
@@ -150,7 +153,9 @@ def test_bad_configuration(make, match):
         make()
 
 
-@pytest.mark.parametrize("spec", [ScoreMatching(), DenoisingScoreMatching(0.1), SlicedScoreMatching()])
+@pytest.mark.parametrize(
+    "spec", [ScoreMatching(), DenoisingScoreMatching(0.1), SlicedScoreMatching()]
+)
 def test_discrete_site_rejected(spec):
     with pytest.raises(ValueError, match="site 'x' is discrete"):
         spec.build(ebm.EnergyModel(_bits_model))

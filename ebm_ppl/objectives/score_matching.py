@@ -82,7 +82,9 @@ class ScoreMatching:
         self, *, hessian_trace: str = "exact", num_probes: int = 1, probe: str = "rademacher"
     ):
         if hessian_trace not in ("exact", "hutchinson"):
-            raise ValueError(f"hessian_trace must be 'exact' or 'hutchinson', got {hessian_trace!r}")
+            raise ValueError(
+                f"hessian_trace must be 'exact' or 'hutchinson', got {hessian_trace!r}"
+            )
         self.hessian_trace = hessian_trace
         self.num_probes = _check_count(num_probes, "num_probes")
         self.probe = _check_kind(probe, "probe")
@@ -117,7 +119,10 @@ class ScoreMatching:
             keys = jax.random.split(rng_key, x.shape[0])
             sq, tr = jax.vmap(per_example)(x, rest, keys)
             value = jnp.mean(sq - tr)
-            return value, (obj_state, {"grad_norm_sq": 2.0 * jnp.mean(sq), "hessian_trace": jnp.mean(tr)})
+            return value, (
+                obj_state,
+                {"grad_norm_sq": 2.0 * jnp.mean(sq), "hessian_trace": jnp.mean(tr)},
+            )
 
         return Objective(init, loss)
 
@@ -156,7 +161,11 @@ class SlicedScoreMatching:
     """
 
     def __init__(
-        self, num_projections: int = 1, *, variance_reduced: bool = True, projection: str = "gaussian"
+        self,
+        num_projections: int = 1,
+        *,
+        variance_reduced: bool = True,
+        projection: str = "gaussian",
     ):
         self.num_projections = _check_count(num_projections, "num_projections")
         self.variance_reduced = bool(variance_reduced)
@@ -249,7 +258,9 @@ class DenoisingScoreMatching:
     def __init__(self, sigma: float | Sequence[float] = 0.1, *, num_steps: int | None = None):
         sigmas = tuple(sigma) if isinstance(sigma, (tuple, list)) else (sigma,)
         if not sigmas:
-            raise ValueError("sigma must be a positive float or a non-empty decreasing tuple, got ()")
+            raise ValueError(
+                "sigma must be a positive float or a non-empty decreasing tuple, got ()"
+            )
         try:
             sigmas = tuple(float(s) for s in sigmas)
         except (TypeError, ValueError):
@@ -257,7 +268,9 @@ class DenoisingScoreMatching:
         if any(not s > 0 for s in sigmas):
             raise ValueError(f"sigma must be > 0, got {sigma!r}")
         if any(b >= a for a, b in zip(sigmas, sigmas[1:], strict=False)):
-            raise ValueError(f"sigma must be strictly decreasing (annealed large to small), got {sigma!r}")
+            raise ValueError(
+                f"sigma must be strictly decreasing (annealed large to small), got {sigma!r}"
+            )
         if num_steps is not None:
             _check_count(num_steps, "num_steps")
         self.sigmas = sigmas
@@ -266,7 +279,9 @@ class DenoisingScoreMatching:
     def build(self, model: Any, *, num_steps: int | None = None, **context: Any) -> Objective:
         """Build the pure ``Objective``; ``num_steps`` (from ``fit``) sets the annealing length."""
         del context
-        view = StateView(model, who="DenoisingScoreMatching", continuous_only=True, unconstrained=True)
+        view = StateView(
+            model, who="DenoisingScoreMatching", continuous_only=True, unconstrained=True
+        )
         total = self.num_steps if self.num_steps is not None else num_steps
         k = len(self.sigmas)
         if k > 1 and total is None:

@@ -22,7 +22,9 @@ _DEFAULT_POINTS = {1: 4001, 2: 401, 3: 81}
 def _energy_model(model: Any, model_args: tuple, model_kwargs: dict) -> EnergyModel:
     if isinstance(model, EnergyModel):
         if model_args or model_kwargs:
-            raise ValueError("model is an EnergyModel (arguments bound); model_args/model_kwargs must be empty")
+            raise ValueError(
+                "model is an EnergyModel (arguments bound); model_args/model_kwargs must be empty"
+            )
         return model
     return EnergyModel(model, *model_args, **model_kwargs)
 
@@ -141,14 +143,20 @@ def log_partition_quadrature(
     em = _energy_model(model, tuple(model_args), dict(model_kwargs or {}))
     potential, d = _flat_potential(em, params)
     if not 1 <= d <= 3:
-        raise ValueError(f"method='quadrature' supports 1 to 3 state dimensions, the model has d={d}")
+        raise ValueError(
+            f"method='quadrature' supports 1 to 3 state dimensions, the model has d={d}"
+        )
     if num_points is None:
         num_points = _DEFAULT_POINTS[d]
     if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
         raise ValueError(f"num_points must be an integer >= 3, got {num_points!r}")
     if not float(enlarge) > 1.0:
         raise ValueError(f"enlarge must be > 1, got {enlarge!r}")
-    if isinstance(max_enlargements, bool) or not isinstance(max_enlargements, int) or max_enlargements < 1:
+    if (
+        isinstance(max_enlargements, bool)
+        or not isinstance(max_enlargements, int)
+        or max_enlargements < 1
+    ):
         raise ValueError(f"max_enlargements must be an integer >= 1, got {max_enlargements!r}")
     low, high = _bounds(bounds, d)
     spacing = (high - low) / (num_points - 1)
