@@ -241,3 +241,40 @@ def test_summarize_log_weights():
     assert s["stderr"] == pytest.approx(np.std([1.0, 3.0], ddof=1) / (2.0 * math.sqrt(2)))
     assert s["ess"] == pytest.approx(16.0 / 10.0)
     assert math.isnan(summarize_log_weights(np.array([0.0, np.nan]))["log_mean"])
+
+
+# ----------------------------------------------------------------------------- log_likelihood
+def test_log_likelihood_quadrature_path():
+    def normal():
+        x = numpyro.sample("x", ebm.Flat(()))
+        ebm.energy("E", 0.5 * (x - 1.0) ** 2 / 0.25)
+
+    x = np.array([0.0, 1.0, 2.5], np.float32)
+    ll = ebm.log_likelihood(normal, {}, x, data_site="x")
+    assert ll.log_z.method == "quadrature"
+    truth = -0.5 * (x - 1.0) ** 2 / 0.25 - 0.5 * math.log(2 * math.pi * 0.25)
+    np.testing.assert_allclose(ll.per_example, truth, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_log_likelihood_ais_path():
+    params = rbm_params(seed=8, nv=10, nh=4)
+    data = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(9), 0.3, (40, 10)), np.float32)
+    exact = ebm.log_likelihood(rbm.model, params, data, model_args=(10, 4))
+    assert exact.log_z.method == "exact" and exact.stderr == 0.0
+    est = ebm.log_likelihood(
+        rbm.model,
+        params,
+        data,
+        model_args=(10, 4),
+        method="ais",
+        num_chains=128,
+        num_temperatures=200,
+        rng_key=jax.random.PRNGKey(10),
+    )
+    assert est.log_z.method == "ais" and est.log_z.info["base"] == "data base rates"
+    # the same free energies: the difference is log Z's, checked in Z-space
+    np.testing.assert_allclose(
+        est.per_example - exact.per_example, exact.log_z.log_z - est.log_z.log_z, atol=1e-4
+    )
+    assert_forward(est.log_z, exact.log_z.log_z)

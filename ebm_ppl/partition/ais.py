@@ -668,7 +668,8 @@ def summarize_log_weights(log_w: Any) -> dict[str, Any]:
     }
 
 
-def _warn_weights(summary: dict[str, Any], who: str) -> bool:
+def _warn_weights(summary: dict[str, Any], who: str,
+                  hint: str = "more temperatures, more chains or a closer base") -> bool:
     if summary["num_nonfinite"]:
         warnings.warn(
             f"{who}: {summary['num_nonfinite']} of {summary['num_chains']} log weights are NaN or "
@@ -681,8 +682,8 @@ def _warn_weights(summary: dict[str, Any], who: str) -> bool:
     if summary["ess"] < MIN_ESS_FRACTION * summary["num_chains"]:
         warnings.warn(
             f"{who}: the importance weights are degenerate (ESS {summary['ess']:.1f} of "
-            f"{summary['num_chains']} chains); the estimate and its stderr are unreliable. Use "
-            "more temperatures, more chains or a closer base",
+            f"{summary['num_chains']} weights); the estimate and its stderr are unreliable. Use "
+            f"{hint}",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -32,6 +32,7 @@ deterministically with Optax. Otherwise the mean-field guide is fitted by SVI wi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -394,7 +395,12 @@ def fit_guide(
         state, losses = jax.lax.scan(step, state, None, length=num_steps)
         return svi.get_params(state), losses
 
-    gp, losses = run(rng_key)
+    with warnings.catch_warnings():
+        # Binary sites keep one unit per batch element without a plate (no ``to_event``, so
+        # NumPyro's discrete machinery sees the units); the energy is a single factor over all of
+        # them, so no plate is missing and NumPyro's plate check would only be noise here.
+        warnings.filterwarnings("ignore", message="Missing a plate statement", category=UserWarning)
+        gp, losses = run(rng_key)
     return guide, gp, {"closed_form": False, "losses": np.asarray(losses)}
 
 
@@ -519,8 +525,6 @@ def log_partition_elbo(
     log_w, _ = guide_log_weights(em, params, guide, gp, k_eval, num_samples)
     lw = np.asarray(log_w, dtype=np.float64)
     if not np.all(np.isfinite(lw)):
-        import warnings
-
         warnings.warn(
             f"ELBO: {int(np.sum(~np.isfinite(lw)))} of {lw.size} log weights are not "
             "finite; log_z is NaN",
@@ -595,7 +599,9 @@ def log_partition_importance(
     )
     log_w, _ = guide_log_weights(em, params, guide, gp, k_eval, num_samples)
     summary = summarize_log_weights(log_w)
-    degenerate = _warn_weights(summary, "importance sampling")
+    degenerate = _warn_weights(
+        summary, "importance sampling", "more samples or a closer guide (e.g. a flow)"
+    )
     info = {
         **info,
         "guide": guide,
