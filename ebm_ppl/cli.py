@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ebm_ppl.infer.command import diagnose_arguments, run_diagnose, run_sample, sample_arguments
+from ebm_ppl.partition.command import logz_arguments, run_logz
 from ebm_ppl.train.command import fit_arguments, run_fit
 
 __all__ = ["main", "demo_model"]
@@ -123,6 +124,7 @@ COMMANDS: dict[
     "fit": ("fit an energy model to data (CD, PCD, replay); resumable", fit_arguments, run_fit),
     "sample": ("sample a model with MCMC over devices; writes DIR/idata.nc", sample_arguments, run_sample),
     "diagnose": ("print the mixing report of an idata.nc and write plots", diagnose_arguments, run_diagnose),
+    "logz": ("estimate log Z (exact, quadrature, ais, elbo, importance)", logz_arguments, run_logz),
 }
 
 
