@@ -328,6 +328,13 @@ def test_mala_pytree_and_mass_matrix_match_flat():
     assert float(i_tree.acceptance_rate) == pytest.approx(float(i_flat.acceptance_rate), rel=1e-5)
 
 
+def test_diagnostics_string():
+    kernel = MALA(potential_fn=iid4_energy, step_size=0.3)
+    state = kernel.init(jax.random.PRNGKey(0), 5, jnp.zeros(4), (), {})
+    text = kernel.get_diagnostics_str(kernel.sample(state, (), {}))
+    assert text.startswith("step size ") and "acc. prob=" in text
+
+
 def test_warmup_is_gated_by_the_counter():
     kernel = MALA(potential_fn=iid4_energy, step_size=0.3)
     state = kernel.init(jax.random.PRNGKey(0), 20, jnp.zeros(4), (), {})
