@@ -89,7 +89,7 @@ def sigmoid_schedule(num_temperatures: int, delta: float = 4.0) -> np.ndarray:
 
     Examples:
         >>> s = sigmoid_schedule(4)
-        >>> s[0], s[-1], bool(np.all(np.diff(s) > 0))
+        >>> float(s[0]), float(s[-1]), bool(np.all(np.diff(s) > 0))
         (0.0, 1.0, True)
     """
     if isinstance(num_temperatures, bool) or not isinstance(num_temperatures, (int, np.integer)):
@@ -668,8 +668,9 @@ def summarize_log_weights(log_w: Any) -> dict[str, Any]:
     }
 
 
-def _warn_weights(summary: dict[str, Any], who: str,
-                  hint: str = "more temperatures, more chains or a closer base") -> bool:
+def _warn_weights(
+    summary: dict[str, Any], who: str, hint: str = "more temperatures, more chains or a closer base"
+) -> bool:
     if summary["num_nonfinite"]:
         warnings.warn(
             f"{who}: {summary['num_nonfinite']} of {summary['num_chains']} log weights are NaN or "

@@ -66,10 +66,9 @@ def run_logz(args: argparse.Namespace) -> int:
         >>> args = p.parse_args(["ebm_ppl.cli:demo_model", "--method", "quadrature"])
         >>> buf = io.StringIO()
         >>> with contextlib.redirect_stdout(buf):
-        ...     run_logz(args)
-        0
-        >>> buf.getvalue().split()[:2]
-        ['log', 'Z']
+        ...     rc = run_logz(args)
+        >>> rc, buf.getvalue().split()[:2]
+        (0, ['log', 'Z'])
     """
     import jax
     import numpy as np
