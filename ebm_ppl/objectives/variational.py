@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -91,8 +92,9 @@ class VariationalML:
 
     Args:
         guide: a NumPyro guide over the model's state sites (e.g. an autoguide or a flow such
-            as ``AutoBNAFNormal(model)``), or an autoguide *class* (or any factory) called with
-            the bound model (default ``AutoMultivariateNormal``).
+            as ``AutoBNAFNormal(model)``), or an autoguide *class* called with the bound model
+            (default ``AutoMultivariateNormal``; for binary states the mean-field
+            :class:`~ebm_ppl.partition.variational.BernoulliMeanField`).
         guide_kwargs: keyword arguments for an autoguide class (e.g. ``num_flows``).
         guide_optimizer: Optax optimizer of the guide's parameters (default ``adam(1e-3)``).
         num_guide_steps: SVI steps on ``q`` per ``θ`` update.
@@ -149,6 +151,10 @@ class VariationalML:
 
         bound = functools.partial(em.model, *em.args, **em.kwargs)
         if self.guide is None:
+            if em.discrete_sites:
+                from ebm_ppl.partition.variational import BernoulliMeanField
+
+                return BernoulliMeanField(em)
             return AutoMultivariateNormal(bound, init_loc_fn=init_to_uniform)
         if isinstance(self.guide, type) and issubclass(self.guide, AutoGuide):
             return self.guide(bound, **dict(self.guide_kwargs or {}))
@@ -189,9 +195,18 @@ class VariationalML:
         # One SVI for all updates: θ is the model's argument; the guide ignores it.
         svi = SVI(_svi_model(em), lambda params: guide(), optimizer, elbo)
 
+        def quiet(fn, *args):
+            # Binary sites carry one unit per batch element without a plate by design; NumPyro's
+            # plate check under TraceGraph_ELBO would only be noise (see partition.variational).
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message="Missing a plate statement", category=UserWarning
+                )
+                return fn(*args)
+
         def init(rng_key, params, batch):
             del batch
-            return svi.init(rng_key, jax.lax.stop_gradient(params))
+            return quiet(svi.init, rng_key, jax.lax.stop_gradient(params))
 
         def loss(params, obj_state, batch, rng_key):
             k_svi, k_neg, k_mcmc = jax.random.split(rng_key, 3)
@@ -200,7 +215,7 @@ class VariationalML:
             state = obj_state._replace(rng_key=k_svi)
 
             def guide_step(state, _):
-                return svi.update(state, sg)
+                return quiet(svi.update, state, sg)
 
             state, guide_losses = jax.lax.scan(guide_step, state, None, length=num_guide_steps)
             positives = {n: batch[n] for n in names}
