@@ -153,7 +153,28 @@ CASES = [
         ValueError,
         "kernel must be one of",
     ),
+    (
+        "ais schedule not increasing",
+        lambda: ebm.log_partition(_ok_model, method="ais", schedule=[0.0, 0.6, 0.5, 1.0]),
+        ValueError,
+        "schedule must be strictly increasing",
+    ),
+    (
+        "ais schedule not from 0 to 1",
+        lambda: ebm.log_partition(_ok_model, method="ais", schedule=[0.0, 0.5]),
+        ValueError,
+        "schedule must start at 0 and end at 1",
+    ),
+    ("ais no usable base", lambda: ebm.log_partition(_mixed, method="ais"), ValueError, "base:"),
+    ("elbo mixed model without guide", lambda: ebm.log_partition(_mixed, method="elbo"),
+     ValueError, "guide:"),
 ]
+
+
+def _mixed():
+    x = numpyro.sample("x", ebm.Flat((2,)))
+    s = numpyro.sample("s", ebm.Bits((2,)))
+    ebm.energy("E", jnp.sum(x**2) - jnp.sum(s * x))
 
 
 def _two_sites():

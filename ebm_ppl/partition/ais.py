@@ -787,7 +787,10 @@ def log_partition_ais(
         reverse: run reverse AIS from exact target samples (``samples``); the result is an
             upper bound on ``log Z`` in expectation.
         samples: dict state site -> ``(num_chains, *shape)`` exact draws of the target
-            (constrained values), required when ``reverse=True``.
+            (constrained values) for ``reverse=True``; if omitted, the model's own sampler
+            ``model.exact_sample(rng_key, params, num, *model_args, **model_kwargs)`` is used
+            when it has one (e.g. :func:`rbm_exact_samples` for an RBM). The MALA pilot of a
+            reverse run starts from the first ``num_pilot_chains`` of these draws.
         num_pilot_chains: chains of the MALA step-size pilot run.
         adapt_step_size: tune MALA step sizes in the pilot run; ``False`` uses ``step_size``
             at every temperature (no pilot).
