@@ -456,14 +456,13 @@ class _Transition(NamedTuple):
 def _gibbs_colours(em: EnergyModel, params, levels) -> dict[str, Any]:
     from ebm_ppl.kernels import gibbs
 
-    colours = {}
+    declared: dict[str, Any] = {}
     for n in levels:
         blocks = em._trace[n].get("infer", {}).get("blocks")  # declared Gibbs blocks, if any
-        if blocks is None:
-            colours = None
-            break
-        colours[n] = np.asarray(blocks)
-    if colours is None:
+        if blocks is not None:
+            declared[n] = np.asarray(blocks)
+    colours: dict[str, Any] = declared
+    if len(declared) != len(levels):
         values = em.init_values(jax.random.PRNGKey(0), 1)
         position = {n: v[0] for n, v in values.items()}
         colours = gibbs.interaction_colouring(lambda pos: em.energy(params, pos), position, levels)
@@ -494,12 +493,11 @@ def _resolve_transition(em: EnergyModel, params, kernel: Any, kernel_options) ->
             affine = em.affine_sites
             affine = affine() if callable(affine) else affine
             options.setdefault("affine", {n: bool(affine.get(n, False)) for n in levels})
-            transition = gibbs.build_kernel(**options)
-            return _Transition(gibbs.init, lambda k, s, f, eps: transition(k, s, f), False, "gibbs")
+            sweep = gibbs.build_kernel(**options)
+            return _Transition(gibbs.init, lambda k, s, f, eps: sweep(k, s, f), False, "gibbs")
         from ebm_ppl.kernels import mala
 
-        transition = mala.build_kernel(**options)
-        return _Transition(mala.init, transition, True, "mala")
+        return _Transition(mala.init, mala.build_kernel(**options), True, "mala")
     if not (
         callable(getattr(kernel, "init", None)) and callable(getattr(kernel, "build_kernel", None))
     ):
@@ -854,7 +852,8 @@ def log_partition_ais(
 
     if reverse:
         if samples is None:
-            samples = em.model.exact_sample(k_start, params, num_chains, *em.args, **em.kwargs)
+            sampler: Any = getattr(em.model, "exact_sample", None)
+            samples = sampler(k_start, params, num_chains, *em.args, **em.kwargs)
         if not isinstance(samples, Mapping) or set(samples) != set(em.state_sites):
             raise ValueError(f"samples must be a dict with the state sites {list(em.state_sites)}")
         start = em.unconstrain(

@@ -366,7 +366,7 @@ def fit_guide(
             return -mean_field_elbo(em, params, {n: gp[f"{n}_logits"] for n in names})
 
         @jax.jit
-        def run(gp):
+        def run_closed(gp):
             state = optimizer.init(gp)
 
             def step(carry, _):
@@ -378,7 +378,7 @@ def fit_guide(
             (gp, _), losses = jax.lax.scan(step, (gp, state), None, length=num_steps)
             return gp, losses
 
-        gp, losses = run(init)
+        gp, losses = run_closed(init)
         return guide, gp, {"closed_form": True, "losses": np.asarray(losses)}
     has_discrete = bool(em.discrete_sites)
     elbo = (TraceGraph_ELBO if has_discrete else Trace_ELBO)(num_particles=num_particles)
