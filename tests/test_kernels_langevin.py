@@ -412,6 +412,11 @@ def test_registered_names():
             ValueError,
             "inverse_mass_matrix",
         ),
+        (
+            lambda: MALA(double_well, inverse_mass_matrix=jnp.array([1.0, -1.0])),
+            ValueError,
+            "positive",
+        ),
         (lambda: MALA(double_well, params=[1.0]), TypeError, "params"),
         (lambda: ula.build_kernel(clip_position=(1.0, 0.0)), ValueError, "clip_position"),
         (lambda: sgld.polynomial_schedule(-1.0), ValueError, "a must be"),

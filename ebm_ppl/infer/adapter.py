@@ -65,6 +65,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
@@ -201,6 +202,9 @@ class KernelAdapter(MCMCKernel):
                 raise ValueError(
                     f"inverse_mass_matrix must be a 1-D diagonal, got shape {tuple(shape)}"
                 )
+            values = np.asarray(inverse_mass_matrix, dtype=np.float64)
+            if not np.all(np.isfinite(values) & (values > 0)):
+                raise ValueError("inverse_mass_matrix must have positive finite entries")
         self._model = model
         self._potential_fn = potential_fn
         self._params = None if params is None else dict(params)
