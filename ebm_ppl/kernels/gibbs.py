@@ -134,9 +134,9 @@ def lattice_colouring(shape: Any, periodic: bool = True) -> np.ndarray:
     shape = _as_shape(shape)
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     if not periodic or all(n % 2 == 0 for n in shape):
-        return (sum(grids) % 2).astype(np.int32)
+        return (np.sum(grids, axis=0) % 2).astype(np.int32)
     cols = [_cycle_colouring(n)[g] for n, g in zip(shape, grids, strict=True)]
-    return (sum(cols) % 3).astype(np.int32)
+    return (np.sum(cols, axis=0) % 3).astype(np.int32)
 
 
 def greedy_colouring(adjacency: Any) -> np.ndarray:

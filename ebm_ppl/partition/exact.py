@@ -90,9 +90,7 @@ def _choose_summed(em: EnergyModel, sites: tuple[str, ...], sum_out: Any) -> str
 
     def eligible(n: str) -> bool:
         # the affinity check compiles: only run it for sites declared as a single block
-        return (
-            n in declared and np.unique(declared[n]).size == 1 and em.affine_sites.get(n, False)
-        )
+        return n in declared and np.unique(declared[n]).size == 1 and em.affine_sites.get(n, False)
 
     if isinstance(sum_out, str) and sum_out != "auto":
         if sum_out not in sites:
@@ -290,10 +288,11 @@ def log_likelihood(
         ValueError: unknown or mis-shaped data sites; non-binary latent sites.
 
     Examples:
-        >>> import jax, jax.numpy as jnp, ebm_ppl as ebm
+        >>> import math, jax.numpy as jnp
         >>> from ebm_ppl.models import rbm
         >>> params = {"W": jnp.zeros((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
-        >>> ll = log_likelihood(rbm.model, params, {"v": jnp.ones((4, 3))}, model_args=(3, 2))
+        >>> ll = log_likelihood(rbm.model, params, {"v": jnp.ones((4, 3))}, model_args=(3, 2),
+        ...                     log_z=5 * math.log(2.0), sum_out=None)
         >>> [round(float(x), 4) for x in ll]          # uniform over 8 visible states
         [-2.0794, -2.0794, -2.0794, -2.0794]
     """
