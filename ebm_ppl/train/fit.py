@@ -488,6 +488,12 @@ def fit(
                 "flags": {k: flags[k] for k in ("nonfinite", "nonfinite_step")},
                 "events": history.events,
                 "batch_size": batch_size,
+                # The run's key (its raw data), for the record: resuming requires the same key.
+                "rng_key": np.asarray(
+                    jax.random.key_data(key)
+                    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                    else key
+                ).tolist(),
             },
             arrays=arrays,
         )
