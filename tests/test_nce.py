@@ -101,6 +101,7 @@ def test_nce_data_moments_from_build(data1):
     np.testing.assert_allclose(chol @ chol.T, [[jnp.var(data1)]], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_fce_learns_gaussian():
     em = ebm.EnergyModel(gauss2)
     data = jnp.array([1.0, -0.5]) + 0.7 * jax.random.normal(jax.random.PRNGKey(1), (4000, 2))

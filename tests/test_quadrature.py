@@ -116,7 +116,14 @@ def grid():
     return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2), (g[1] - g[0]) ** 2
 
 
-@pytest.mark.parametrize("name", TOY_SETS)
+# the curve sets integrate over the curve at every point: slower
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("swissroll", "2spirals") else n
+        for n in TOY_SETS
+    ],
+)
 def test_toy_density_matches_sampler(name, grid):
     pts, area = grid
     lp = toy_log_density(name, pts)
