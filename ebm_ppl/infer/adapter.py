@@ -51,10 +51,11 @@ Examples:
     >>> from numpyro.infer import MCMC
     >>> from ebm_ppl.infer.langevin import MALA  # a KernelAdapter subclass
     >>> kernel = MALA(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 2), step_size=0.5)
-    >>> mcmc = MCMC(kernel, num_warmup=50, num_samples=50, progress_bar=False)
-    >>> mcmc.run(jax.random.PRNGKey(0), init_params={"x": jnp.zeros(2)})
-    >>> mcmc.get_samples()["x"].shape
-    (50, 2)
+    >>> mcmc = MCMC(kernel, num_warmup=20, num_samples=20, num_chains=2,
+    ...             chain_method="vectorized", progress_bar=False)
+    >>> mcmc.run(jax.random.PRNGKey(0), init_params={"x": jnp.zeros((2, 3))})
+    >>> mcmc.get_samples(group_by_chain=True)["x"].shape
+    (2, 20, 3)
 """
 
 from __future__ import annotations
@@ -150,14 +151,11 @@ class KernelAdapter(MCMCKernel):
         TypeError: a non-callable ``model``/``potential_fn`` or non-dict ``params``.
 
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro, ebm_ppl as ebm
+        >>> import jax, jax.numpy as jnp
         >>> from ebm_ppl.infer.langevin import MALA
-        >>> def model():
-        ...     x = numpyro.sample("x", ebm.Flat((2,)))
-        ...     ebm.energy("E", 0.5 * jnp.sum(x**2))
-        >>> kernel = MALA(model)
-        >>> state = kernel.init(jax.random.PRNGKey(0), 10, None, (), {})
-        >>> state = kernel.sample(state, (), {})
+        >>> kernel = MALA(potential_fn=lambda z: 0.5 * jnp.sum(z**2))
+        >>> state = kernel.init(jax.random.PRNGKey(0), 10, jnp.zeros(2), (), {})
+        >>> state = jax.jit(lambda s: kernel.sample(s, (), {}))(state)
         >>> sorted(kernel.sample_stats(state))
         ['acceptance_rate', 'diverging', 'potential_energy', 'step_size']
     """

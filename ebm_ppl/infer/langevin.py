@@ -13,10 +13,10 @@ Examples:
     >>> def double_well():
     ...     x = numpyro.sample("x", ebm.Flat(()))
     ...     ebm.energy("E", 2.0 * (x**2 - 1.0) ** 2)
-    >>> mcmc = MCMC(MALA(double_well), num_warmup=100, num_samples=100, progress_bar=False)
+    >>> mcmc = MCMC(MALA(double_well), num_warmup=20, num_samples=30, progress_bar=False)
     >>> mcmc.run(jax.random.PRNGKey(0))
     >>> mcmc.get_samples()["x"].shape
-    (100,)
+    (30,)
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ class MALA(KernelAdapter):
         >>> import jax, jax.numpy as jnp
         >>> from numpyro.infer import MCMC
         >>> kernel = MALA(potential_fn=lambda z: 0.5 * jnp.sum(z**2), step_size=1.0)
-        >>> mcmc = MCMC(kernel, num_warmup=100, num_samples=200, num_chains=2,
+        >>> mcmc = MCMC(kernel, num_warmup=20, num_samples=20, num_chains=2,
         ...             chain_method="vectorized", progress_bar=False)
         >>> mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros((2, 3)))
         >>> mcmc.get_samples(group_by_chain=True).shape
-        (2, 200, 3)
+        (2, 20, 3)
     """
 
     def __init__(
@@ -124,12 +124,12 @@ class ULA(KernelAdapter):
 
     Examples:
         >>> import jax, jax.numpy as jnp
-        >>> from numpyro.infer import MCMC
-        >>> kernel = ULA(potential_fn=lambda z: 0.5 * jnp.sum(z**2), step_size=0.1)
-        >>> mcmc = MCMC(kernel, num_warmup=10, num_samples=20, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros(2))
-        >>> mcmc.get_samples().shape
-        (20, 2)
+        >>> kernel = ULA(potential_fn=lambda z: 0.5 * jnp.sum(z**2), step_size=0.1,
+        ...              clip_position=(-3.0, 3.0))
+        >>> state = kernel.init(jax.random.PRNGKey(0), 0, jnp.zeros(2), (), {})
+        >>> state = kernel.sample(state, (), {})
+        >>> float(state.info.acceptance_rate)
+        1.0
     """
 
     def __init__(
@@ -210,14 +210,14 @@ class SGLD(KernelAdapter):
 
     Examples:
         >>> import jax, jax.numpy as jnp
-        >>> from numpyro.infer import MCMC
+        >>> from ebm_ppl.kernels.sgld import polynomial_schedule
         >>> data = jnp.linspace(-1.0, 1.0, 100)
         >>> kernel = SGLD(potential_fn=lambda z, idx: jnp.sum(0.5 * (z - data[idx]) ** 2),
-        ...               data_size=100, batch_size=10, step_size=1e-3)
-        >>> mcmc = MCMC(kernel, num_warmup=0, num_samples=50, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros(()))
-        >>> mcmc.get_samples().shape
-        (50,)
+        ...               data_size=100, batch_size=10, step_size=polynomial_schedule(0.01))
+        >>> state = kernel.init(jax.random.PRNGKey(0), 0, jnp.zeros(()), (), {})
+        >>> state = jax.jit(lambda s: kernel.sample(s, (), {}))(state)
+        >>> round(float(kernel.sample_stats(state)["step_size"]), 5)  # 0.01 * 2 ** -0.55
+        0.00683
     """
 
     def __init__(
