@@ -150,7 +150,7 @@ def test_gibbs_kernel_by_name_on_rbm(rbm_setup):
     loss_fn = jax.jit(obj.loss)
     for i in range(3):
         loss, (state, m) = loss_fn(params, state, batch, jax.random.PRNGKey(i))
-    assert int(state.count) == 3
+    assert int(state.num_updates) == 3
     for x in state.chains.values():
         assert set(np.unique(np.asarray(x)).tolist()) <= {0.0, 1.0}
     assert np.isfinite(float(loss)) and float(m["acceptance_rate"]) == 1.0

@@ -236,13 +236,14 @@ class _Phases:
 
         model = self.model
         info = model.sites
-        levels = {n: binary_levels(info[n].support) for n in sites}
-        bad = [n for n, lv in levels.items() if lv is None]
+        found = {n: binary_levels(info[n].support) for n in sites}
+        bad = [n for n, lv in found.items() if lv is None]
         if bad:
             raise ValueError(
                 f"{self.who}: kernel 'gibbs' samples binary (Bits/Spins) sites only; "
                 f"site(s) {bad} are not binary"
             )
+        levels = {n: lv for n, lv in found.items() if lv is not None}
         # Energies affine in each unit get all conditionals from one gradient; otherwise (or
         # without that information) exact energy differences, always correct.
         affine = given.get("affine")
@@ -536,18 +537,18 @@ class PCDState(NamedTuple):
         chains: dict state site -> ``(num_chains, *site_shape)``, the persistent negatives.
         energy_trace: ``(diagnostics_window, num_chains)`` ring buffer of the chains' energies
             at the last updates (for split R-hat / ESS on the training chains).
-        count: number of updates done (int32 scalar).
+        num_updates: number of updates done (int32 scalar).
 
     Examples:
         >>> import jax.numpy as jnp
         >>> s = PCDState({"x": jnp.zeros((4, 2))}, jnp.zeros((0, 4)), jnp.zeros((), jnp.int32))
-        >>> s.count.shape
+        >>> s.num_updates.shape
         ()
     """
 
     chains: Values
     energy_trace: jax.Array
-    count: jax.Array
+    num_updates: jax.Array
 
 
 def _trace_diagnostics(trace: np.ndarray, count: int) -> dict[str, float]:
@@ -637,7 +638,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
             {}
         """
         trace = np.asarray(obj_state.energy_trace)
-        return _trace_diagnostics(trace, int(obj_state.count))
+        return _trace_diagnostics(trace, int(obj_state.num_updates))
 
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the pure :class:`Objective` for ``model`` (``fit`` passes the data context)."""
@@ -678,10 +679,10 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
             trace = obj_state.energy_trace
             if window:
-                trace = trace.at[obj_state.count % window].set(
+                trace = trace.at[obj_state.num_updates % window].set(
                     jax.lax.stop_gradient(e_neg).astype(trace.dtype)
                 )
-            new_state = PCDState(neg, trace, obj_state.count + 1)
+            new_state = PCDState(neg, trace, obj_state.num_updates + 1)
             return value, (new_state, self._metrics(e_pos, e_neg, acc, div))
 
         return Objective(init, loss)

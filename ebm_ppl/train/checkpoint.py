@@ -255,7 +255,8 @@ def save_checkpoint(
     # Write to temporary files and rename: a crash mid-write leaves the previous checkpoint.
     tmp_arrays = path / (CHECKPOINT_ARRAYS + ".tmp.npz")
     with open(tmp_arrays, "wb") as f:
-        np.savez(f, **store)
+        # numpy's stub types **kwds as savez's ``allow_pickle``; the call is correct.
+        np.savez(f, **store)  # type: ignore[arg-type]
     tmp_meta = path / (CHECKPOINT_META + ".tmp")
     with open(tmp_meta, "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)

@@ -281,7 +281,8 @@ def run_fit(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     result.history.to_json(out / "history.json")
-    np.savez(out / "params.npz", **{k: np.asarray(v) for k, v in result.params.items()})
+    arrays = {k: np.asarray(v) for k, v in result.params.items()}
+    np.savez(out / "params.npz", **arrays)  # type: ignore[arg-type]
     plot = _plot_history(result.history, out / "history.png")
     last = result.history.last()
     summary = ", ".join(

@@ -67,9 +67,7 @@ class FitResult(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------- validation
-def _positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
+def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if int(value) < 1:
@@ -311,7 +309,8 @@ def fit(
     num_steps = _positive_int(num_steps, "num_steps")
     batch_size = _positive_int(batch_size, "batch_size")
     log_every = _positive_int(log_every, "log_every")
-    checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every", allow_none=True)
+    if checkpoint_every is not None:
+        checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(
             f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
@@ -372,7 +371,7 @@ def fit(
         "init_params": fingerprint(None if init_params is None else dict(init_params)),
     }
     resume_meta = None
-    if has_checkpoint(checkpoint_dir):
+    if checkpoint_dir is not None and has_checkpoint(checkpoint_dir):
         resume_meta = read_metadata(checkpoint_dir)
         stored = resume_meta.get("fingerprints", {})
         differ = [k for k in fingerprints if stored.get(k) != fingerprints[k]]
@@ -416,7 +415,7 @@ def fit(
         "step": 0,
     }
     start = 0
-    if resume_meta is not None:
+    if resume_meta is not None and checkpoint_dir is not None:
         trees, meta = load_checkpoint(
             checkpoint_dir, {"params": params, "opt_state": opt_state, "obj_state": obj_state}
         )
