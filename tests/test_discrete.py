@@ -207,12 +207,13 @@ def test_exact_ring_and_rbm_paths():
     assert est.log_z == pytest.approx(want, abs=1e-4)
     params = _rbm_params(jax.random.PRNGKey(4), 6, 4, 0.5)
     closed = float(rbm.log_partition(params))
-    summed = log_partition_exact(rbm.model, params, model_args=(6, 4))
+    em = ebm.EnergyModel(rbm.model, 6, 4)  # shared: its affinity check runs once
+    summed = log_partition_exact(em, params)
     assert summed.info["summed_out"] == "v" and summed.info["num_states"] == 16
     assert summed.log_z == pytest.approx(closed, abs=1e-4)
     # log-likelihoods of every visible state sum to one
     vs = ((jnp.arange(64)[:, None] >> jnp.arange(6)) & 1).astype(jnp.float32)
-    ll = log_likelihood(rbm.model, params, {"v": vs}, model_args=(6, 4), log_z=closed)
+    ll = log_likelihood(em, params, {"v": vs}, log_z=closed)
     assert float(jax.scipy.special.logsumexp(ll)) == pytest.approx(0.0, abs=1e-4)
     np.testing.assert_allclose(ll, -rbm.free_energy(params, vs) - closed, atol=1e-4)
 
