@@ -168,6 +168,42 @@ CASES = [
     ("ais no usable base", lambda: ebm.log_partition(_mixed, method="ais"), ValueError, "base:"),
     ("elbo mixed model without guide", lambda: ebm.log_partition(_mixed, method="elbo"),
      ValueError, "guide:"),
+    (
+        "boltzmann fixed W not symmetric",
+        lambda: ebm.EnergyModel(
+            ebm.models.boltzmann.model, 2, W=jnp.array([[0.0, 1.0], [2.0, 0.0]])
+        ),
+        ValueError,
+        "W must be symmetric with a zero diagonal",
+    ),
+    (
+        "gibbs unknown conditionals",
+        lambda: __import__("ebm_ppl.infer.discrete").infer.discrete.BlockGibbs(
+            ebm.models.ising.model, conditionals="fast"
+        ),
+        ValueError,
+        "conditionals must be one of",
+    ),
+    (
+        "gibbs non-binary init_params",
+        lambda: __import__("ebm_ppl.infer.discrete").infer.discrete.BlockGibbs(
+            ebm.models.ising.model
+        ).init(jnp.array([0, 0], jnp.uint32), 0, {"s": jnp.zeros((4, 4))}, ((4, 4),), {}),
+        ValueError,
+        "init_params['s'] must hold only the values -1 and 1",
+    ),
+    (
+        "exact enumeration too large",
+        lambda: ebm.log_partition(ebm.models.ising.model, method="exact", model_args=((5, 5),)),
+        ValueError,
+        "exceeds max_states",
+    ),
+    (
+        "rbm unknown visible type",
+        lambda: ebm.EnergyModel(ebm.models.rbm.model, 2, 2, visible="poisson"),
+        ValueError,
+        "visible must be one of",
+    ),
 ]
 
 
