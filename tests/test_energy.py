@@ -157,7 +157,7 @@ def test_init_values_shapes(key):
 
 
 def test_equinox_module_parameters(key):
-    eqx = pytest.importorskip("equinox")
+    import equinox as eqx  # the dev extra installs it
     from numpyro.contrib.module import eqx_module
 
     def m():
