@@ -219,6 +219,12 @@ def test_exact_ring_and_rbm_paths():
 
 
 # ----------------------------------------------------------------------------- bad input
+def quartic_block_model():
+    x = numpyro.sample("x", ebm.Flat((2,)), infer={"blocks": 0})
+    s = numpyro.sample("s", ebm.Spins(2), infer={"blocks": 1})
+    ebm.energy("E", jnp.sum(x**4) - jnp.sum(x * s))
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="W must be symmetric"):
         ebm.EnergyModel(boltzmann.model, 2, W=jnp.array([[0.0, 1.0], [2.0, 0.0]]))
@@ -235,7 +241,9 @@ def test_bad_inputs_raise_clear_errors():
             jax.random.PRNGKey(0), 0, {"x": jnp.full(3, 0.5)}, (3,), {}
         )
     with pytest.raises(ValueError, match="site 'v' is continuous"):
-        BlockGibbs(rbm.model).init(jax.random.PRNGKey(0), 0, None, (2, 2, "gaussian"), {})
+        GibbsWithGradients(rbm.model).init(jax.random.PRNGKey(0), 0, None, (2, 2, "gaussian"), {})
+    with pytest.raises(ValueError, match="not quadratic"):
+        BlockGibbs(quartic_block_model).init(jax.random.PRNGKey(0), 0, None, (), {})
     with pytest.raises(ValueError, match="blocks names site"):
         BlockGibbs(rbm.model, blocks={"v": 0, "x": 1}).init(
             jax.random.PRNGKey(0), 0, None, (2, 2), {}

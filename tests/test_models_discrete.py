@@ -19,8 +19,8 @@ from ebm_ppl.partition.exact import log_partition_exact
 from tests.helpers.stats import assert_within_mcse, mixing
 
 # 6 (4x4 Gibbs) + 1 (4x4 via sample) + 5 (L = 32) + 2 (16-bit uniforms) + 2 (RBM chi-square)
-# + 8 (Boltzmann GWG)
-NUM_TESTS = 24
+# + 2 (Gaussian RBM block Gibbs) + 8 (Boltzmann GWG)
+NUM_TESTS = 26
 ALPHA = 1e-3
 
 # REFERENCES.md: exact 4x4 torus (2^16 states)
@@ -277,6 +277,32 @@ def test_gaussian_rbm_log_z_matches_quadrature():
     )
     log_z = np.log(h * h) + np.logaddexp.reduce(-free)
     assert est.log_z == pytest.approx(log_z, abs=1e-4)
+
+
+def test_gaussian_rbm_block_gibbs_mean_matches_exact():
+    """Gaussian visible layer as a declared block: Gaussian conditionals inside BlockGibbs."""
+    params = _random_rbm(jax.random.PRNGKey(6), 2, 3, scale=0.8)
+    params["sigma"] = jnp.array([0.7, 1.3])
+    idata = ebm.sample(
+        rbm.model,
+        params=params,
+        kernel="gibbs",
+        model_args=(2, 3, "gaussian"),
+        num_chains=4,
+        num_warmup=0,  # burn-in dropped below (saves a compilation)
+        num_samples=3000,
+        rng_key=jax.random.PRNGKey(12),
+        progress=False,
+    )
+    v = idata.posterior["v"].values[:, 100:]
+    # E[v] = sum_h p(h) (b + sigma * W h), p(h) ∝ exp(c.h + (b/sigma).Wh + |Wh|^2 / 2)
+    W, b, c, sigma = (np.asarray(params[k], np.float64) for k in ("W", "b", "c", "sigma"))
+    hs = ((np.arange(8)[:, None] >> np.arange(3)) & 1).astype(np.float64)
+    act = hs @ W.T
+    logw = hs @ c + act @ (b / sigma) + 0.5 * np.sum(act**2, axis=-1)
+    w = np.exp(logw - logw.max())
+    mean = (w / w.sum()) @ (b + sigma * act)
+    assert_within_mcse(v, mean, alpha=ALPHA, num_tests=NUM_TESTS, name="E[v] (Gaussian RBM)")
 
 
 # ----------------------------------------------------------------------------- Boltzmann machine

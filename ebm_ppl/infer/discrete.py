@@ -67,11 +67,21 @@ def _stand_in(x: Any) -> Any:
     return x
 
 
+def _is_real(support: Any) -> bool:
+    from numpyro.distributions import constraints
+
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real
+
+
 class _BinaryAdapter(KernelAdapter):
     """Shared parts: binary sites, levels, the affinity decision, positions in constrained space."""
 
     unconstrained = False
     _uses_step_size = False
+    _gaussian_ok = False  # BlockGibbs: declared real-valued blocks get Gaussian conditionals
+    _gaussian: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -130,12 +140,17 @@ class _BinaryAdapter(KernelAdapter):
         tr = handlers.trace(
             handlers.substitute(handlers.seed(model, rng_seed=0), data=dict(position))
         ).get_trace(*model_args, **model_kwargs)
-        levels, declared = {}, {}
+        levels, declared, gaussian = {}, {}, []
         for name, site in tr.items():
             if site["type"] != "sample" or site["is_observed"] or name not in position:
                 continue
             support = site["fn"].support
             lv = binary_levels(support)
+            if lv is None and self._gaussian_ok and _is_real(support) and "blocks" in site["infer"]:
+                # a declared continuous block: Gaussian conditionals (checked at init)
+                gaussian.append(name)
+                declared[name] = site["infer"]["blocks"]
+                continue
             if lv is None:
                 kind = "discrete non-binary" if support.is_discrete else "continuous"
                 raise ValueError(
@@ -148,6 +163,7 @@ class _BinaryAdapter(KernelAdapter):
                 declared[name] = site["infer"]["blocks"]
         self._levels = levels
         self._declared = declared
+        self._gaussian = tuple(gaussian)
 
     def _affinity(
         self, position: Mapping[str, Any], model_args: tuple, model_kwargs: dict
@@ -178,7 +194,7 @@ class _BinaryAdapter(KernelAdapter):
             if missing:
                 raise ValueError(f"init_params is missing site(s) {missing} named in levels")
             self._affine = self._affinity(position, (), {})
-        if not self._levels:
+        if not self._levels and not self._gaussian:
             raise ValueError(f"{type(self).__name__}: the model has no binary state site to sample")
         for name, (lo, hi) in self._levels.items():
             value = position[name]
@@ -268,19 +284,63 @@ class BlockGibbs(_BinaryAdapter):
         self._blocks = blocks
         self._colours: dict[str, Any] = {}
 
+    _gaussian_ok = True
+
+    def _check_gaussian(self, position, model_args, model_kwargs) -> None:
+        """Declared real blocks must be conditionally Gaussian: constant positive curvature."""
+        if not self._gaussian:
+            return
+        args, kwargs = jax.tree.map(_stand_in, (model_args, model_kwargs))
+        energy_fn = (
+            self._potential_fn if self._model is None else self.get_potential_fn(args, kwargs)
+        )
+        pos0 = jax.tree.map(_stand_in, dict(position))
+        names = self._gaussian
+
+        def curvature(key):
+            pos = dict(pos0)
+            for i, n in enumerate(names):
+                pos[n] = 3.0 * jax.random.normal(jax.random.fold_in(key, i), jnp.shape(pos[n]))
+            sub = {n: pos[n] for n in names}
+            rest = {n: v for n, v in pos.items() if n not in sub}
+            f = lambda s: energy_fn({**rest, **s})  # noqa: E731
+            return jax.jvp(jax.grad(f), (sub,), (jax.tree.map(jnp.ones_like, sub),))[1]
+
+        try:
+            with jax.ensure_compile_time_eval():
+                fn = jax.jit(curvature)
+                a1 = jax.device_get(fn(jax.random.PRNGKey(1)))
+                a2 = jax.device_get(fn(jax.random.PRNGKey(2)))
+        except Exception:  # noqa: BLE001
+            a1 = a2 = None
+        for n in names:
+            ok = bool(
+                a1 is not None
+                and np.all(np.isfinite(a1[n]))
+                and np.all(np.asarray(a1[n]) > 0)
+                and np.allclose(a1[n], a2[n], rtol=1e-4, atol=1e-6)
+            )
+            if not ok:
+                raise ValueError(
+                    f"site {n!r} is continuous and declared as a Gibbs block, but its energy is "
+                    "not quadratic with positive curvature in each unit (not conditionally "
+                    "Gaussian): sample it with MALA or NUTS in a block of numpyro.infer.Gibbs"
+                )
+
     def _choose_colours(self, position, model_args, model_kwargs) -> dict[str, Any]:
+        self._check_gaussian(position, model_args, model_kwargs)
         if self._blocks is not None:
-            unknown = [n for n in self._blocks if n not in self._levels]
+            unknown = [n for n in self._blocks if n not in self._levels and n not in self._gaussian]
             if unknown:
                 raise ValueError(
                     f"blocks names site(s) {unknown} that are not binary state sites "
                     f"{sorted(self._levels)}"
                 )
-            missing = [n for n in self._levels if n not in self._blocks]
+            missing = [n for n in (*self._levels, *self._gaussian) if n not in self._blocks]
             if missing:
                 raise ValueError(f"blocks must colour every binary state site; missing {missing}")
             return dict(self._blocks)
-        if self._declared and set(self._declared) == set(self._levels):
+        if self._declared and set(self._declared) == set(self._levels) | set(self._gaussian):
             return dict(self._declared)
         energy_fn = self.get_potential_fn(*jax.tree.map(_stand_in, (model_args, model_kwargs)))
         pos = jax.tree.map(_stand_in, dict(position))
@@ -310,7 +370,12 @@ class BlockGibbs(_BinaryAdapter):
             self._colours = self._choose_colours(position, (), {})
 
     def _build(self):
-        kernel = gibbs.build_kernel(colours=self._colours, levels=self._levels, affine=self._affine)
+        kernel = gibbs.build_kernel(
+            colours=self._colours,
+            levels=self._levels,
+            affine=self._affine,
+            gaussian=self._gaussian,
+        )
         return gibbs.init, kernel
 
     def _info_cls(self) -> type:

@@ -346,6 +346,7 @@ def build_kernel(
     levels: Mapping[str, tuple[float, float]],
     affine: bool | Mapping[str, bool] = True,
     uniform_bits: int = 32,
+    gaussian: tuple[str, ...] = (),
 ) -> Callable[..., tuple[GibbsState, GibbsInfo]]:
     """Build a block Gibbs sweep ``kernel(rng_key, state, energy_fn) -> (state, info)``.
 
@@ -370,6 +371,12 @@ def build_kernel(
             random-number cost (the bottleneck of cheap energies such as the Ising model);
             conditional probabilities are then resolved to 2^-16, a bias of at most 2^-17 in
             each update probability.
+        gaussian: continuous sites (in ``colours``, without levels) whose units are
+            conditionally Gaussian given the other blocks: the energy is quadratic in each unit
+            with no coupling inside a block (e.g. the visible layer of a Gaussian–Bernoulli
+            RBM). A block update draws ``N(x - g/a, 1/a)`` with ``g = ∂E/∂x`` and
+            ``a = ∂²E/∂x²`` (one Hessian-vector product with ones); the caller is responsible
+            for the structure (:class:`~ebm_ppl.infer.discrete.BlockGibbs` checks it).
 
     Returns:
         ``kernel(rng_key, state, energy_fn)``.
@@ -385,20 +392,27 @@ def build_kernel(
         >>> state.position["x"].tolist(), float(state.energy)
         ([1.0, 1.0, 1.0], -300.0)
     """
-    missing = [n for n in colours if n not in levels]
+    gaussian = tuple(gaussian)
+    missing = [n for n in colours if n not in levels and n not in gaussian]
     if missing:
         raise ValueError(f"levels is missing site(s) {missing}; blocks may only hold binary sites")
     if uniform_bits not in (16, 32):
         raise ValueError(f"uniform_bits must be 16 or 32, got {uniform_bits!r}")
-    names = tuple(sorted(colours))
+    names = tuple(sorted(n for n in colours if n not in gaussian))
+    gauss_names = tuple(sorted(n for n in colours if n in gaussian))
     all_affine = affine if isinstance(affine, bool) else all(bool(affine[n]) for n in names)
-    raw = {n: np.asarray(colours[n]) for n in names}
+    raw = {n: np.asarray(colours[n]) for n in names + gauss_names}
 
     def kernel(rng_key, state: GibbsState, energy_fn: EnergyFn):
         x = dict(state.position)
-        shapes = {n: jnp.shape(x[n]) for n in names}
+        shapes = {n: jnp.shape(x[n]) for n in names + gauss_names}
         cols, num_colours = normalize_colours(raw, shapes)
-        col_arrays = {n: jnp.asarray(cols[n]) for n in names}
+        col_arrays = {n: jnp.asarray(cols[n]) for n in names + gauss_names}
+        rng_key, key_normal = jax.random.split(rng_key)
+        normals = {
+            n: jax.random.normal(jax.random.fold_in(key_normal, i), shapes[n], x[n].dtype)
+            for i, n in enumerate(gauss_names)
+        }
         keys = jax.random.split(rng_key, len(names))
         # One uniform per unit per sweep: the blocks are disjoint, so each unit uses its own.
         u = {
@@ -408,8 +422,25 @@ def build_kernel(
 
         def body(c, carry):
             pos, _ = carry
-            e0, deltas = _flip_deltas(energy_fn, pos, levels, names, all_affine)
+            e0 = None
+            if gauss_names:
+                sub = {n: pos[n] for n in gauss_names}
+                rest = {n: v for n, v in pos.items() if n not in sub}
+                f = lambda s: energy_fn({**rest, **s})  # noqa: E731
+                e0, g = jax.value_and_grad(f)(sub)
+                # diagonal curvature: H·1 restricted to the site (no coupling inside a block)
+                a = jax.jvp(jax.grad(f), (sub,), (jax.tree.map(jnp.ones_like, sub),))[1]
+            if names:
+                e0, deltas = _flip_deltas(energy_fn, pos, levels, names, all_affine)
             new_pos, change = dict(pos), jnp.zeros((), jnp.result_type(e0))
+            for n in gauss_names:
+                xn, gn, an = pos[n], g[n], a[n]
+                draw = xn - gn / an + normals[n] / jnp.sqrt(an)
+                new = jnp.where(col_arrays[n] == c, draw, xn)
+                dv = new - xn
+                # exact for an energy quadratic in each unit: g dv + a dv^2 / 2
+                change = change + jnp.sum(gn * dv + 0.5 * an * dv**2)
+                new_pos[n] = new
             for n in names:
                 lo, hi = levels[n]
                 xn, d = pos[n], deltas[n]
