@@ -4,7 +4,10 @@ Both move the binary state sites (``Bits``/``Spins``) of a model and keep everyt
 they are :class:`~ebm_ppl.infer.adapter.KernelAdapter` subclasses, so they run under
 ``ebm_ppl.sample`` (``kernel="gibbs"``/``"gwg"``), under ``numpyro.infer.MCMC`` with
 sequential, parallel or vectorized chains, and as a block of ``numpyro.infer.Gibbs`` next to a
-MALA or NUTS block for the continuous sites of a mixed model.
+MALA or NUTS block for the continuous sites of a mixed model. :class:`BlockGibbs` also samples a
+real-valued site declared as a block (``infer={"blocks": c}`` on a ``Flat`` site) when it is
+conditionally Gaussian given the other blocks (quadratic energy, positive curvature, checked at
+:meth:`init`): the visible layer of a Gaussian–Bernoulli RBM.
 
 **Blocks** (for :class:`BlockGibbs`), in order of precedence:
 
