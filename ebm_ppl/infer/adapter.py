@@ -166,7 +166,7 @@ class KernelAdapter(MCMCKernel):
     def __init__(
         self,
         model: Callable[..., Any] | None = None,
-        potential_fn: Callable[[Any], jax.Array] | None = None,
+        potential_fn: Callable[..., jax.Array] | None = None,
         *,
         params: Mapping[str, Any] | None = None,
         step_size: float = 0.1,
@@ -257,7 +257,8 @@ class KernelAdapter(MCMCKernel):
             "is_divergent": jnp.array(False),
         }
         cls = self._info_cls()
-        return cls(*(values.get(f, jnp.zeros((), dtype)) for f in cls._fields))
+        fields = cls._fields  # type: ignore[attr-defined]  # a NamedTuple class
+        return cls(*(values.get(f, jnp.zeros((), dtype)) for f in fields))
 
     def _potential_energy(self, state: AdapterState) -> jax.Array:
         return state.kernel_state.energy
@@ -370,6 +371,7 @@ class KernelAdapter(MCMCKernel):
         energy_fn = self.get_potential_fn(model_args, model_kwargs)
         kernel_state = self._init_kernel_state(position, energy_fn)
         size = ravel_pytree(position)[0].shape[0]
+        assert self._adapt_init is not None, "init sets the adaptation"
         adapt_state = self._adapt_init(self._step_size, self._inverse_mass_matrix, size)
         return AdapterState(
             jnp.zeros((), jnp.int32),

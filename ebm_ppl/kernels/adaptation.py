@@ -141,14 +141,14 @@ class WelfordState(NamedTuple):
 
     mean: jax.Array
     m2: jax.Array
-    count: jax.Array
+    num_samples: jax.Array
 
 
 def welford_init(size: int, dtype: Any = None) -> WelfordState:
     """Empty Welford accumulator for vectors of length ``size``.
 
     Examples:
-        >>> int(welford_init(2).count)
+        >>> int(welford_init(2).num_samples)
         0
     """
     dtype = dtype or jnp.result_type(float)
@@ -160,14 +160,14 @@ def welford_update(state: WelfordState, x: jax.Array) -> WelfordState:
 
     Examples:
         >>> s = welford_update(welford_update(welford_init(1), jnp.array([1.0])), jnp.array([3.0]))
-        >>> float(s.mean[0]), float(s.m2[0] / (s.count - 1))
+        >>> float(s.mean[0]), float(s.m2[0] / (s.num_samples - 1))
         (2.0, 2.0)
     """
-    count = state.count + 1
+    num_samples = state.num_samples + 1
     delta = x - state.mean
-    mean = state.mean + delta / count.astype(x.dtype)
+    mean = state.mean + delta / num_samples.astype(x.dtype)
     m2 = state.m2 + delta * (x - mean)
-    return WelfordState(mean, m2, count)
+    return WelfordState(mean, m2, num_samples)
 
 
 def build_schedule(num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
@@ -316,7 +316,7 @@ def window_adaptation(
                 welford_update(welford, flat_position.astype(welford.mean.dtype)),
                 welford,
             )
-            n = welford.count.astype(welford.mean.dtype)
+            n = welford.num_samples.astype(welford.mean.dtype)
             var = welford.m2 / jnp.maximum(n - 1.0, 1.0)
             new_imm = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
             imm = jnp.where(at_end, new_imm, imm)
