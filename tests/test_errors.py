@@ -89,6 +89,12 @@ CASES = [
         "init_params['x'] must have shape (2, 2)",
     ),
     (
+        "sample init_params outside support",
+        lambda: ebm.sample(_discrete, kernel="gibbs", num_chains=1, init_params={"s": jnp.zeros((1, 3))}),
+        ValueError,
+        "must take values in the support",
+    ),
+    (
         "sample init_params unknown site",
         lambda: ebm.sample(_ok_model, init_params={"y": jnp.zeros((4, 2))}),
         ValueError,

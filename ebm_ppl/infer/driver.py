@@ -323,6 +323,12 @@ def sample(
                 raise ValueError(
                     f"init_params[{name!r}] must have shape {want} (num_chains first), got {value.shape}"
                 )
+            support = em.sites[name].support
+            if not bool(jnp.all(support(value))):
+                raise ValueError(
+                    f"init_params[{name!r}] must take values in the support of site {name!r} "
+                    f"({support}), got values outside it"
+                )
             z_init[name] = value
         z_init = em.unconstrain(z_init)
     elif init_strategy is not None and init_state is None:
