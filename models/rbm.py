@@ -245,6 +245,26 @@ def _exact_log_partition(
 model.exact_log_partition = _exact_log_partition  # type: ignore[attr-defined]
 
 
+def _exact_sample(
+    rng_key: Any,
+    params: dict[str, Any],
+    num: int,
+    num_visible: int,
+    num_hidden: int,
+    visible: str = "bernoulli",
+    marginalize_hidden: bool = False,
+) -> dict[str, Any]:
+    """Hook read by ``log_partition(method="ais", reverse=True)``: exact joint draws ``(v, h)``."""
+    if visible != "bernoulli" or marginalize_hidden:
+        raise ValueError("exact samples are implemented for the Bernoulli joint (v, h) model")
+    from ebm_ppl.partition.ais import rbm_exact_samples
+
+    return rbm_exact_samples(rng_key, params, num)
+
+
+model.exact_sample = _exact_sample  # type: ignore[attr-defined]
+
+
 def init_params(
     rng_key: Any, data: Any, num_hidden: int, visible: str = "bernoulli", scale: float = 0.01
 ) -> dict[str, Any]:
