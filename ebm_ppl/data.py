@@ -167,7 +167,6 @@ def toy_data(name: str, rng_key, n: int) -> np.ndarray:
 
 def _curve_log_density(x, curve, t_nodes, log_w, std, chunk=4096):
     """``log ∫ w(t) N(x; curve(t), std² I) dt`` from quadrature nodes and log weights."""
-    import jax
     import jax.numpy as jnp
 
     c = jnp.asarray(curve(t_nodes), jnp.float32)  # (K, 2)
