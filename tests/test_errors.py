@@ -30,6 +30,11 @@ def _no_state():
     ebm.energy("E", jnp.array(1.0))
 
 
+def _bits_model():
+    x = numpyro.sample("x", ebm.Bits((3,)))
+    ebm.energy("E", -jnp.sum(x))
+
+
 def _discrete():
     s = numpyro.sample("s", ebm.Spins((3,)))
     ebm.energy("E", -jnp.sum(s))
@@ -209,6 +214,32 @@ CASES = [
         lambda: ebm.EnergyModel(ebm.models.rbm.model, 2, 2, visible="poisson"),
         ValueError,
         "visible must be one of",
+    ),
+    # sampling-free objectives
+    ("DSM sigma <= 0", lambda: ebm.objectives.DenoisingScoreMatching(0.0), ValueError, "sigma must be > 0"),
+    (
+        "DSM increasing sigmas",
+        lambda: ebm.objectives.DenoisingScoreMatching((0.1, 0.5)),
+        ValueError,
+        "strictly decreasing",
+    ),
+    (
+        "SSM num_projections < 1",
+        lambda: ebm.objectives.SlicedScoreMatching(0),
+        ValueError,
+        "num_projections must be an integer >= 1",
+    ),
+    (
+        "score matching on a discrete site",
+        lambda: ebm.objectives.ScoreMatching().build(ebm.EnergyModel(_bits_model)),
+        ValueError,
+        "is discrete",
+    ),
+    (
+        "NCE noise event shape",
+        lambda: ebm.objectives.NCE(numpyro.distributions.Normal(0.0, 1.0)).build(ebm.EnergyModel(_ok_model)),
+        ValueError,
+        "event_shape equal to the state",
     ),
 ]
 

@@ -1,0 +1,44 @@
+"""Every example runs as a script with tiny flags."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script, *args, cwd):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.subprocess
+def test_ising_denoise(tmp_path):
+    stdout = _run(
+        "ising_denoise.py",
+        *("--size", "16", "--num-samples", "20", "--num-warmup", "5", "--num-chains", "2"),
+        *("--out", str(tmp_path)),
+        cwd=tmp_path,
+    )
+    assert "error" in stdout.lower()
+
+
+@pytest.mark.subprocess
+def test_toy2d_objectives(tmp_path):
+    stdout = _run(
+        "toy2d_objectives.py",
+        *("--dataset", "8gaussians", "--objectives", "dsm", "nce", "--steps", "20"),
+        *("--hidden", "16", "--grid-points", "41", "--num-train", "2000", "--num-test", "200"),
+        *("--batch-size", "64"),
+        cwd=tmp_path,
+    )
+    assert "dsm" in stdout.lower() and "nce" in stdout.lower()
