@@ -111,7 +111,7 @@ def _from_mcmc(mcmc: Any) -> Any:
 def _from_training_chains(obj_state: Any) -> Any:
     """Posterior-like view of a persistent-chain objective state: the chains' energy trace."""
     trace = np.asarray(obj_state.energy_trace)  # (window, num_chains) ring buffer
-    count = int(np.asarray(obj_state.count))
+    count = int(np.asarray(obj_state.num_updates))
     window = trace.shape[0]
     if window == 0 or count == 0:
         raise ValueError(
