@@ -7,10 +7,11 @@ extra); nothing downloads.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["binarized_digits", "digits"]
-__all__ += ["TOY_SETS", "toy_data", "toy_log_density"]
+__all__ = ["TOY_SETS", "binarized_digits", "digits", "toy_data", "toy_log_density"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def _kernel_sum_impl(x, c, lw, std):
     return jax.nn.logsumexp(lw[None] - 0.5 * jnp.maximum(d2, 0.0) / std**2, axis=1)
 
 
-_KERNEL_SUM = []
+_KERNEL_SUM: list[Any] = []
 
 
 def _kernel_sum(x, c, lw, std):

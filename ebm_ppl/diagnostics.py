@@ -344,7 +344,7 @@ def _z_scale(arr: np.ndarray) -> np.ndarray:
     return z.reshape(c, d, k)
 
 
-def nested_rhat(draws: Any, groups: Sequence[Any]) -> np.ndarray:
+def nested_rhat(draws: Any, groups: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Nested R-hat between groups of chains (Margossian et al. 2024), per component.
 
     With groups (superchains) ``k`` of ``M_k`` chains, ``B`` is the variance of the group means
@@ -624,7 +624,7 @@ def mixing_report(
     uniq = list(dict.fromkeys(labels.tolist()))
     table = summary(idata, var_names=names)
     has_stats = "sample_stats" in idata.groups()
-    ss = idata.sample_stats if has_stats else None
+    ss: Any = idata.sample_stats if has_stats else None
     energy_trace = (
         np.asarray(ss["potential_energy"].values, np.float64)
         if has_stats and "potential_energy" in ss

@@ -95,7 +95,9 @@ CASES = [
     ),
     (
         "sample init_params outside support",
-        lambda: ebm.sample(_discrete, kernel="gibbs", num_chains=1, init_params={"s": jnp.zeros((1, 3))}),
+        lambda: ebm.sample(
+            _discrete, kernel="gibbs", num_chains=1, init_params={"s": jnp.zeros((1, 3))}
+        ),
         ValueError,
         "must take values in the support",
     ),
@@ -123,8 +125,18 @@ CASES = [
         ValueError,
         "num_chains must be >= 1",
     ),
-    ("MALA step_size <= 0", lambda: ebm.infer.MALA(_ok_model, step_size=0.0), ValueError, "step_size"),
-    ("MALA model and potential_fn", lambda: ebm.infer.MALA(_ok_model, potential_fn=jnp.sum), ValueError, "both"),
+    (
+        "MALA step_size <= 0",
+        lambda: ebm.infer.MALA(_ok_model, step_size=0.0),
+        ValueError,
+        "step_size",
+    ),
+    (
+        "MALA model and potential_fn",
+        lambda: ebm.infer.MALA(_ok_model, potential_fn=jnp.sum),
+        ValueError,
+        "both",
+    ),
     ("MALA neither model nor potential_fn", lambda: ebm.infer.MALA(), ValueError, "neither"),
     (
         "MALA mass matrix shape",
@@ -134,7 +146,12 @@ CASES = [
         ValueError,
         "inverse_mass_matrix must have shape (2,)",
     ),
-    ("ULA adapt_step_size", lambda: ebm.infer.ULA(_ok_model, adapt_step_size=True), ValueError, "adapt_step_size"),
+    (
+        "ULA adapt_step_size",
+        lambda: ebm.infer.ULA(_ok_model, adapt_step_size=True),
+        ValueError,
+        "adapt_step_size",
+    ),
     (
         "SGLD potential_fn without data_size",
         lambda: ebm.infer.SGLD(potential_fn=lambda z, idx: jnp.sum(z), batch_size=8),
@@ -156,7 +173,12 @@ CASES = [
     ("fit data with NaN", lambda: _fit(data=jnp.full((8, 2), jnp.nan)), ValueError, "NaN or inf"),
     ("fit data trailing shape", lambda: _fit(data=jnp.zeros((8, 3))), ValueError, "trailing shape"),
     ("fit batch > data", lambda: _fit(batch_size=9), ValueError, "larger than the data"),
-    ("fit unknown objective", lambda: _fit(objective="mle"), ValueError, "objective must be one of"),
+    (
+        "fit unknown objective",
+        lambda: _fit(objective="mle"),
+        ValueError,
+        "objective must be one of",
+    ),
     ("fit ambiguous data site", lambda: _fit(model=_two_sites), ValueError, "pass data_site="),
     (
         "fit unknown kernel",
@@ -177,8 +199,12 @@ CASES = [
         "schedule must start at 0 and end at 1",
     ),
     ("ais no usable base", lambda: ebm.log_partition(_mixed, method="ais"), ValueError, "base:"),
-    ("elbo mixed model without guide", lambda: ebm.log_partition(_mixed, method="elbo"),
-     ValueError, "guide:"),
+    (
+        "elbo mixed model without guide",
+        lambda: ebm.log_partition(_mixed, method="elbo"),
+        ValueError,
+        "guide:",
+    ),
     (
         "boltzmann fixed W not symmetric",
         lambda: ebm.EnergyModel(
@@ -197,9 +223,11 @@ CASES = [
     ),
     (
         "gibbs non-binary init_params",
-        lambda: __import__("ebm_ppl.infer.discrete").infer.discrete.BlockGibbs(
-            ebm.models.ising.model
-        ).init(jnp.array([0, 0], jnp.uint32), 0, {"s": jnp.zeros((4, 4))}, ((4, 4),), {}),
+        lambda: (
+            __import__("ebm_ppl.infer.discrete")
+            .infer.discrete.BlockGibbs(ebm.models.ising.model)
+            .init(jnp.array([0, 0], jnp.uint32), 0, {"s": jnp.zeros((4, 4))}, ((4, 4),), {})
+        ),
         ValueError,
         "init_params['s'] must hold only the values -1 and 1",
     ),
@@ -216,7 +244,12 @@ CASES = [
         "visible must be one of",
     ),
     # sampling-free objectives
-    ("DSM sigma <= 0", lambda: ebm.objectives.DenoisingScoreMatching(0.0), ValueError, "sigma must be > 0"),
+    (
+        "DSM sigma <= 0",
+        lambda: ebm.objectives.DenoisingScoreMatching(0.0),
+        ValueError,
+        "sigma must be > 0",
+    ),
     (
         "DSM increasing sigmas",
         lambda: ebm.objectives.DenoisingScoreMatching((0.1, 0.5)),
@@ -237,7 +270,9 @@ CASES = [
     ),
     (
         "NCE noise event shape",
-        lambda: ebm.objectives.NCE(numpyro.distributions.Normal(0.0, 1.0)).build(ebm.EnergyModel(_ok_model)),
+        lambda: ebm.objectives.NCE(numpyro.distributions.Normal(0.0, 1.0)).build(
+            ebm.EnergyModel(_ok_model)
+        ),
         ValueError,
         "event_shape equal to the state",
     ),

@@ -302,6 +302,7 @@ class EnergyModel:
         if site not in affine:
             raise ValueError(f"site must be a binary state site {sorted(affine)}, got {site!r}")
         levels = binary_levels(self._sites[site].support)
+        assert levels is not None  # affine_sites holds binary sites only
         data = {**{n: jnp.asarray(v) for n, v in values.items()}}
         return conditional_logits(
             lambda pos: self.energy(params, pos), data, site, levels, affine=affine[site]

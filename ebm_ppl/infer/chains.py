@@ -216,7 +216,7 @@ def _normalize_in_axes(in_axes: InAxes, num_args: int) -> tuple[int | None, ...]
     for ax in axes:
         if ax not in (0, None):
             raise ValueError(f"in_axes entries must be 0 (per chain) or None (shared), got {ax!r}")
-    return axes
+    return axes  # type: ignore[return-value]  # entries checked above
 
 
 def _pad(tree: Any, target: int) -> Any:
