@@ -71,6 +71,8 @@ def test_cli_demo_runs(tmp_path):
             "demo",
             "--out",
             str(tmp_path),
+            *("--fit-steps", "50", "--hidden", "16", "--batch-size", "64"),
+            *("--num-chains", "8", "--grid-points", "41"),
             "--num-warmup",
             "300",
             "--num-samples",
@@ -82,5 +84,5 @@ def test_cli_demo_runs(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "r_hat" in out.stdout and "E[x0^2]" in out.stdout
+    assert "r_hat" in out.stdout and "E[x0^2]" in out.stdout and "KL(true || model)" in out.stdout
     assert (tmp_path / "demo.png").stat().st_size > 1000
