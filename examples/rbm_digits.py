@@ -137,7 +137,9 @@ def main(argv=None) -> dict[str, float]:
         args.out.mkdir(parents=True, exist_ok=True)
         chains = np.asarray(result.obj_state.chains["v"])[:32]
         samples = gibbs_samples(jax.random.PRNGKey(args.seed + 2), params, chains, 100)
-        plot(args.out / "rbm_samples.png", samples, "P(v=1|h) after 100 Gibbs sweeps from PCD chains")
+        plot(
+            args.out / "rbm_samples.png", samples, "P(v=1|h) after 100 Gibbs sweeps from PCD chains"
+        )
         w = np.asarray(params["W"]).T[:32]
         plot(args.out / "rbm_filters.png", w, "filters: columns of W", cmap="RdBu_r")
     return {"test_ll": ll_test.mean, "train_ll": ll_train, "wall_s": wall}

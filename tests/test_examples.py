@@ -42,3 +42,28 @@ def test_toy2d_objectives(tmp_path):
         cwd=tmp_path,
     )
     assert "dsm" in stdout.lower() and "nce" in stdout.lower()
+
+
+@pytest.mark.subprocess
+def test_rbm_digits(tmp_path):
+    stdout = _run(
+        "rbm_digits.py",
+        *("--hidden", "4", "--epochs", "1", "--num-chains", "20"),
+        *("--out", str(tmp_path)),
+        cwd=tmp_path,
+    )
+    assert "log-likelihood" in stdout.lower()
+    assert (tmp_path / "rbm_samples.png").stat().st_size > 1000
+
+
+@pytest.mark.subprocess
+def test_toy2d_pcd(tmp_path):
+    stdout = _run(
+        "toy2d_pcd.py",
+        *("--steps", "30", "--hidden", "16", "--grid-points", "41", "--batch-size", "64"),
+        *("--num-train", "1000", "--num-test", "200", "--buffer-size", "512"),
+        *("--out", str(tmp_path)),
+        cwd=tmp_path,
+    )
+    assert "KL(true || model)" in stdout
+    assert (tmp_path / "toy2d_pcd.png").stat().st_size > 1000
