@@ -222,8 +222,16 @@ COMMANDS: dict[
         _demo,
     ),
     "fit": ("fit an energy model to data (CD, PCD, replay); resumable", fit_arguments, run_fit),
-    "sample": ("sample a model with MCMC over devices; writes DIR/idata.nc", sample_arguments, run_sample),
-    "diagnose": ("print the mixing report of an idata.nc and write plots", diagnose_arguments, run_diagnose),
+    "sample": (
+        "sample a model with MCMC over devices; writes DIR/idata.nc",
+        sample_arguments,
+        run_sample,
+    ),
+    "diagnose": (
+        "print the mixing report of an idata.nc and write plots",
+        diagnose_arguments,
+        run_diagnose,
+    ),
     "logz": ("estimate log Z (exact, quadrature, ais, elbo, importance)", logz_arguments, run_logz),
 }
 
