@@ -61,6 +61,7 @@ Examples:
 from __future__ import annotations
 
 import copy
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -226,8 +227,9 @@ class KernelAdapter(MCMCKernel):
         self._sample_fn: Callable[..., Any] | None = None
 
     # ------------------------------------------------------------------ extension points
+    @abstractmethod
     def _build(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
-        raise NotImplementedError
+        """The pure ``(init, kernel)`` pair of the concrete sampler."""
 
     def _pure_pair(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         if self._pure is None:
@@ -246,8 +248,9 @@ class KernelAdapter(MCMCKernel):
             rng_key, state.kernel_state, energy_fn, tuning.step_size, tuning.inverse_mass_matrix
         )
 
+    @abstractmethod
     def _info_cls(self) -> type:
-        raise NotImplementedError
+        """The pure kernel's ``XInfo`` NamedTuple class."""
 
     def _init_info(self, kernel_state: Any) -> Any:
         dtype = jnp.result_type(kernel_state.energy)
