@@ -61,7 +61,6 @@ _DEMO_BOX = 5.0  # the toy sets' mass lies in [-5, 5]^2
 
 def _demo(args: argparse.Namespace) -> int:
     import time
-    import warnings
 
     import jax
     import numpy as np
@@ -71,7 +70,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ebm_ppl.data import TOY_SETS, toy_data, toy_log_density
     from ebm_ppl.models.neural import mlp_energy
     from ebm_ppl.objectives import PersistentContrastiveDivergence
-    from ebm_ppl.partition.quadrature import grid_log_density
+    from ebm_ppl.partition.quadrature import compare_on_grid
 
     if args.dataset not in TOY_SETS:
         raise ValueError(f"--dataset must be one of {TOY_SETS}, got {args.dataset!r}")
@@ -105,24 +104,17 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
     # exact log Z by quadrature (2-D), hence KL(true || model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an unsettled box is printed below
-        est = ebm.log_partition(
-            em,
-            params,
-            method="quadrature",
-            bounds=(-_DEMO_BOX, _DEMO_BOX),
-            num_points=args.grid_points,
-        )
-    g = np.linspace(-_DEMO_BOX, _DEMO_BOX, args.grid_points)
-    pts = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
-    log_p = toy_log_density(args.dataset, pts)
-    log_q = np.asarray(grid_log_density(em, params, pts, log_z=est.log_z), dtype=np.float64)
-    p = np.exp(log_p)
-    kl = float(np.sum(np.where(p > 0, p * (log_p - log_q), 0.0)) * (g[1] - g[0]) ** 2)
+    ev = compare_on_grid(
+        em,
+        params,
+        lambda x: toy_log_density(args.dataset, x),
+        box=_DEMO_BOX,
+        num_points=args.grid_points,
+    )
+    est_log_z, kl = ev["log_z"], ev["kl"]
     print(
-        f"   log Z (quadrature) = {est.log_z:.3f}; KL(true || model) = {kl:.4f} nats"
-        + ("" if est.info["converged"] else " (box not settled)")
+        f"   log Z (quadrature) = {est_log_z:.3f}; KL(true || model) = {kl:.4f} nats"
+        + ("" if ev["box_converged"] else " (box not settled)")
     )
 
     # 2. sample the learned model with MALA on many chains
@@ -164,9 +156,9 @@ def _demo(args: argparse.Namespace) -> int:
         x,
         out / "demo.png",
         data=data,
-        grid=g,
-        true=p,
-        model=np.exp(log_q),
+        grid=np.linspace(-_DEMO_BOX, _DEMO_BOX, args.grid_points),
+        true=np.exp(ev["log_p"]),
+        model=np.exp(ev["log_q"]),
         kl=kl,
         name=args.dataset,
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 
 import jax
@@ -29,7 +28,7 @@ from ebm_ppl.models.neural import mlp_energy
 import ebm_ppl as ebm
 from ebm_ppl.data import TOY_SETS, toy_data, toy_log_density
 from ebm_ppl.objectives import ReplayBuffer
-from ebm_ppl.partition.quadrature import grid_log_density
+from ebm_ppl.partition.quadrature import compare_on_grid
 
 BOX = 5.0  # the toy sets' mass lies in [-5, 5]²
 
@@ -41,29 +40,15 @@ def uniform_noise(rng_key, n):
 
 def evaluate(em, params, dataset: str, grid_points: int, test: np.ndarray) -> dict:
     """Quadrature ``log Z`` on a ``grid_points²`` grid of the box, test NLL and KL(true ‖ model)."""
-    with warnings.catch_warnings():
-        # an unsettled box is reported (box_converged), not raised
-        warnings.simplefilter("ignore", RuntimeWarning)
-        est = ebm.log_partition(
-            em, params, method="quadrature", bounds=(-BOX, BOX), num_points=grid_points
-        )
-    g = np.linspace(-BOX, BOX, grid_points)
-    area = (g[1] - g[0]) ** 2
-    pts = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
-    log_p = toy_log_density(dataset, pts)
-    log_q = np.asarray(grid_log_density(em, params, pts, log_z=est.log_z), dtype=np.float64)
-    p = np.exp(log_p)
-    inside = p > 0
-    kl = float(np.sum(p[inside] * (log_p[inside] - log_q[inside])) * area)
-    nll = -float(np.mean(np.asarray(grid_log_density(em, params, test, log_z=est.log_z))))
-    return {
-        "log_z": est.log_z,
-        "box_converged": bool(est.info["converged"]),
-        "kl": kl,
-        "test_nll": nll,
-        "true": p.reshape(grid_points, grid_points),
-        "model": np.exp(log_q).reshape(grid_points, grid_points),
-    }
+    ev = compare_on_grid(
+        em,
+        params,
+        lambda x: toy_log_density(dataset, x),
+        box=BOX,
+        num_points=grid_points,
+        test=test,
+    )
+    return {**ev, "true": np.exp(ev["log_p"]), "model": np.exp(ev["log_q"])}
 
 
 def plot(path: Path, ev: dict, negatives: np.ndarray, dataset: str) -> None:
