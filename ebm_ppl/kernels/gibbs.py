@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.kernels import _random
+
 __all__ = [
     "GibbsInfo",
     "GibbsState",
@@ -331,11 +333,12 @@ def _flip_deltas(energy_fn: EnergyFn, pos: Position, levels, names, affine: bool
 
 
 def _uniforms(key, shape, dtype, bits: int):
-    """Uniforms on (0, 1): float32 ones, or 16-bit ones (two per 32-bit random word)."""
-    if bits == 32:
-        return jax.random.uniform(key, shape, dtype=dtype)
+    """Uniforms on (0, 1): 24-bit ones, or 16-bit ones (two per 32-bit random word)."""
     size = int(np.prod(shape, dtype=int))
-    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    if bits == 32:
+        words = _random.paired_bits(key, size)
+        return (((words >> 8).astype(dtype) + 0.5) * (1.0 / 16777216)).reshape(shape)
+    words = _random.paired_bits(key, (size + 1) // 2)
     halves = jnp.concatenate([words >> 16, words & 0xFFFF])[:size]
     return ((halves.astype(dtype) + 0.5) * (1.0 / 65536)).reshape(shape)
 
@@ -410,7 +413,7 @@ def build_kernel(
         col_arrays = {n: jnp.asarray(cols[n]) for n in names + gauss_names}
         rng_key, key_normal = jax.random.split(rng_key)
         normals = {
-            n: jax.random.normal(jax.random.fold_in(key_normal, i), shapes[n], x[n].dtype)
+            n: _random.normal(jax.random.fold_in(key_normal, i), shapes[n], x[n].dtype)
             for i, n in enumerate(gauss_names)
         }
         keys = jax.random.split(rng_key, len(names))
