@@ -65,7 +65,7 @@ def rng_runner(L: int, sweeps: int, fused: bool = False):
     def draw(k):
         if not fused:
             return jax.random.uniform(k, (L, L))
-        words = _random.paired_bits(k, L * L).reshape(L, L)
+        words = _random.paired_bits(k, (L, L))
         return ((words >> 8).astype(jnp.float32) + 0.5) * (1.0 / 16777216)
 
     @jax.jit

@@ -117,35 +117,40 @@ def bits(key: Any, shape: Any = ()) -> jax.Array:
     return a ^ b
 
 
-def paired_bits(key: Any, size: int) -> jax.Array:
-    """``size`` uint32 words using *both* outputs of each Threefry-2x32 call.
+def paired_bits(key: Any, shape: Any) -> jax.Array:
+    """uint32 words of ``shape`` using *both* outputs of each Threefry-2x32 call.
 
-    Half the hashing of :func:`bits` (which, like JAX, xors the two outputs into one word),
-    and the result is materialized once (a concatenation) rather than recomputed by every
-    fused consumer, which XLA does with a cheap-looking elementwise producer. The stream
-    differs from :func:`jax.random.bits`; it is Threefry-2x32-20 output all the same.
+    Half the hashing of :func:`bits` (which, like JAX, xors the two outputs into one word).
+    The two outputs fill the two halves of the first axis of even length (a concatenation,
+    which XLA materializes once instead of recomputing the hash in every fused consumer of a
+    cheap-looking elementwise producer). Shapes without an even axis take the flat layout. The
+    stream differs from :func:`jax.random.bits`; it is Threefry-2x32-20 output all the same.
 
     Args:
         key: a PRNG key (typed or raw ``uint32[2]``); other implementations fall back to
             ``jax.random.bits``.
-        size: number of words.
+        shape: output shape.
 
     Returns:
-        uint32 array ``(size,)``.
+        uint32 array of ``shape``.
 
     Examples:
         >>> import jax
-        >>> paired_bits(jax.random.PRNGKey(0), 5).shape
-        (5,)
+        >>> paired_bits(jax.random.PRNGKey(0), (4, 3)).shape
+        (4, 3)
     """
-    size = int(size)
+    shape = _shape(shape)
     words = _key_words(key)
-    half = (size + 1) // 2
-    if words is None or half >= 2**32:
-        return jax.random.bits(key, (size,), jnp.uint32)
-    lo = jax.lax.iota(jnp.uint32, half)
+    size = math.prod(shape)
+    if words is None or size >= 2**32:
+        return jax.random.bits(key, shape, jnp.uint32)
+    even = [i for i, n in enumerate(shape) if n % 2 == 0]
+    axis, half = (even[0], list(shape)) if even else (0, [(size + 1) // 2])
+    half[axis] //= 2 if even else 1
+    lo = jax.lax.iota(jnp.uint32, math.prod(half)).reshape(half)
     a, b = threefry2x32(words[0], words[1], jnp.zeros_like(lo), lo)
-    return jnp.concatenate([a, b])[:size]
+    out = jnp.concatenate([a, b], axis=axis)
+    return out if even else out[:size].reshape(shape)
 
 
 def uniform(

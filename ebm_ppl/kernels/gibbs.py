@@ -301,18 +301,23 @@ def init(position: Mapping[str, Any], energy_fn: EnergyFn) -> GibbsState:
     return GibbsState(position, jnp.asarray(energy_fn(position)))
 
 
-def _flip_deltas(energy_fn: EnergyFn, pos: Position, levels, names, affine: bool):
-    """``(E(pos), {site: E(flip_i pos) - E(pos)})`` for every unit of the binary sites.
+def _flip_deltas(
+    energy_fn: EnergyFn, pos: Position, levels, names, affine: bool, with_value: bool = True
+):
+    """``(E(pos), {site: E(flip_i pos) - E(pos)})`` for every unit of the binary sites ``names``.
 
     Affine energies: one ``value_and_grad`` (the change is ``Δ_i ∂_i E`` with
-    ``Δ_i = lo + hi - 2 x_i``). Otherwise exact: one vmapped energy per unit plus one unflipped
-    evaluation in the same vmap (index ``n`` is out of bounds, so its update is dropped), so the
-    energy function is traced once per site.
+    ``Δ_i = lo + hi - 2 x_i``), or only the gradient when ``with_value`` is false (the energy is
+    then ``None``; for a bilinear term the forward product is not needed by its gradient, so
+    XLA drops it). Otherwise exact: one vmapped energy per unit plus one unflipped evaluation
+    in the same vmap (index ``n`` is out of bounds, so its update is dropped), so the energy
+    function is traced once per site.
     """
     if affine:
         sub = {n: pos[n] for n in names}
         rest = {n: v for n, v in pos.items() if n not in sub}
-        e0, grad = jax.value_and_grad(lambda s: energy_fn({**rest, **s}))(sub)
+        f = lambda s: energy_fn({**rest, **s})  # noqa: E731
+        e0, grad = jax.value_and_grad(f)(sub) if with_value else (None, jax.grad(f)(sub))
         return e0, {n: (sum(levels[n]) - 2.0 * pos[n]) * grad[n] for n in names}
     deltas, e0 = {}, None
     for n in names:
@@ -334,11 +339,11 @@ def _flip_deltas(energy_fn: EnergyFn, pos: Position, levels, names, affine: bool
 
 def _uniforms(key, shape, dtype, bits: int):
     """Uniforms on (0, 1): 24-bit ones, or 16-bit ones (two per 32-bit random word)."""
-    size = int(np.prod(shape, dtype=int))
     if bits == 32:
-        words = _random.paired_bits(key, size)
-        return (((words >> 8).astype(dtype) + 0.5) * (1.0 / 16777216)).reshape(shape)
-    words = _random.paired_bits(key, (size + 1) // 2)
+        words = _random.paired_bits(key, shape)
+        return ((words >> 8).astype(dtype) + 0.5) * (1.0 / 16777216)
+    size = int(np.prod(shape, dtype=int))
+    words = _random.paired_bits(key, ((size + 1) // 2,))
     halves = jnp.concatenate([words >> 16, words & 0xFFFF])[:size]
     return ((halves.astype(dtype) + 0.5) * (1.0 / 65536)).reshape(shape)
 
@@ -424,40 +429,67 @@ def build_kernel(
         }
 
         def body(c, carry):
-            pos, _ = carry
-            e0 = None
-            if gauss_names:
-                sub = {n: pos[n] for n in gauss_names}
+            # ``c`` is a Python int when the colours are unrolled: then only the sites holding
+            # units of colour ``c`` are differentiated, and only the first colour re-evaluates
+            # the energy (later ones add the exact changes), which saves a product per block.
+            pos, energy = carry
+            static = isinstance(c, int)
+            if static:
+                g_names = tuple(n for n in gauss_names if (cols[n] == c).any())
+                b_names = tuple(n for n in names if (cols[n] == c).any())
+            else:
+                g_names, b_names = gauss_names, names
+            fresh = not static or c == 0
+            e0 = energy
+
+            def in_block(n, draw, xn):
+                if not static:
+                    return jnp.where(col_arrays[n] == c, draw, xn)
+                mask = cols[n] == c
+                return draw if mask.all() else jnp.where(jnp.asarray(mask), draw, xn)
+
+            if g_names:
+                sub = {n: pos[n] for n in g_names}
                 rest = {n: v for n, v in pos.items() if n not in sub}
                 f = lambda s: energy_fn({**rest, **s})  # noqa: E731
-                e0, g = jax.value_and_grad(f)(sub)
+                if fresh:
+                    e0, g = jax.value_and_grad(f)(sub)
+                else:
+                    g = jax.grad(f)(sub)
                 # diagonal curvature: H·1 restricted to the site (no coupling inside a block)
                 a = jax.jvp(jax.grad(f), (sub,), (jax.tree.map(jnp.ones_like, sub),))[1]
-            if names:
-                e0, deltas = _flip_deltas(energy_fn, pos, levels, names, all_affine)
+            if b_names:
+                e_b, deltas = _flip_deltas(
+                    energy_fn, pos, levels, b_names, all_affine, with_value=fresh
+                )
+                e0 = e0 if e_b is None else e_b
             new_pos, change = dict(pos), jnp.zeros((), jnp.result_type(e0))
-            for n in gauss_names:
+            for n in g_names:
                 xn, gn, an = pos[n], g[n], a[n]
                 draw = xn - gn / an + normals[n] / jnp.sqrt(an)
-                new = jnp.where(col_arrays[n] == c, draw, xn)
+                new = in_block(n, draw, xn)
                 dv = new - xn
                 # exact for an energy quadratic in each unit: g dv + a dv^2 / 2
                 change = change + jnp.sum(gn * dv + 0.5 * an * dv**2)
                 new_pos[n] = new
-            for n in names:
+            for n in b_names:
                 lo, hi = levels[n]
                 xn, d = pos[n], deltas[n]
                 # logit P(hi) = E(lo) - E(hi) = ±(E(flip) - E(x)), the sign by the current level.
                 logit = jnp.where(xn == hi, d, -d)
                 draw = jnp.where(u[n] < jax.nn.sigmoid(logit), hi, lo).astype(xn.dtype)
-                new = jnp.where(col_arrays[n] == c, draw, xn)
+                new = in_block(n, draw, xn)
                 change = change + jnp.sum(jnp.where(new != xn, d, 0.0))
                 new_pos[n] = new
             return new_pos, e0 + change
 
-        x, energy = jax.lax.fori_loop(
-            0, num_colours, body, (x, jnp.asarray(state.energy)), unroll=num_colours <= 8
-        )
+        carry = (x, jnp.asarray(state.energy))
+        if num_colours <= 8:
+            for c in range(num_colours):
+                carry = body(c, carry)
+        else:
+            carry = jax.lax.fori_loop(0, num_colours, body, carry)
+        x, energy = carry
         finite = jnp.isfinite(energy)
         new_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), GibbsState(x, energy), state)
         dtype = jnp.result_type(energy)
