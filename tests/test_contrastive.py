@@ -156,9 +156,11 @@ def test_gibbs_kernel_by_name_on_rbm(rbm_setup):
     assert np.isfinite(float(loss)) and float(m["acceptance_rate"]) == 1.0
 
 
-def test_rao_blackwell_positive_phase_equals_free_energy(rbm_setup):
+def test_rao_blackwell_phases_equal_free_energy(rbm_setup):
     # PCD with Gibbs: the hidden units enter the positive phase through E[h | v], whose energy
-    # gradient is the free energy's; same key, same negatives -> the same gradient.
+    # gradient is the free energy's. With free_energy_fn the negatives are scored by F(v) too
+    # (E_{h|v}[grad E]); without it by E(v, h) at the sampled h. Same key, same negatives: the
+    # two gradients differ exactly by those negative terms.
     em, params, batch, _ = rbm_setup
     ctx = dict(data_sites=("v",), latent_sites=("h",))
     options = {"affine": True}
@@ -170,12 +172,26 @@ def test_rao_blackwell_positive_phase_equals_free_energy(rbm_setup):
     key = jax.random.PRNGKey(5)
 
     def grads(p):
-        loss = lambda o, q: o.loss(q, state, batch, key)[0]
-        return jax.grad(lambda q: loss(mean_field, q))(p), jax.grad(lambda q: loss(free, q))(p)
+        loss = lambda o, q: o.loss(q, state, batch, key)
+        g1 = jax.grad(lambda q: loss(mean_field, q)[0])(p)
+        s1 = loss(mean_field, p)[1][0]
+        g2, (s2, m2) = jax.grad(lambda q: loss(free, q)[0])(p), loss(free, p)[1]
+        neg = s1.chains
+        joint = jax.grad(lambda q: jnp.mean(jax.vmap(lambda x: em.energy(q, x))(neg)))(p)
+        marginal = jax.grad(
+            lambda q: jnp.mean(jax.vmap(lambda v: _rbm_free_energy(q, {"v": v}))(neg["v"]))
+        )(p)
+        return g1, g2, joint, marginal, s1, s2, m2, neg
 
-    g1, g2 = jax.jit(grads)(params)
+    g1, g2, joint, marginal, s1, s2, m2, neg = jax.jit(grads)(params)
+    for name in s1.chains:
+        np.testing.assert_array_equal(s1.chains[name], s2.chains[name])
     for name in g1:
-        np.testing.assert_allclose(g1[name], g2[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            g1[name] + joint[name], g2[name] + marginal[name], rtol=1e-5, atol=1e-6
+        )
+    f_neg = jax.vmap(lambda v: _rbm_free_energy(params, {"v": v}))(neg["v"])
+    np.testing.assert_allclose(m2["neg_energy"], jnp.mean(f_neg), rtol=1e-6)
 
 
 def gaussian():

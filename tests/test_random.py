@@ -61,3 +61,18 @@ def test_paired_bits_are_uniform_and_uncorrelated():
     r = np.corrcoef(u[: n // 2], u[n // 2 :])[0, 1]
     assert abs(r) < 5 / np.sqrt(n / 2)
     assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+
+
+@pytest.mark.parametrize("key", [jax.random.PRNGKey(4), jax.random.key(9)])
+def test_split_and_fold_in_equal_jax_random(key):
+    for num in (1, 2, 5):
+        ours, ref = _random.split(key, num), jax.random.split(key, num)
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape
+        assert (jax.random.key_data(ours) == jax.random.key_data(ref)).all()
+    for data in (0, 1, 123456, jnp.int32(17), jnp.uint32(2**31 + 1)):
+        ours, ref = _random.fold_in(key, data), jax.random.fold_in(key, data)
+        assert (jax.random.key_data(ours) == jax.random.key_data(ref)).all()
+    step = jnp.arange(4)
+    ours = jax.jit(jax.vmap(lambda i: _random.fold_in(key, i)))(step)
+    ref = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)))(step)
+    assert (jax.random.key_data(ours) == jax.random.key_data(ref)).all()

@@ -301,23 +301,18 @@ def init(position: Mapping[str, Any], energy_fn: EnergyFn) -> GibbsState:
     return GibbsState(position, jnp.asarray(energy_fn(position)))
 
 
-def _flip_deltas(
-    energy_fn: EnergyFn, pos: Position, levels, names, affine: bool, with_value: bool = True
-):
+def _flip_deltas(energy_fn: EnergyFn, pos: Position, levels, names, affine: bool):
     """``(E(pos), {site: E(flip_i pos) - E(pos)})`` for every unit of the binary sites ``names``.
 
     Affine energies: one ``value_and_grad`` (the change is ``Δ_i ∂_i E`` with
-    ``Δ_i = lo + hi - 2 x_i``), or only the gradient when ``with_value`` is false (the energy is
-    then ``None``; for a bilinear term the forward product is not needed by its gradient, so
-    XLA drops it). Otherwise exact: one vmapped energy per unit plus one unflipped evaluation
-    in the same vmap (index ``n`` is out of bounds, so its update is dropped), so the energy
-    function is traced once per site.
+    ``Δ_i = lo + hi - 2 x_i``). Otherwise exact: one vmapped energy per unit plus one unflipped
+    evaluation in the same vmap (index ``n`` is out of bounds, so its update is dropped), so the
+    energy function is traced once per site.
     """
     if affine:
         sub = {n: pos[n] for n in names}
         rest = {n: v for n, v in pos.items() if n not in sub}
-        f = lambda s: energy_fn({**rest, **s})  # noqa: E731
-        e0, grad = jax.value_and_grad(f)(sub) if with_value else (None, jax.grad(f)(sub))
+        e0, grad = jax.value_and_grad(lambda s: energy_fn({**rest, **s}))(sub)
         return e0, {n: (sum(levels[n]) - 2.0 * pos[n]) * grad[n] for n in names}
     deltas, e0 = {}, None
     for n in names:
@@ -416,22 +411,37 @@ def build_kernel(
         shapes = {n: jnp.shape(x[n]) for n in names + gauss_names}
         cols, num_colours = normalize_colours(raw, shapes)
         col_arrays = {n: jnp.asarray(cols[n]) for n in names + gauss_names}
-        rng_key, key_normal = jax.random.split(rng_key)
+        rng_key, key_normal = _random.split(rng_key)
         normals = {
-            n: _random.normal(jax.random.fold_in(key_normal, i), shapes[n], x[n].dtype)
+            n: _random.normal(_random.fold_in(key_normal, i), shapes[n], x[n].dtype)
             for i, n in enumerate(gauss_names)
         }
-        keys = jax.random.split(rng_key, len(names))
+        keys = _random.split(rng_key, len(names))
         # One uniform per unit per sweep: the blocks are disjoint, so each unit uses its own.
         u = {
             n: _uniforms(k, shapes[n], x[n].dtype, uniform_bits)
             for n, k in zip(names, keys, strict=True)
         }
 
+        def gauss_terms(pos):
+            sub = {n: pos[n] for n in gauss_names}
+            rest = {n: v for n, v in pos.items() if n not in sub}
+            f = lambda s: energy_fn({**rest, **s})  # noqa: E731
+            e0, g = jax.value_and_grad(f)(sub)
+            # diagonal curvature: H·1 restricted to the site (no coupling inside a block)
+            a = jax.jvp(jax.grad(f), (sub,), (jax.tree.map(jnp.ones_like, sub),))[1]
+            return e0, g, a
+
+        # Jitted so that the energy is traced once however many colours are unrolled; XLA
+        # inlines each call and drops what a colour does not use (the other sites' gradients,
+        # the energy after the first colour).
+        gauss_fn = jax.jit(gauss_terms)
+        flip_fn = jax.jit(lambda pos: _flip_deltas(energy_fn, pos, levels, names, all_affine))
+
         def body(c, carry):
             # ``c`` is a Python int when the colours are unrolled: then only the sites holding
-            # units of colour ``c`` are differentiated, and only the first colour re-evaluates
-            # the energy (later ones add the exact changes), which saves a product per block.
+            # units of colour ``c`` are updated, and only the first colour uses the energy it
+            # evaluates (later ones add the exact changes), which saves a product per block.
             pos, energy = carry
             static = isinstance(c, int)
             if static:
@@ -448,21 +458,16 @@ def build_kernel(
                 mask = cols[n] == c
                 return draw if mask.all() else jnp.where(jnp.asarray(mask), draw, xn)
 
+            # Strong dtypes, so a weakly typed start does not retrace the jitted helpers.
+            strong = {
+                n: jax.lax.convert_element_type(v, jnp.result_type(v)) for n, v in pos.items()
+            }
             if g_names:
-                sub = {n: pos[n] for n in g_names}
-                rest = {n: v for n, v in pos.items() if n not in sub}
-                f = lambda s: energy_fn({**rest, **s})  # noqa: E731
-                if fresh:
-                    e0, g = jax.value_and_grad(f)(sub)
-                else:
-                    g = jax.grad(f)(sub)
-                # diagonal curvature: H·1 restricted to the site (no coupling inside a block)
-                a = jax.jvp(jax.grad(f), (sub,), (jax.tree.map(jnp.ones_like, sub),))[1]
+                e_g, g, a = gauss_fn(strong)
+                e0 = e_g if fresh else e0
             if b_names:
-                e_b, deltas = _flip_deltas(
-                    energy_fn, pos, levels, b_names, all_affine, with_value=fresh
-                )
-                e0 = e0 if e_b is None else e_b
+                e_b, deltas = flip_fn(strong)
+                e0 = e_b if fresh else e0
             new_pos, change = dict(pos), jnp.zeros((), jnp.result_type(e0))
             for n in g_names:
                 xn, gn, an = pos[n], g[n], a[n]

@@ -44,6 +44,8 @@ import jax.numpy as jnp
 
 __all__ = ["GWGInfo", "GWGState", "build_kernel", "init"]
 
+from ebm_ppl.kernels import _random
+
 Position = dict[str, jax.Array]
 EnergyFn = Callable[[Position], jax.Array]
 
@@ -152,7 +154,7 @@ def build_kernel(*, levels: Mapping[str, tuple[float, float]]) -> Callable[..., 
         return jnp.concatenate(parts)
 
     def kernel(rng_key, state: GWGState, energy_fn: EnergyFn):
-        k_idx, k_acc = jax.random.split(rng_key)
+        k_idx, k_acc = _random.split(rng_key)
         x = state.position
         sizes = [x[n].size for n in names]
         d = flip_scores(x, state.energy_grad) / 2.0
@@ -178,7 +180,7 @@ def build_kernel(*, levels: Mapping[str, tuple[float, float]]) -> Callable[..., 
         # NaN/inf proposals are rejections, never crashes inside jit.
         log_ratio = jnp.where(finite & ~jnp.isnan(log_ratio), log_ratio, -jnp.inf)
         accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        accepted = jax.random.uniform(k_acc) < accept_prob
+        accepted = _random.uniform(k_acc) < accept_prob
         out = jax.tree.map(
             lambda a, b: jnp.where(accepted, a, b),
             GWGState(new, energy_new, grad_new),

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl.kernels import _random
 from ebm_ppl.kernels.ula import (
     _tree_imm,
     check_inverse_mass_matrix,
@@ -156,7 +157,7 @@ def build_kernel() -> Callable[..., tuple[MALAState, MALAInfo]]:
     ) -> tuple[MALAState, MALAInfo]:
         check_step_size(step_size)
         check_inverse_mass_matrix(inverse_mass_matrix, state.position)
-        key_proposal, key_accept = jax.random.split(rng_key)
+        key_proposal, key_accept = _random.split(rng_key)
         imm = _tree_imm(inverse_mass_matrix, state.position)
         position = langevin_proposal(
             key_proposal, state.position, state.energy_grad, step_size, inverse_mass_matrix
@@ -172,7 +173,7 @@ def build_kernel() -> Callable[..., tuple[MALAState, MALAInfo]]:
         # A non-finite proposal (or a NaN ratio, e.g. inf - inf) is a rejection, never a NaN state.
         log_alpha = jnp.where(finite & ~jnp.isnan(log_alpha), log_alpha, -jnp.inf)
         acceptance_rate = jnp.exp(jnp.minimum(log_alpha, 0.0))
-        log_u = jnp.log(jax.random.uniform(key_accept, (), dtype=jnp.result_type(log_alpha)))
+        log_u = jnp.log(_random.uniform(key_accept, (), dtype=jnp.result_type(log_alpha)))
         accept = log_u < log_alpha
         new_state = select_tree(accept, MALAState(position, energy, grad), state)
         return new_state, MALAInfo(acceptance_rate, accept, ~finite)

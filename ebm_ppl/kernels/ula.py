@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ebm_ppl.kernels import _random
+
 __all__ = [
     "ULAInfo",
     "ULAState",
@@ -203,7 +205,7 @@ def langevin_proposal(
         (2,)
     """
     flat, unravel = ravel_pytree(position)
-    noise = unravel(jax.random.normal(rng_key, flat.shape, flat.dtype))
+    noise = unravel(_random.normal(rng_key, flat.shape, flat.dtype))
     imm = _tree_imm(inverse_mass_matrix, position)
     if imm is None:
         scale = jnp.sqrt(2.0 * step_size)

@@ -24,8 +24,9 @@ energies, their gap, the sampler's acceptance) are reported as metrics.
 Latent sites (state sites without data, e.g. the hidden units ``h`` of an RBM) are sampled
 given the data in the positive phase (``num_positive_steps`` steps of the kernel with the data
 clamped: one block-Gibbs sweep is exact for an RBM), or marginalized when a ``free_energy_fn``
-is given; the negative phase samples the joint. Observed sites given in the data (a conditional
-EBM's inputs) are clamped in both phases.
+is given; the negative phase samples the joint (and, with a ``free_energy_fn``, scores the
+negative data sites by their free energy: the Rao-Blackwellized gradient). Observed sites
+given in the data (a conditional EBM's inputs) are clamped in both phases.
 
 The negative sampler is any kernel of :mod:`ebm_ppl.kernels` (the module, e.g.
 ``ebm_ppl.kernels.mala``, or its name ``"mala"``, ``"ula"``, ``"gibbs"``), or any object with
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.kernels import _random
 from ebm_ppl.objectives.base import Objective
 
 __all__ = [
@@ -170,7 +172,7 @@ def _run_chains(
         ``(final positions, mean acceptance rate per chain, divergences per chain)``.
     """
     num_chains = jax.tree.leaves(positions)[0].shape[0]
-    keys = jax.random.split(rng_key, num_chains)
+    keys = _random.split(rng_key, num_chains)
 
     def one_chain(key, position, fixed_values):
         efn = lambda pos: energy_fn(pos, fixed_values)
@@ -182,7 +184,7 @@ def _run_chains(
             div = jnp.asarray(getattr(info, "is_divergent", False), jnp.float32)
             return state, (jnp.mean(acc), jnp.mean(div))
 
-        state, (acc, div) = jax.lax.scan(body, state, jax.random.split(key, num_steps))
+        state, (acc, div) = jax.lax.scan(body, state, _random.split(key, num_steps))
         return state.position, jnp.mean(acc), jnp.sum(div)
 
     return jax.vmap(one_chain)(keys, positions, fixed)
@@ -260,7 +262,7 @@ class _Phases:
             key = jax.random.PRNGKey(0)
             params = jax.tree.map(
                 lambda p: (
-                    jax.random.normal(key, jnp.shape(p), jnp.result_type(float))
+                    _random.normal(key, jnp.shape(p), jnp.result_type(float))
                     if jnp.issubdtype(jnp.result_type(p), jnp.floating)
                     else p
                 ),
@@ -415,7 +417,7 @@ class _ContrastiveBase:
 
             return jax.vmap(expected_energy)(start, fixed), {}
         if phases.latent_sites and self.free_energy_fn is None:
-            key_init, key_run = jax.random.split(rng_key)
+            key_init, key_run = _random.split(rng_key)
             start = phases.model.unconstrain(phases.latent_start(key_init, n))
             # Latents given the data: the data are clamped (part of ``fixed``), only latents move.
             z, _, _ = _run_chains(
@@ -442,6 +444,19 @@ class _ContrastiveBase:
         # The negatives are samples, not functions of θ: the CD/PCD loss is a surrogate whose
         # gradient is E_data[∇E] - E_model[∇E], so no gradient may flow through the chain.
         return jax.lax.stop_gradient(phases.model.constrain(z)), acc, div
+
+    def _negative_energy(self, phases, params, fixed, neg):
+        """Energies of the negatives, or their free energies when ``free_energy_fn`` is given.
+
+        ``∇θ F(v) = E_{h|v}[∇θ E(v, h)]``: the free energy of the negative visibles gives the
+        Rao-Blackwellized negative statistics (scikit-learn's ``BernoulliRBM`` uses the same),
+        and it is the quantity the positive phase reports, so ``energy_gap`` compares like
+        with like.
+        """
+        if self.free_energy_fn is None:
+            return phases.batch_energy(params, {**fixed, **neg})
+        values = {**fixed, **{n: neg[n] for n in phases.data_sites}}
+        return jax.vmap(lambda v: self.free_energy_fn(params, v))(values)
 
     @staticmethod
     def _metrics(e_pos, e_neg, acc, div) -> dict[str, jax.Array]:
@@ -473,7 +488,8 @@ class ContrastiveDivergence(_ContrastiveBase):
         num_positive_steps: kernel transitions sampling the latent sites given the data.
         free_energy_fn: optional ``free_energy_fn(params, values) -> scalar``, the energy of the
             data sites with the latents marginalized (``F(v)`` of an RBM); replaces sampling them
-            in the positive phase.
+            in the positive phase, and scores the negatives' data sites (the chains still
+            sample the joint).
         rao_blackwell: unused by CD (its chains start at the sampled positive latents); see
             :class:`PersistentContrastiveDivergence`.
 
@@ -511,18 +527,16 @@ class ContrastiveDivergence(_ContrastiveBase):
             return ()
 
         def loss(params, obj_state, batch, rng_key):
-            key_pos, key_neg = jax.random.split(rng_key)
+            key_pos, key_neg = _random.split(rng_key)
             e_pos, latents = self._positive(phases, pos_sampler, params, batch, key_pos)
             data_values = {n: batch[n] for n in phases.data_sites}
             start = {**data_values, **latents}
             if phases.latent_sites and not latents:  # marginalized positive phase
                 n = jax.tree.leaves(data_values)[0].shape[0]
-                start.update(
-                    phases.base_init(jax.random.fold_in(key_neg, 1), n, phases.latent_sites)
-                )
+                start.update(phases.base_init(_random.fold_in(key_neg, 1), n, phases.latent_sites))
             fixed = phases.fixed(batch)
             neg, acc, div = self._negative(phases, neg_sampler, params, start, fixed, key_neg)
-            e_neg = phases.batch_energy(params, {**fixed, **neg})
+            e_neg = self._negative_energy(phases, params, fixed, neg)
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
             return value, (obj_state, self._metrics(e_pos, e_neg, acc, div))
 
@@ -658,7 +672,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
             data_values = {n: jnp.asarray(batch[n]) for n in phases.data_sites}
             n_batch = jax.tree.leaves(data_values)[0].shape[0]
             num_chains = self.num_chains or n_batch
-            key_pick, key_base = jax.random.split(rng_key)
+            key_pick, key_base = _random.split(rng_key)
             chains = phases.base_init(key_base, num_chains, phases.sampled)
             if self.init == "data":
                 idx = jax.random.choice(
@@ -669,13 +683,13 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
             return PCDState(chains, trace, jnp.zeros((), jnp.int32))
 
         def loss(params, obj_state, batch, rng_key):
-            key_pos, key_neg = jax.random.split(rng_key)
+            key_pos, key_neg = _random.split(rng_key)
             e_pos, _ = self._positive(phases, pos_sampler, params, batch, key_pos)
             fixed = phases.fixed(batch)
             neg, acc, div = self._negative(
                 phases, neg_sampler, params, obj_state.chains, fixed, key_neg
             )
-            e_neg = phases.batch_energy(params, {**fixed, **neg})
+            e_neg = self._negative_energy(phases, params, fixed, neg)
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
             trace = obj_state.energy_trace
             if window:
@@ -813,7 +827,7 @@ class ReplayBuffer(_ContrastiveBase):
             return ReplayState(noise(rng_key, size), jnp.zeros((), jnp.int32))
 
         def loss(params, obj_state, batch, rng_key):
-            key_pos, key_pick, key_reinit, key_noise, key_neg = jax.random.split(rng_key, 5)
+            key_pos, key_pick, key_reinit, key_noise, key_neg = _random.split(rng_key, 5)
             e_pos, _ = self._positive(phases, pos_sampler, params, batch, key_pos)
             n_batch = jax.tree.leaves(batch)[0].shape[0]
             num = self.num_chains or n_batch
@@ -826,7 +840,7 @@ class ReplayBuffer(_ContrastiveBase):
             }
             fixed = phases.fixed(batch)
             neg, acc, div = self._negative(phases, neg_sampler, params, start, fixed, key_neg)
-            e_neg = phases.batch_energy(params, {**fixed, **neg})
+            e_neg = self._negative_energy(phases, params, fixed, neg)
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
             if self.l2_reg:
                 value = value + self.l2_reg * (jnp.mean(e_pos**2) + jnp.mean(e_neg**2))

@@ -25,6 +25,7 @@ import optax
 from jax.scipy.linalg import solve_triangular
 from numpyro.distributions import constraints
 
+from ebm_ppl.kernels import _random
 from ebm_ppl.objectives._state import StateView
 from ebm_ppl.objectives.base import Objective
 
@@ -218,7 +219,7 @@ class NCE:
 
             def sample_noise(noise_state, key, n):
                 mean, chol = noise_state
-                z = jax.random.normal(key, (n, d))
+                z = _random.normal(key, (n, d))
                 return mean + z @ chol.T
 
             def log_q(noise_state, x):
@@ -418,7 +419,7 @@ class FlowContrastiveEstimation:
                     f"FlowContrastiveEstimation draws noise for the state only; batch has extra "
                     f"site(s) {sorted(rest)}"
                 )
-            k_flow, k_noise = jax.random.split(rng_key)
+            k_flow, k_noise = _random.split(rng_key)
             flow_params, _ = _partition_flow(make_flow(k_flow))
             if standardize:
                 shift, scale = jnp.mean(x, axis=0), jnp.std(x, axis=0) + 1e-6

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl.kernels import _random
 from ebm_ppl.objectives._state import StateView
 from ebm_ppl.objectives.base import Objective
 
@@ -29,7 +30,7 @@ def _probe(rng_key: jax.Array, shape: tuple[int, ...], kind: str) -> jax.Array:
     """Random probe vectors with ``E[v vᵀ] = I``."""
     if kind == "rademacher":
         return jax.random.rademacher(rng_key, shape, dtype=jnp.result_type(float))
-    return jax.random.normal(rng_key, shape)
+    return _random.normal(rng_key, shape)
 
 
 def _check_kind(kind: str, name: str) -> str:
@@ -116,7 +117,7 @@ class ScoreMatching:
                     trace = jnp.mean(jnp.sum(v * hvp, axis=-1))
                 return 0.5 * jnp.sum(g**2), trace
 
-            keys = jax.random.split(rng_key, x.shape[0])
+            keys = _random.split(rng_key, x.shape[0])
             sq, tr = jax.vmap(per_example)(x, rest, keys)
             value = jnp.mean(sq - tr)
             return value, (
@@ -198,7 +199,7 @@ class SlicedScoreMatching:
                     first = 0.5 * jnp.mean((v @ g) ** 2)
                 return first, curv
 
-            keys = jax.random.split(rng_key, x.shape[0])
+            keys = _random.split(rng_key, x.shape[0])
             first, curv = jax.vmap(per_example)(x, rest, keys)
             value = jnp.mean(first - curv)
             return value, (obj_state, {"projected_curvature": jnp.mean(curv)})
@@ -305,7 +306,7 @@ class DenoisingScoreMatching:
                 sigma = sigmas[idx]
             else:
                 sigma = jnp.asarray(sigma0, x.dtype)
-            eps = jax.random.normal(rng_key, x.shape, x.dtype)
+            eps = _random.normal(rng_key, x.shape, x.dtype)
             grad_fn = jax.vmap(jax.grad(view.energy_fn(params)))
             g = grad_fn(x + sigma * eps, rest)
             value = 0.5 * jnp.mean(jnp.sum((eps - sigma * g) ** 2, axis=-1))

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.kernels import _random
 from ebm_ppl.objectives.base import Objective
 from ebm_ppl.train.checkpoint import (
     fingerprint,
@@ -382,7 +383,7 @@ def fit(
             )
 
     # ---- state
-    init_key, obj_key, shuffle_key = jax.random.split(key, 3)
+    init_key, obj_key, shuffle_key = _random.split(key, 3)
     if init_params is None:
         params = em.init_params(init_key)
     else:
@@ -395,7 +396,7 @@ def fit(
     steps_per_epoch = num_examples // batch_size
 
     def permutation(epoch):
-        return jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_examples)
+        return jax.random.permutation(_random.fold_in(shuffle_key, epoch), num_examples)
 
     def get_batch(data, perm, step):
         i = step % steps_per_epoch
@@ -437,13 +438,10 @@ def fit(
         flags["resumed_from"] = start
 
     # ---- compiled chunk
-    def one_update(data, carry, step):
-        params, opt_state, obj_state, perm, stopped, bad_step = carry
-        perm = jax.lax.cond(
-            step % steps_per_epoch == 0, lambda: permutation(step // steps_per_epoch), lambda: perm
-        )
-        batch = get_batch(data, perm, step)
-        step_key = jax.random.fold_in(key, step)
+    def one_update(data, perms, first_epoch, carry, step):
+        params, opt_state, obj_state, stopped, bad_step = carry
+        batch = get_batch(data, perms[step // steps_per_epoch - first_epoch], step)
+        step_key = _random.fold_in(key, step)
         (loss, (new_obj, metrics)), grads = jax.value_and_grad(obj.loss, has_aux=True)(
             params, obj_state, batch, step_key
         )
@@ -452,24 +450,30 @@ def fit(
         finite = jnp.isfinite(loss) & _all_finite(new_params)
         accept = finite & ~stopped
         # Keep the last finite state: a non-finite update is never applied.
-        params, opt_state, obj_state = jax.lax.cond(
-            accept,
-            lambda: (new_params, new_opt, new_obj),
-            lambda: (params, opt_state, obj_state),
+        # Elementwise selects rather than a conditional: they fuse into the update.
+        params, opt_state, obj_state = jax.tree.map(
+            lambda new, old: jnp.where(accept, new, old),
+            (new_params, new_opt, new_obj),
+            (params, opt_state, obj_state),
         )
         bad_step = jnp.where(~finite & ~stopped, step, bad_step)
         stopped = stopped | ~finite
         row = {"loss": loss, **metrics}
         row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
-        return (params, opt_state, obj_state, perm, stopped, bad_step), row
+        return (params, opt_state, obj_state, stopped, bad_step), row
 
     def run_chunk(params, opt_state, obj_state, data, first, length):
         # The data are an argument, not a constant folded into the compiled program.
         steps = first + jnp.arange(length)
-        perm = permutation(first // steps_per_epoch)
-        carry = (params, opt_state, obj_state, perm, jnp.array(False), jnp.array(-1))
-        carry, rows = jax.lax.scan(functools.partial(one_update, data), carry, steps)
-        params, opt_state, obj_state, _, stopped, bad_step = carry
+        # The shuffles of every epoch the chunk touches, drawn up front (a static bound on
+        # their number), so the scanned update carries no conditional.
+        first_epoch = first // steps_per_epoch
+        num_epochs = -(-length // steps_per_epoch) + 1
+        perms = jax.vmap(permutation)(first_epoch + jnp.arange(num_epochs))
+        carry = (params, opt_state, obj_state, jnp.array(False), jnp.array(-1))
+        update = functools.partial(one_update, data, perms, first_epoch)
+        carry, rows = jax.lax.scan(update, carry, steps)
+        params, opt_state, obj_state, stopped, bad_step = carry
         return params, opt_state, obj_state, stopped, bad_step, rows
 
     run_chunk_jit = jax.jit(run_chunk, static_argnums=(5,))
