@@ -22,9 +22,9 @@ def _run(script, *args, cwd):
 
 
 @pytest.mark.subprocess
-def test_ising_denoise(tmp_path):
+def test_ising_denoising(tmp_path):
     stdout = _run(
-        "ising_denoise.py",
+        "ising_denoising.py",
         *("--size", "16", "--num-samples", "20", "--num-warmup", "5", "--num-chains", "2"),
         *("--out", str(tmp_path)),
         cwd=tmp_path,

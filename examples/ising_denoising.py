@@ -16,7 +16,7 @@ Prints the pixel error before and after and writes the three images (PGM, or PNG
 
 Run::
 
-    python examples/ising_denoise.py --size 64 --p 0.1
+    python examples/ising_denoising.py --size 64 --p 0.1
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-warmup", type=int, default=50, help="burn-in sweeps")
     parser.add_argument("--num-samples", type=int, default=200, help="sweeps kept per chain")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="ising_denoise_out", help="output folder for images")
+    parser.add_argument("--out", default="ising_denoising_out", help="output folder for images")
     parser.add_argument("--png", action="store_true", help="write PNG (needs matplotlib)")
     args = parser.parse_args(argv)
     if not 0.0 < args.p < 0.5:
