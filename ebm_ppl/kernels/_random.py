@@ -70,15 +70,21 @@ def threefry2x32(k0: Any, k1: Any, x0: jax.Array, x1: jax.Array) -> tuple[jax.Ar
     return x0, x1
 
 
+def _is_typed(key: Any) -> bool:
+    dtype = getattr(key, "dtype", None)
+    return dtype is not None and bool(jnp.issubdtype(dtype, jax.dtypes.prng_key))
+
+
 def _key_words(key: Any) -> jax.Array | None:
     """The two uint32 key words of one key, or ``None`` when the fused path does not apply."""
-    if not jax.config.jax_threefry_partitionable:
+    config: Any = jax.config
+    if not config.jax_threefry_partitionable:
         return None
-    if jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+    if _is_typed(key):
         if key.shape != () or "threefry" not in str(jax.random.key_impl(key)):
             return None
         return jax.random.key_data(key)
-    if jax.config.jax_default_prng_impl != "threefry2x32":
+    if config.jax_default_prng_impl != "threefry2x32":
         return None
     key = jnp.asarray(key)
     if key.dtype != jnp.uint32 or key.shape != (2,):
@@ -88,7 +94,7 @@ def _key_words(key: Any) -> jax.Array | None:
 
 def _rewrap(key: Any, data: jax.Array) -> jax.Array:
     """New key data in the form of ``key`` (typed keys stay typed)."""
-    if jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+    if _is_typed(key):
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
     return data
 
@@ -279,4 +285,4 @@ def _normal_f32(key: Any, shape: tuple[int, ...]) -> jax.Array:
     dtype = np.dtype(np.float32)
     lo = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype), dtype=dtype)
     u = _uniform_f32(key, shape, lo, np.array(1.0, dtype))
-    return np.array(np.sqrt(2), dtype) * jax.lax.erf_inv(u)
+    return jnp.asarray(np.sqrt(2), dtype) * jax.lax.erf_inv(u)
