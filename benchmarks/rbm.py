@@ -2,8 +2,9 @@
 
 Same settings on both sides, in the same run: 20 epochs, persistent chains = batch size (as
 scikit-learn), one block-Gibbs sweep per update, SGD with scikit-learn's learning rate (0.1 by
-default) on the batch-mean gradient, W ~ 0.01 N(0, 1) and zero biases, free energy in the
-positive phase (scikit-learn uses the hidden probabilities, the same gradient).
+default) on the batch-mean gradient, W ~ 0.01 N(0, 1) and zero biases, free energy in both
+phases (scikit-learn uses the hidden probabilities of the data and of the negatives: the same
+gradient).
 
 Printed per configuration (median of interleaved repeats):
 * ``sklearn s``: scikit-learn's whole ``fit``;
