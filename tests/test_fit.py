@@ -93,6 +93,31 @@ def test_batches_are_epoch_shuffles(tmp_path):
     assert len(set(res.history["id"].tolist())) > 3  # reshuffled, not the same split each epoch
 
 
+def test_shuffles_drawn_up_front_or_per_epoch_give_the_same_batches(monkeypatch):
+    # Large data sets draw each epoch's shuffle inside the scan instead of up front.
+    def batch_ids(params, batch, rng_key):
+        del rng_key
+        return jnp.sum(params["mu"]) * 0.0, {
+            "id": jnp.sum(batch["x"][:, 0] * 10.0 ** jnp.arange(4))
+        }
+
+    data = np.stack([np.arange(12, dtype=np.float32), np.zeros(12, np.float32)], axis=1)
+    kwargs = dict(
+        objective=stateless(batch_ids),
+        optimizer=optax.sgd(0.1),
+        num_steps=14,
+        batch_size=4,
+        rng_key=3,
+        log_every=7,
+        progress=False,
+    )
+    up_front = ebm.fit(gaussian_mean, data, **kwargs).history["id"]
+    monkeypatch.setattr(sys.modules["ebm_ppl.train.fit"], "_MAX_PRESHUFFLED", 0)
+    per_epoch = ebm.fit(gaussian_mean, data, **kwargs).history["id"]
+    np.testing.assert_array_equal(up_front, per_epoch)
+    assert len(set(up_front.tolist())) > 3
+
+
 @pytest.fixture(scope="module")
 def half_run(tmp_path_factory):
     """A checkpoint after 100 of 200 updates (written by this process)."""

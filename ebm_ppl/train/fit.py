@@ -68,6 +68,10 @@ class FitResult(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------- validation
+#: Most shuffle indices ``fit`` draws up front for one compiled chunk (16 MiB of int32).
+_MAX_PRESHUFFLED = 1 << 22
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
@@ -439,8 +443,15 @@ def fit(
 
     # ---- compiled chunk
     def one_update(data, perms, first_epoch, carry, step):
-        params, opt_state, obj_state, stopped, bad_step = carry
-        batch = get_batch(data, perms[step // steps_per_epoch - first_epoch], step)
+        params, opt_state, obj_state, perm, stopped, bad_step = carry
+        epoch = step // steps_per_epoch
+        if perms is not None:
+            batch = get_batch(data, perms[epoch - first_epoch], step)
+        else:
+            perm = jax.lax.cond(
+                step % steps_per_epoch == 0, lambda: permutation(epoch), lambda: perm
+            )
+            batch = get_batch(data, perm, step)
         step_key = _random.fold_in(key, step)
         (loss, (new_obj, metrics)), grads = jax.value_and_grad(obj.loss, has_aux=True)(
             params, obj_state, batch, step_key
@@ -460,20 +471,25 @@ def fit(
         stopped = stopped | ~finite
         row = {"loss": loss, **metrics}
         row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
-        return (params, opt_state, obj_state, stopped, bad_step), row
+        return (params, opt_state, obj_state, perm, stopped, bad_step), row
 
     def run_chunk(params, opt_state, obj_state, data, first, length):
         # The data are an argument, not a constant folded into the compiled program.
         steps = first + jnp.arange(length)
         # The shuffles of every epoch the chunk touches, drawn up front (a static bound on
-        # their number), so the scanned update carries no conditional.
+        # their number), so the scanned update carries no conditional; when they would take
+        # much memory (many short epochs of a large data set), each is drawn at its epoch's
+        # first update instead. Both give the same batches.
         first_epoch = first // steps_per_epoch
         num_epochs = -(-length // steps_per_epoch) + 1
-        perms = jax.vmap(permutation)(first_epoch + jnp.arange(num_epochs))
-        carry = (params, opt_state, obj_state, jnp.array(False), jnp.array(-1))
+        perms = None
+        if num_epochs * num_examples <= _MAX_PRESHUFFLED:
+            perms = jax.vmap(permutation)(first_epoch + jnp.arange(num_epochs))
+        perm = permutation(first_epoch)
+        carry = (params, opt_state, obj_state, perm, jnp.array(False), jnp.array(-1))
         update = functools.partial(one_update, data, perms, first_epoch)
         carry, rows = jax.lax.scan(update, carry, steps)
-        params, opt_state, obj_state, stopped, bad_step = carry
+        params, opt_state, obj_state, _, stopped, bad_step = carry
         return params, opt_state, obj_state, stopped, bad_step, rows
 
     run_chunk_jit = jax.jit(run_chunk, static_argnums=(5,))
