@@ -37,7 +37,7 @@ import numpy as np
 from ebm_ppl.models import ising
 
 import ebm_ppl as ebm
-from ebm_ppl.kernels import _random, gibbs
+from ebm_ppl.kernels import gibbs
 
 BETA = 0.44
 
@@ -65,8 +65,7 @@ def rng_runner(L: int, sweeps: int, fused: bool = False):
     def draw(k):
         if not fused:
             return jax.random.uniform(k, (L, L))
-        words = _random.paired_bits(k, (L, L))
-        return ((words >> 8).astype(jnp.float32) + 0.5) * (1.0 / 16777216)
+        return gibbs._uniforms(k, (L, L), jnp.float32, 32)  # exactly the kernel's draw
 
     @jax.jit
     def run(key, s0):

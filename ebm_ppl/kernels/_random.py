@@ -70,6 +70,11 @@ def threefry2x32(k0: Any, k1: Any, x0: jax.Array, x1: jax.Array) -> tuple[jax.Ar
     return x0, x1
 
 
+def _hash(words: jax.Array, counters: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Both hash outputs at 64-bit counters ``(0, counters)``: JAX's layout below ``2^32``."""
+    return threefry2x32(words[0], words[1], jnp.zeros_like(counters), counters)
+
+
 def _is_typed(key: Any) -> bool:
     dtype = getattr(key, "dtype", None)
     return dtype is not None and bool(jnp.issubdtype(dtype, jax.dtypes.prng_key))
@@ -122,9 +127,7 @@ def split(key: Any, num: int = 2) -> jax.Array:
     num = int(num)
     if words is None:
         return jax.random.split(key, num)
-    lo = jax.lax.iota(jnp.uint32, num)
-    a, b = threefry2x32(words[0], words[1], jnp.zeros_like(lo), lo)
-    return _rewrap(key, jnp.stack([a, b], axis=-1))
+    return _rewrap(key, jnp.stack(_hash(words, jax.lax.iota(jnp.uint32, num)), axis=-1))
 
 
 def fold_in(key: Any, data: Any) -> jax.Array:
@@ -147,9 +150,8 @@ def fold_in(key: Any, data: Any) -> jax.Array:
     data = jnp.asarray(data)
     if words is None or data.shape != () or data.dtype.itemsize > 4:
         return jax.random.fold_in(key, data)
-    d = data.astype(jnp.uint32).reshape(1)
-    a, b = threefry2x32(words[0], words[1], jnp.zeros_like(d), d)
-    return _rewrap(key, jnp.concatenate([a, b]))
+    # split(key, n)[i] is fold_in(key, i): the same counter layout.
+    return _rewrap(key, jnp.stack(_hash(words, data.astype(jnp.uint32)), axis=-1))
 
 
 def _shape(shape: Any) -> tuple[int, ...]:
@@ -178,8 +180,7 @@ def bits(key: Any, shape: Any = ()) -> jax.Array:
     if words is None or size >= 2**32:
         return jax.random.bits(key, shape, jnp.uint32)
     # JAX's partitionable layout: counters (hi, lo) of the flat index; the two outputs xor-ed.
-    lo = jax.lax.iota(jnp.uint32, size).reshape(shape)
-    a, b = threefry2x32(words[0], words[1], jnp.zeros_like(lo), lo)
+    a, b = _hash(words, jax.lax.iota(jnp.uint32, size).reshape(shape))
     return a ^ b
 
 
@@ -213,8 +214,7 @@ def paired_bits(key: Any, shape: Any) -> jax.Array:
     even = [i for i, n in enumerate(shape) if n % 2 == 0]
     axis, half = (even[0], list(shape)) if even else (0, [(size + 1) // 2])
     half[axis] //= 2 if even else 1
-    lo = jax.lax.iota(jnp.uint32, math.prod(half)).reshape(half)
-    a, b = threefry2x32(words[0], words[1], jnp.zeros_like(lo), lo)
+    a, b = _hash(words, jax.lax.iota(jnp.uint32, math.prod(half)).reshape(half))
     out = jnp.concatenate([a, b], axis=axis)
     return out if even else out[:size].reshape(shape)
 
