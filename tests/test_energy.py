@@ -86,9 +86,14 @@ def test_ising_energy_on_spins_counts_each_bond_once():
     )
 
 
-def test_invalid_spin_value_has_infinite_energy():
+def test_invalid_spin_value_refused_or_infinite_energy():
     em = ebm.EnergyModel(ising_chain, 3, 1.0)
-    assert float(em.energy({}, {"s": jnp.array([1.0, 0.0, 1.0])})) == np.inf
+    bad = {"s": jnp.array([1.0, 0.0, 1.0])}
+    # concrete values are checked against the support, naming the site
+    with pytest.raises(ValueError, match=r"values\['s'\].*\{-1, 1\}"):
+        em.energy({}, bad)
+    # traced values cannot be checked: the counting measure gives them infinite energy
+    assert float(jax.jit(lambda v: em.energy({}, v))(bad)) == np.inf
 
 
 def test_base_measures():

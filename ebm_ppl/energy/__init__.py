@@ -3,5 +3,6 @@
 from ebm_ppl.energy.base import Bits, Flat, Spins
 from ebm_ppl.energy.declare import energy
 from ebm_ppl.energy.model import EnergyModel, SiteInfo
+from ebm_ppl.energy.plan import SitePlan, SiteSpec
 
-__all__ = ["Bits", "EnergyModel", "Flat", "SiteInfo", "Spins", "energy"]
+__all__ = ["Bits", "EnergyModel", "Flat", "SiteInfo", "SitePlan", "SiteSpec", "Spins", "energy"]

@@ -34,6 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions import constraints
 
 __all__ = [
     "binary_levels",
@@ -62,7 +63,17 @@ def binary_levels(support: Any) -> tuple[float, float] | None:
         >>> from ebm_ppl import Bits, Spins
         >>> binary_levels(Spins(3).support), binary_levels(Bits(3).support)
         ((-1.0, 1.0), (0.0, 1.0))
+        >>> import numpyro.distributions as dist
+        >>> binary_levels(dist.Bernoulli(0.5).support)
+        (0.0, 1.0)
     """
+    if support is constraints.boolean:  # NumPyro's Bernoulli
+        return 0.0, 1.0
+    if isinstance(support, constraints.integer_interval):
+        lo, hi = support.lower_bound, support.upper_bound
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and hi - lo == 1:
+            return float(lo), float(hi)
+        return None
     lo, hi = getattr(support, "low", None), getattr(support, "high", None)
     if not getattr(support, "is_discrete", False) or lo is None or hi is None:
         return None
@@ -389,8 +400,7 @@ def check_model_affine(
     """
     from numpyro.distributions.transforms import biject_to
 
-    levels = {n: binary_levels(model.sites[n].support) for n in model.discrete_sites}
-    levels = {n: lv for n, lv in levels.items() if lv is not None}
+    levels = model.plan.levels()
     if not levels:
         return {}
     idx = {
@@ -420,7 +430,7 @@ def check_model_affine(
     def all_stats(key):
         k_par, k_pert, k_state = jax.random.split(key, 3)
         params = model.init_params(k_par)
-        states = model.init_values(k_state, num_states)
+        states = model.plan.to_kernel(model.init_values(k_state, num_states))
         out = []
         for p in (params, perturb(k_pert, params)):
             fn = lambda q, p=p: model.energy(p, q)  # noqa: E731

@@ -8,16 +8,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from numpyro import handlers
-from numpyro.distributions import constraints
-from numpyro.distributions.distribution import (
-    Distribution,
-    ExpandedDistribution,
-    MaskedDistribution,
-    Unit,
-)
+from numpyro.distributions.distribution import Distribution
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import log_density
+
+from ebm_ppl.energy.plan import SitePlan
 
 __all__ = ["EnergyModel", "SiteInfo"]
 
@@ -50,22 +46,6 @@ class SiteInfo(NamedTuple):
     support: Any
     is_discrete: bool
     dist: Any
-
-
-def _unwrap(fn: Any) -> Any:
-    while isinstance(fn, (ExpandedDistribution, MaskedDistribution)):
-        fn = fn.base_dist
-    return fn
-
-
-def _base_constraint(c: Any) -> Any:
-    while isinstance(c, constraints.independent):
-        c = c.base_constraint
-    return c
-
-
-def _is_factor(site: Mapping[str, Any]) -> bool:
-    return site["type"] == "sample" and isinstance(_unwrap(site["fn"]), Unit)
 
 
 class EnergyModel:
@@ -114,44 +94,27 @@ class EnergyModel:
         self.args = tuple(args)
         self.kwargs = dict(kwargs)
         self._trace = self._prototype_trace()
-        sites: dict[str, SiteInfo] = {}
-        for name, site in self._trace.items():
-            if site["type"] == "param":
-                value = site["value"]
-                support = site["kwargs"].get("constraint", constraints.real)
-                # network parameters (numpyro.contrib.module) are pytrees, not arrays
-                shape = (
-                    tuple(jnp.shape(value))
-                    if hasattr(value, "shape") or jnp.isscalar(value)
-                    else ()
-                )
-                sites[name] = SiteInfo(name, "param", shape, support, False, None)
-            elif site["type"] == "sample":
-                if _is_factor(site):
-                    shape = tuple(site["fn"].batch_shape)
-                    sites[name] = SiteInfo(name, "energy", shape, None, False, None)
-                    continue
-                fn = site["fn"]
-                kind = "data" if site["is_observed"] else "state"
-                support = fn.support
-                sites[name] = SiteInfo(
-                    name,
-                    kind,
-                    tuple(jnp.shape(site["value"])),
-                    support,
-                    bool(support.is_discrete),
-                    fn,
-                )
-        self._sites = sites
+        self.plan = SitePlan.from_trace(self._trace)
+        self._sites = {
+            name: SiteInfo(
+                name,
+                spec.role,
+                spec.shape,
+                spec.support,
+                spec.is_discrete,
+                spec.dist if spec.role in ("state", "data") else None,
+            )
+            for name, spec in self.plan.items()
+        }
         if not self.state_sites:
             raise ValueError(
                 "model has no state sites: declare the state with numpyro.sample(name, base) "
                 "(e.g. ebm.Flat(shape), ebm.Spins(shape), ebm.Bits(shape)) without obs="
             )
         self._transforms = {
-            name: biject_to(sites[name].support)
+            name: self.plan[name].transform
             for name in self.continuous_sites
-            if _base_constraint(sites[name].support) is not constraints.real
+            if self.plan[name].is_constrained
         }
         self._affine: dict[str, bool] | None = None  # see affine_sites (checked on first use)
 
@@ -167,38 +130,35 @@ class EnergyModel:
         """Name -> :class:`SiteInfo` for every param, state, data and energy site."""
         return dict(self._sites)
 
-    def _names(self, predicate: Callable[[SiteInfo], bool]) -> tuple[str, ...]:
-        return tuple(n for n, s in self._sites.items() if predicate(s))
-
     @property
     def state_sites(self) -> tuple[str, ...]:
         """Names of the unobserved sample sites (the sampler's state), in model order."""
-        return self._names(lambda s: s.kind == "state")
+        return self.plan.state_sites
 
     @property
     def data_sites(self) -> tuple[str, ...]:
         """Names of observed sample sites (fixed by the model's arguments)."""
-        return self._names(lambda s: s.kind == "data")
+        return self.plan.data_sites
 
     @property
     def param_sites(self) -> tuple[str, ...]:
         """Names of ``numpyro.param`` sites (network modules appear as ``"name$params"``)."""
-        return self._names(lambda s: s.kind == "param")
+        return self.plan.param_sites
 
     @property
     def energy_sites(self) -> tuple[str, ...]:
         """Names of the ``energy``/``factor`` terms."""
-        return self._names(lambda s: s.kind == "energy")
+        return self.plan.energy_sites
 
     @property
     def continuous_sites(self) -> tuple[str, ...]:
         """State sites with a continuous support."""
-        return self._names(lambda s: s.kind == "state" and not s.is_discrete)
+        return self.plan.continuous_sites
 
     @property
     def discrete_sites(self) -> tuple[str, ...]:
         """State sites with a discrete support (spins, bits, categories)."""
-        return self._names(lambda s: s.kind == "state" and s.is_discrete)
+        return self.plan.discrete_sites
 
     # ------------------------------------------------------------------ parameters
     def init_params(self, rng_key: jax.Array) -> Values:
@@ -218,20 +178,40 @@ class EnergyModel:
 
     # ------------------------------------------------------------------ energies
     def _check_values(self, params: Mapping[str, Any] | None, values: Mapping[str, Any]) -> Values:
-        if not isinstance(values, Mapping):
-            raise TypeError(f"values must be a dict site -> array, got {type(values).__name__}")
-        missing = [n for n in self.state_sites if n not in values]
-        if missing:
-            raise ValueError(
-                f"values is missing state site(s) {missing}; expected {list(self.state_sites)}"
-            )
-        params = dict(params or {})
-        missing_p = [n for n in self.param_sites if n not in params]
-        if missing_p:
-            raise ValueError(
-                f"params is missing {missing_p}; get a full set from EnergyModel.init_params(rng_key)"
-            )
+        # Structure (keys, shapes, discrete supports) is checked on the host before tracing;
+        # concrete values are checked too, traced ones cannot be.
+        params = self.plan.validate_params(params, check_values=False)
+        values = self.plan.validate_values(
+            values, required=self.state_sites, check_continuous=False
+        )
         return {**params, **values}
+
+    def validate_params(self, params: Any, *, argument: str = "params") -> Values:
+        """Check a params dict against the model (:meth:`SitePlan.validate_params`).
+
+        Raises:
+            TypeError, ValueError: naming the site (unknown or missing keys, shapes, module
+                structure, non-finite values, values outside a ``constraint=``).
+
+        Examples:
+            >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist, ebm_ppl as ebm
+            >>> def m():
+            ...     s = numpyro.param("s", 1.0, constraint=dist.constraints.positive)
+            ...     ebm.energy("E", jnp.sum(numpyro.sample("x", ebm.Flat(2)) ** 2) / s)
+            >>> ebm.EnergyModel(m).validate_params({"s": -1.0})  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: params['s'] is outside its constraint ...
+        """
+        return self.plan.validate_params(params, argument=argument)
+
+    def unconstrain_params(self, params: Mapping[str, Any]) -> Values:
+        """Parameters on their unconstrained space (:meth:`SitePlan.unconstrain_params`)."""
+        return self.plan.unconstrain_params(params)
+
+    def constrain_params(self, unconstrained: Mapping[str, Any]) -> Values:
+        """Inverse of :meth:`unconstrain_params`."""
+        return self.plan.constrain_params(unconstrained)
 
     def energy(self, params: Mapping[str, Any] | None, values: Mapping[str, Any]) -> jax.Array:
         """Total energy ``E(x) - log base(x)`` of one state; ``exp(-energy)`` is the unnormalized density.
@@ -296,14 +276,14 @@ class EnergyModel:
             >>> em.conditional_logits({}, {"s": jnp.ones(3)}, "s").tolist()
             [2.0, 4.0, 2.0]
         """
-        from ebm_ppl.energy.conditionals import binary_levels, conditional_logits
+        from ebm_ppl.energy.conditionals import conditional_logits
 
         affine = self.affine_sites
         if site not in affine:
             raise ValueError(f"site must be a binary state site {sorted(affine)}, got {site!r}")
-        levels = binary_levels(self._sites[site].support)
+        levels = self.plan[site].levels
         assert levels is not None  # affine_sites holds binary sites only
-        data = {**{n: jnp.asarray(v) for n, v in values.items()}}
+        data = self.plan.to_kernel({n: jnp.asarray(v) for n, v in values.items()})
         return conditional_logits(
             lambda pos: self.energy(params, pos), data, site, levels, affine=affine[site]
         )
@@ -387,9 +367,10 @@ class EnergyModel:
             info = self._sites[name]
             if info.is_discrete:
                 fn: Distribution = info.dist
+                # the model's own dtype (int32 for Bernoulli/Categorical, float for Spins/Bits)
                 out[name] = jnp.broadcast_to(
                     fn.sample(key, (num_chains,)), (num_chains, *info.shape)
-                ).astype(jnp.result_type(float))
+                ).astype(self.plan[name].dtype)
             else:
                 t = biject_to(info.support)
                 ushape = t.inverse_shape(info.shape)

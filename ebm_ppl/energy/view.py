@@ -1,8 +1,9 @@
-"""A flat-vector view of an energy model's state, shared by the sampling-free objectives.
+"""A flat-vector view of an energy model's state, and the model-or-program argument.
 
 Score matching and noise-contrastive estimation work on one vector per example: the state
 sites of a batch are raveled into ``(batch, d)`` and unraveled again inside the energy. Data
-sites present in the batch (a conditional EBM's inputs) ride along unchanged.
+sites present in the batch (a conditional EBM's inputs) ride along unchanged. Grid quadrature
+and the AIS base use the same view on the unconstrained space.
 """
 
 from __future__ import annotations
@@ -20,8 +21,19 @@ from ebm_ppl.energy.model import EnergyModel
 __all__ = ["StateView", "as_energy_model"]
 
 
-def as_energy_model(model: Any) -> EnergyModel:
+def as_energy_model(
+    model: Any, model_args: tuple = (), model_kwargs: Mapping[str, Any] | None = None
+) -> EnergyModel:
     """Return ``model`` if it is an :class:`EnergyModel`, else compile the NumPyro program.
+
+    Args:
+        model: an :class:`EnergyModel` (its arguments are bound) or a NumPyro EBM program.
+        model_args, model_kwargs: arguments for a program; must be empty for an
+            ``EnergyModel``.
+
+    Raises:
+        TypeError: if ``model`` is neither.
+        ValueError: for arguments given with an ``EnergyModel``.
 
     Examples:
         >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -31,10 +43,17 @@ def as_energy_model(model: Any) -> EnergyModel:
         ('x',)
     """
     if isinstance(model, EnergyModel):
+        if tuple(model_args) or model_kwargs:
+            raise ValueError(
+                "model_args/model_kwargs must be empty when model is an EnergyModel "
+                "(its arguments are bound)"
+            )
         return model
     if callable(model):
-        return EnergyModel(model)
-    raise TypeError(f"model must be an EnergyModel or a NumPyro model, got {type(model).__name__}")
+        return EnergyModel(model, *tuple(model_args), **dict(model_kwargs or {}))
+    raise TypeError(
+        f"model must be a NumPyro model or an EnergyModel, got {type(model).__name__}"
+    )
 
 
 class StateView:
