@@ -1,6 +1,6 @@
 """Loss + gradient throughput (samples/s) of training objectives on an MLP energy.
 
-Setting of TorchEBM's published benchmark (REFERENCES.md): an MLP energy with 128 hidden units
+Setting of TorchEBM's published benchmark files: an MLP energy with 128 hidden units
 (two hidden layers here), batch 1024, dimension 128; contrastive divergence with k = 10 Langevin
 steps, denoising score matching and sliced score matching (one projection). Each measurement
 is one jitted ``value_and_grad`` of the objective's loss in the model's parameters, timed after
@@ -30,7 +30,7 @@ from ebm_ppl.objectives import (
     SlicedScoreMatching,
 )
 
-#: TorchEBM, A100, MLP energy (128 hidden), batch 1024, dim 128: samples/s (REFERENCES.md).
+#: TorchEBM, A100, MLP energy (128 hidden), batch 1024, dim 128: samples/s (TorchEBM's published benchmark files).
 TORCHEBM_A100 = {"cd-10": 97.5e3, "dsm": 194e3, "ssm": 122e3}
 
 

@@ -26,7 +26,8 @@ def digits(binarize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The 8×8 digits of scikit-learn as ``(train, test)`` arrays of 64 pixels.
 
     Rows keep scikit-learn's order: the first 1500 rows are the training set, the last 297 the
-    test set (the split of REFERENCES: independent Bernoulli test log-likelihood −24.58 nats).
+    test set (the usual split: an independent-Bernoulli model reaches a test log-likelihood of
+    −24.58 nats per image).
 
     Args:
         binarize: if true, pixels are ``1.0`` where the grey level is ``>= 8`` (of 16) and ``0.0``

@@ -8,6 +8,7 @@ import pytest
 from numpyro import handlers
 
 import ebm_ppl as ebm
+from tests import references as refs
 
 
 def gaussian(dim=3):
@@ -63,12 +64,12 @@ def test_params_flow_from_numpyro_param(key):
 
 
 def test_sign_exp_minus_energy_is_the_density():
-    # Normalizing exp(-E) of the double well on a grid must reproduce Z(a=1) of REFERENCES.md.
+    # Normalizing exp(-E) of the double well on a grid must reproduce the closed-form Z(a=1).
     em = ebm.EnergyModel(double_well)
     grid = jnp.linspace(-4.0, 4.0, 8001)
     e = jax.vmap(lambda x: em.energy({}, {"x": x}))(grid)
     z = float(np.sum(np.exp(-np.asarray(e, np.float64))) * 8.0 / 8000)  # sum in float64
-    assert z == pytest.approx(1.973732150090, rel=1e-5)
+    assert z == pytest.approx(refs.DOUBLE_WELL_Z_A1, rel=1e-5)
 
 
 def test_ising_energy_on_spins_counts_each_bond_once():

@@ -19,13 +19,14 @@ from numpyro.infer import MCMC, DiscreteGibbs, Gibbs
 import ebm_ppl as ebm
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
 from ebm_ppl.kernels import adaptation, mala, sgld, ula
+from tests import references as refs
 from tests.helpers.stats import assert_within_mcse
 
 # Statistical assertions in this module (each component of a vector statistic counts):
 # MALA Gaussian 5 means + 15 covariances, ULA 2, MALA large step 1, double well 1, SGLD 2,
 # Gibbs block 5.
 NUM_TESTS = 31
-DOUBLE_WELL_A2_EX2 = 0.8521361522  # REFERENCES.md
+DOUBLE_WELL_A2_EX2 = refs.DOUBLE_WELL_EX2_A2
 
 
 def run_chains(

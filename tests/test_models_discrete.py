@@ -16,6 +16,7 @@ from scipy import stats
 
 import ebm_ppl as ebm
 from ebm_ppl.partition.exact import log_partition_exact
+from tests import references as refs
 from tests.helpers.stats import assert_within_mcse, mixing
 
 # 6 (4x4 Gibbs) + 1 (4x4 via sample) + 5 (L = 32) + 2 (16-bit uniforms) + 2 (RBM chi-square)
@@ -23,11 +24,7 @@ from tests.helpers.stats import assert_within_mcse, mixing
 NUM_TESTS = 26
 ALPHA = 1e-3
 
-# REFERENCES.md: exact 4x4 torus (2^16 states)
-EXACT_4X4 = {
-    2.0: (17.1053671187, -1.7553802888, 0.9189432674, 0.8689216816),
-    3.0: (13.2810334556, -1.0170696270, 0.6012913260, 0.4509881408),
-}
+EXACT_4X4 = refs.EXACT_4X4  # exact 4x4 torus (2^16 states)
 
 
 def _all_spins(n: int) -> np.ndarray:
@@ -66,7 +63,7 @@ def test_kaufman_and_onsager_references():
     for temperature, (log_z_ref, *_rest) in EXACT_4X4.items():
         assert ising.kaufman_log_z((4, 4), temperature) == pytest.approx(log_z_ref, abs=1e-9)
     # u of the 32 x 32 torus from Kaufman's ln Z (-d ln Z / d beta / N) equals Onsager's u(T)
-    # within 1e-5 away from T_c (REFERENCES.md)
+    # within 1e-5 away from T_c
     for temperature in (1.5, 2.0, 3.0):
         b, h = 1.0 / temperature, 1e-5
         d = ising.kaufman_log_z((32, 32), 1.0 / (b + h)) - ising.kaufman_log_z(
@@ -74,8 +71,8 @@ def test_kaufman_and_onsager_references():
         )
         u32 = -d / (2 * h) / 1024
         assert u32 == pytest.approx(ising.onsager_energy(temperature), abs=1e-5)
-    assert ising.onsager_magnetization(2.2) == pytest.approx(0.784755131, abs=1e-9)
-    assert ising.onsager_energy(2.5) == pytest.approx(-1.106079204, abs=1e-9)
+    assert ising.onsager_magnetization(2.2) == pytest.approx(refs.ONSAGER[2.2][0], abs=1e-9)
+    assert ising.onsager_energy(2.5) == pytest.approx(refs.ONSAGER[2.5][1], abs=1e-9)
     assert ising.onsager_magnetization(3.0) == 0.0
 
 

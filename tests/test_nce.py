@@ -1,6 +1,6 @@
 """Noise-contrastive and flow contrastive estimation.
 
-Closed form (REFERENCES.md): with ``log φ(x; θ) + c`` and ``c`` free, NCE's ``ĉ → −log Z(θ*)``;
+Closed form (Gutmann & Hyvärinen 2012): with ``log φ(x; θ) + c`` and ``c`` free, NCE's ``ĉ → −log Z(θ*)``;
 the error shrinks like 1/√N and ``|ĉ − c*| < 0.02`` needs N ≳ 1e4. Here the learned ``log Z``
 is ``−ĉ``, on a 1-d Gaussian with N = 20 000 draws of N(1, 2²): ``log Z* = ½ log(2π·4)``.
 """

@@ -1,4 +1,4 @@
-"""Score matching objectives against closed forms (REFERENCES.md, "Continuous closed forms").
+"""Score matching objectives against closed forms (Hyvärinen 2005; Vincent 2011 for denoising).
 
 On a Gaussian EBM ``E = ½(x − μ)ᵀP(x − μ)`` the score-matching loss is a convex quadratic in
 ``(P, Pμ)``: exact and sliced score matching are minimized by the sample mean and the inverse of
