@@ -16,7 +16,7 @@ import pytest
 
 import ebm_ppl as ebm
 from ebm_ppl.objectives import stateless
-from ebm_ppl.train import History, fingerprint, load_checkpoint, save_checkpoint
+from ebm_ppl.train import History, fingerprint, latest_checkpoint, load_checkpoint, save_checkpoint
 from tests import _fit_resume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def half_run(tmp_path_factory):
 
 def test_resume_in_new_process_is_bit_identical(half_run, tmp_path):
     ckpt = half_run
-    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    meta = latest_checkpoint(ckpt).metadata
     assert meta["step"] == 100
     assert set(meta["fingerprints"]) >= {"model", "objective", "optimizer", "data"}
     out = tmp_path / "resumed.npz"
@@ -154,7 +154,7 @@ def test_resume_in_new_process_is_bit_identical(half_run, tmp_path):
         for name, value in straight.items():
             np.testing.assert_array_equal(resumed[name], value, err_msg=name)
     # The persistent chains' diagnostics were recorded between chunks.
-    events = json.loads((resume_dir / "checkpoint.json").read_text())["events"]
+    events = latest_checkpoint(resume_dir).metadata["events"]
     assert events and {"chain_energy_rhat", "chain_energy_ess"} <= set(events[-1])
 
 
@@ -290,10 +290,10 @@ def test_fingerprints_and_checkpoint_roundtrip(tmp_path):
     assert meta["step"] == 7
     np.testing.assert_array_equal(jax.random.key_data(loaded["t"]["k"]), jax.random.key_data(key))
     np.testing.assert_array_equal(loaded["t"]["w"], tree["w"])
-    # Plain npz without pickled objects.
-    with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as npz:
-        assert all(npz[k].dtype != object for k in npz.files)
-    with pytest.raises(ValueError, match="checkpoint_dir .* structure"):
+    # One file, named by its step, whose header is plain JSON (nothing pickled).
+    (path,) = tmp_path.iterdir()
+    assert path.name == "ckpt-00000007.ebmckpt" and b'"kind":"checkpoint"' in path.read_bytes()
+    with pytest.raises(ValueError, match="checkpoint .*ckpt-00000007.ebmckpt.* structure"):
         load_checkpoint(tmp_path, {"t": {"w": jnp.arange(3.0)}})
 
 
@@ -308,24 +308,20 @@ def test_cli_fit_and_resume(tmp_path, capsys):
     argv += ["--kernel", "mala", "--step-size", "0.2", "--num-chains", "16", "--steps", "20"]
     argv += ["--batch-size", "16", "--log-every", "10", "--out", str(out), *common]
     assert main(argv) == 0
-    assert {"checkpoint.npz", "checkpoint.json", "history.json", "params.npz", "command.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {"history.json", "params.ebmparams", "command.json"} <= {p.name for p in out.iterdir()}
     assert main(["fit", "--resume", str(out), "--steps", "30", *common]) == 0
     text = capsys.readouterr().out
+    assert "importing the model 'tests._fit_resume:gauss'" in text
     assert "30 updates (resumed from 20)" in text
     history = json.loads((out / "history.json").read_text())
     assert history["metrics"]["step"] == list(range(30))
-    with pytest.raises(ValueError, match="objective must be one of"):
-        main(
-            [
-                "fit",
-                "tests._fit_resume:gauss",
-                "--data",
-                str(data),
-                "--objective",
-                "mle",
-                "--steps",
-                "5",
-            ]
-        )
+    # the honoured flag is saved: a second resume without --steps keeps 30
+    assert json.loads((out / "command.json").read_text())["steps"] == 30
+    # the trained parameters read back through the model's template
+    from ebm_ppl.train.checkpoint import load_params
+
+    params = load_params(out / "params.ebmparams")
+    assert sorted(params) == ["log_prec", "mu"]
+    bad = ["fit", "tests._fit_resume:gauss", "--data", str(data), "--objective", "mle"]
+    assert main([*bad, "--steps", "5"]) == 2
+    assert "--objective must be one of" in capsys.readouterr().err

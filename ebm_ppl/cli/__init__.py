@@ -1,217 +1,41 @@
-"""``ebm-ppl`` command line: thin wrappers whose flags map one to one onto library arguments.
+"""The ``ebm-ppl`` command: thin sub-commands whose flags map one to one onto library arguments.
 
-Each subcommand is a pair ``(add_arguments, run)`` registered in ``COMMANDS``.
+Each sub-command is a pair ``(add_arguments, run)`` registered in :data:`COMMANDS`; its code
+lives in this package (``fit``, ``sample``, ``diagnose``, ``logz``, ``demo``), the top layer of
+the library. A user error (a bad flag value, a missing or unreadable file, a bad model spec,
+params that do not fit the model) prints one line, ``ebm-ppl: error: ...``, naming the flag,
+file or site, and exits with status 2; ``--debug`` prints the traceback as well.
+
+**Trust boundary.** A model spec is Python code: loading it imports its module, which runs
+that code, and ``fit --resume DIR`` imports the model named in ``DIR/command.json``. Checkpoints,
+params files and data files are data only (arrays and JSON, never unpickled).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-import tempfile
+import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
-from ebm_ppl.infer.command import diagnose_arguments, run_diagnose, run_sample, sample_arguments
-from ebm_ppl.partition.command import logz_arguments, run_logz
-from ebm_ppl.train.command import fit_arguments, run_fit
+from ebm_ppl.cli.common import TRUST_NOTE, UsageError
+from ebm_ppl.cli.demo import demo_arguments, demo_model, run_demo
+from ebm_ppl.cli.diagnose import diagnose_arguments, run_diagnose
+from ebm_ppl.cli.fit import fit_arguments, run_fit
+from ebm_ppl.cli.logz import logz_arguments, run_logz
+from ebm_ppl.cli.sample import run_sample, sample_arguments
 
-__all__ = ["main", "demo_model"]
-
-
-def demo_model(a: float = 1.0):
-    """The demo's energy: a double well in ``x[0]`` coupled to a Gaussian in ``x[1]``.
-
-    ``E(x) = a (x0^2 - 1)^2 + (x1 - x0 / 2)^2 / 2`` on ``R^2`` (flat base measure).
-
-    Examples:
-        >>> import jax.numpy as jnp, ebm_ppl as ebm
-        >>> float(ebm.EnergyModel(demo_model).energy({}, {"x": jnp.array([1.0, 0.5])}))
-        0.0
-    """
-    import numpyro
-
-    import ebm_ppl as ebm
-
-    x = numpyro.sample("x", ebm.Flat((2,)))
-    ebm.energy("E", a * (x[0] ** 2 - 1.0) ** 2 + 0.5 * (x[1] - 0.5 * x[0]) ** 2)
-
-
-# ------------------------------------------------------------------------------------- demo
-def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: a new temporary folder)"
-    )
-    p.add_argument("--dataset", default="8gaussians", help="2-D toy set of ebm_ppl.data")
-    p.add_argument("--fit-steps", type=int, default=4000, help="PCD updates")
-    p.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="MLP widths")
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (cosine-decayed)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--num-chains", type=int, default=64, help="MALA chains on the learned model")
-    p.add_argument("--num-warmup", type=int, default=1000)
-    # MALA crosses between the modes rarely: long chains (cheap here) for a settled R-hat
-    p.add_argument("--num-samples", type=int, default=40000)
-    p.add_argument("--grid-points", type=int, default=101, help="quadrature grid for log Z")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-
-
-_DEMO_BOX = 5.0  # the toy sets' mass lies in [-5, 5]^2
-
-
-def _demo(args: argparse.Namespace) -> int:
-    import time
-
-    import jax
-    import numpy as np
-    import optax
-
-    import ebm_ppl as ebm
-    from ebm_ppl.data import TOY_SETS, toy_data, toy_log_density
-    from ebm_ppl.models.neural import mlp_energy
-    from ebm_ppl.objectives import PersistentContrastiveDivergence
-    from ebm_ppl.partition.quadrature import compare_on_grid
-
-    if args.dataset not in TOY_SETS:
-        raise ValueError(f"--dataset must be one of {TOY_SETS}, got {args.dataset!r}")
-    out = args.out or Path(tempfile.mkdtemp(prefix="ebm-ppl-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
-    k_data, k_fit, k_sample = jax.random.split(jax.random.PRNGKey(args.seed), 3)
-    data = toy_data(args.dataset, k_data, 20_000)
-    em = ebm.EnergyModel(mlp_energy, 2, tuple(args.hidden))
-
-    # 1. fit: persistent contrastive divergence, MALA negatives on persistent chains
-    print(
-        f"1. fit an MLP energy {tuple(args.hidden)} to {args.dataset} by PCD "
-        f"({args.fit_steps} updates, 10 MALA steps per update)"
-    )
-    start = time.perf_counter()
-    result = ebm.fit(
-        em,
-        data,
-        objective=PersistentContrastiveDivergence("mala", step_size=0.02, num_mcmc_steps=10),
-        optimizer=optax.adam(optax.cosine_decay_schedule(args.lr, args.fit_steps, alpha=0.05)),
-        num_steps=args.fit_steps,
-        batch_size=args.batch_size,
-        rng_key=k_fit,
-        log_every=max(1, min(250, args.fit_steps)),
-        progress=not args.no_progress,
-    )
-    params = jax.block_until_ready(result.params)
-    print(
-        f"   {time.perf_counter() - start:.1f} s"
-        + ("  NONFINITE" if result.flags["nonfinite"] else "")
-    )
-
-    # exact log Z by quadrature (2-D), hence KL(true || model)
-    ev = compare_on_grid(
-        em,
-        params,
-        lambda x: toy_log_density(args.dataset, x),
-        box=_DEMO_BOX,
-        num_points=args.grid_points,
-    )
-    est_log_z, kl = ev["log_z"], ev["kl"]
-    print(
-        f"   log Z (quadrature) = {est_log_z:.3f}; KL(true || model) = {kl:.4f} nats"
-        + ("" if ev["box_converged"] else " (box not settled)")
-    )
-
-    # 2. sample the learned model with MALA on many chains
-    print(f"2. sample the learned model with MALA: {args.num_chains} chains")
-    idata = ebm.sample(
-        em,
-        params=params,
-        kernel="mala",
-        num_chains=args.num_chains,
-        num_warmup=args.num_warmup,
-        num_samples=args.num_samples,
-        rng_key=k_sample,
-        progress=not args.no_progress,
-    )
-    # 3. mixing diagnostics
-    print("3. mixing diagnostics")
-    table = ebm.diagnostics.summary(idata)
-    with _pandas_width():
-        print(
-            table[["mean", "sd", "ess_bulk", "ess_tail", "r_hat", "r_hat_folded", "ok"]].to_string()
-        )
-        print(ebm.diagnostics.mixing_report(idata))
-    attrs = idata.posterior.attrs
-    print(
-        f"compile {attrs['compile_time']:.1f} s, warmup {attrs['warmup_time']:.2f} s, "
-        f"sampling {attrs['sampling_time']:.2f} s"
-    )
-    x = idata.posterior["x"].values.reshape(-1, 2)
-    print(
-        f"E[x0^2]: MALA on the model {np.mean(x[:, 0] ** 2):.3f}, "
-        f"data {np.mean(data[:, 0] ** 2):.3f}"
-    )
-    if not bool(table["ok"].all()):
-        print(
-            "   (the learned density has separated modes that MALA crosses rarely: R-hat/ESS flag"
-            " it; run longer chains, e.g. --num-samples 200000, or use more chains)"
-        )
-    path = _plot_demo(
-        x,
-        out / "demo.png",
-        data=data,
-        grid=np.linspace(-_DEMO_BOX, _DEMO_BOX, args.grid_points),
-        true=np.exp(ev["log_p"]),
-        model=np.exp(ev["log_q"]),
-        kl=kl,
-        name=args.dataset,
-    )
-    print(f"plot: {path}" if path else "plot skipped (install the 'plot' extra for matplotlib)")
-    return 0
-
-
-class _pandas_width:
-    def __enter__(self):
-        import pandas as pd
-
-        self._ctx = pd.option_context("display.width", 120, "display.max_columns", 20)
-        self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        self._ctx.__exit__(*exc)
-
-
-def _plot_demo(
-    x: Any, path: Path, *, data: Any, grid: Any, true: Any, model: Any, kl: float, name: str
-) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-
-    n = len(grid)
-    ext = (grid[0], grid[-1], grid[0], grid[-1])
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.5))
-    axes[0].imshow(true.reshape(n, n).T, origin="lower", extent=ext, cmap="viridis")
-    axes[0].set_title(f"{name}: true density", fontsize=9)
-    axes[1].imshow(model.reshape(n, n).T, origin="lower", extent=ext, cmap="viridis")
-    axes[1].set_title(f"learned exp(-E)/Z (PCD), KL={kl:.3f}", fontsize=9)
-    step = max(1, len(x) // 5000)
-    axes[2].scatter(x[::step, 0], x[::step, 1], s=1, alpha=0.3, color="C1")
-    axes[2].set(xlim=ext[:2], ylim=ext[2:], aspect="equal")
-    axes[2].set_title("MALA draws from the learned model", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
+__all__ = ["COMMANDS", "USER_ERRORS", "UsageError", "demo_model", "main"]
 
 COMMANDS: dict[
     str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "demo": (
         "fit an MLP energy to a 2-D toy set by PCD, sample it with MALA, diagnose",
-        _demo_args,
-        _demo,
+        demo_arguments,
+        run_demo,
     ),
     "fit": ("fit an energy model to data (CD, PCD, replay); resumable", fit_arguments, run_fit),
     "sample": (
@@ -228,8 +52,107 @@ COMMANDS: dict[
 }
 
 
+#: Exceptions that are the user's to fix: printed as one line, exit status 2. ``ValueError`` and
+#: ``TypeError`` are what the library raises for a bad argument or bad data (the message names
+#: the argument); ``OSError`` covers files that cannot be read or written. Anything else is a
+#: bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ValueError, TypeError, OSError)
+
+# library argument names that differ from their flag's name
+_LIBRARY_NAMES = {
+    "fit": {
+        "num_steps": "--steps",
+        "num_mcmc_steps": "--mcmc-steps",
+        "checkpoint_dir": "--out",
+        "rng_key": "--seed",
+        "init_params": "--params",
+    },
+    "sample": {"rng_key": "--seed", "params": "--params"},
+    "logz": {"rng_key": "--seed", "params": "--params"},
+    "diagnose": {"group_by": "--group-by", "var_names": "--var-names"},
+    "demo": {},
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are :class:`UsageError` (one line, status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        raise UsageError(f"{command + ': ' if command else ''}{message}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _flag_hint(message: str, parser: argparse.ArgumentParser | None, command: str) -> str:
+    """`` [--flag]`` for the library argument a library message names, if it has a flag."""
+    if parser is None:
+        return ""
+    flags = {
+        a.dest: next((o for o in a.option_strings if o.startswith("--")), a.option_strings[0])
+        for a in parser._actions
+        if a.option_strings and a.dest not in ("help", "debug")
+    }
+    flags.update(_LIBRARY_NAMES.get(command, {}))
+    named = []
+    for name, flag in flags.items():
+        if flag in message or flag in named:
+            continue
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message):
+            named.append(flag)
+    return f" [{', '.join(named)}]" if named else ""
+
+
+def _describe(e: BaseException) -> str:
+    text = _one_line(str(e))
+    if isinstance(e, (UsageError, ValueError, TypeError)):
+        return text or type(e).__name__
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``ebm-ppl`` parser and its sub-command parsers.
+
+    Examples:
+        >>> parser, subparsers = build_parser()
+        >>> sorted(subparsers)
+        ['demo', 'diagnose', 'fit', 'logz', 'sample']
+    """
+    parser = _Parser(
+        prog="ebm-ppl",
+        description="Energy-based models on NumPyro. A user error prints one line "
+        "(`ebm-ppl: error: ...`) and exits with status 2; --debug adds the traceback.",
+        epilog=TRUST_NOTE,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an error as well"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = {}
+    for name, (help_text, add_args, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        # also accepted after the sub-command; SUPPRESS keeps the top-level value otherwise
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        subparsers[name] = p
+    return parser, subparsers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ebm-ppl`` command.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        the exit status: 0 on success, 1 when a run finished with a failure flag (non-finite
+        training, ``diagnose --strict`` on chains that do not mix), 2 for a user error, which
+        is printed as one line ``ebm-ppl: error: ...`` on stderr (with the traceback under
+        ``--debug``), 130 when interrupted. Other exceptions are bugs and propagate.
 
     Examples:
         >>> import contextlib, io
@@ -238,14 +161,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         ...     main(["--help"])
         >>> "demo" in buf.getvalue()
         True
+        >>> err = io.StringIO()
+        >>> with contextlib.redirect_stderr(err):
+        ...     main(["fit", "--steps", "0"])
+        2
+        >>> err.getvalue()
+        "ebm-ppl: error: fit: argument --steps: must be an integer >= 1, got '0'\\n"
     """
-    parser = argparse.ArgumentParser(prog="ebm-ppl", description="Energy-based models on NumPyro.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
-    return COMMANDS[args.command][2](args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser, subparsers = build_parser()
+    command = ""
+    try:
+        args = parser.parse_args(argv)
+        command = args.command
+        return COMMANDS[command][2](args)
+    except USER_ERRORS as e:
+        if debug:
+            traceback.print_exception(e, file=sys.stderr)
+        message = _describe(e)
+        if not isinstance(e, UsageError):
+            message += _flag_hint(message, subparsers.get(command), command)
+        prefix = f"{command}: " if command and not message.startswith(command + ":") else ""
+        print(f"ebm-ppl: error: {prefix}{message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ebm-ppl: interrupted", file=sys.stderr)
+        return 130
