@@ -1,17 +1,30 @@
 """Training: the ``fit`` loop, checkpoints and history."""
 
-from ebm_ppl.train.checkpoint import fingerprint, load_checkpoint, read_metadata, save_checkpoint
+from ebm_ppl.train.checkpoint import (
+    CheckpointWarning,
+    fingerprint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_params,
+    read_metadata,
+    save_checkpoint,
+    save_params,
+)
 from ebm_ppl.train.fit import FitResult, bind_data, fit, resolve_objective
 from ebm_ppl.train.history import History
 
 __all__ = [
+    "CheckpointWarning",
     "FitResult",
     "History",
     "bind_data",
     "fingerprint",
     "fit",
+    "latest_checkpoint",
     "load_checkpoint",
+    "load_params",
     "read_metadata",
     "resolve_objective",
     "save_checkpoint",
+    "save_params",
 ]

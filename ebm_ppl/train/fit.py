@@ -6,6 +6,7 @@ import functools
 import importlib
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -20,9 +21,9 @@ from ebm_ppl.kernels import _random
 from ebm_ppl.objectives.base import Objective
 from ebm_ppl.train.checkpoint import (
     fingerprint,
-    has_checkpoint,
-    load_checkpoint,
-    read_metadata,
+    latest_checkpoint,
+    prepare_directory,
+    remove_temporaries,
     save_checkpoint,
 )
 from ebm_ppl.train.history import History
@@ -68,6 +69,9 @@ class FitResult(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------- validation
+#: Seconds between checkpoints when ``checkpoint_every`` is not given (at chunk ends).
+_CHECKPOINT_SECONDS = 60.0
+
 #: Most shuffle indices ``fit`` draws up front for one compiled chunk (16 MiB of int32).
 _MAX_PRESHUFFLED = 1 << 22
 
@@ -246,6 +250,7 @@ def fit(
     model_kwargs: Mapping[str, Any] | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int | None = None,
+    checkpoint_keep: int | None = 3,
     log_every: int = 100,
     progress: bool = True,
     callbacks: Sequence[Callable[..., Any]] = (),
@@ -261,6 +266,18 @@ def fit(
 
     A non-finite loss or parameter stops the run: the last finite parameters, optimizer and
     objective states are kept, ``flags["nonfinite"]`` is set and a ``RuntimeWarning`` is issued.
+    With a ``checkpoint_dir``, that last finite state is checkpointed with the flag and the
+    update that failed; calling ``fit`` again on the folder does not re-run into the same values:
+    it returns that state at once, with ``flags["nonfinite"]`` set and a ``RuntimeWarning`` that
+    says what to change (a smaller learning rate or another objective, in a new
+    ``checkpoint_dir``, e.g. with ``init_params=result.params``).
+
+    Checkpoints are one file each (``ckpt-<update>.ebmckpt``: arrays, metadata, fingerprints and
+    a checksum; never pickled), written atomically and durably, so a crash or ``kill -9`` at any
+    point loses at most the updates since the last one. The newest ``checkpoint_keep`` are kept.
+    A resumed run uses the newest that verifies; files that fail (truncated, altered, renamed,
+    NaN parameters) are named in a :class:`~ebm_ppl.train.checkpoint.CheckpointWarning` and left
+    in place, and a folder holding only such files is refused rather than overwritten.
 
     Args:
         model: a NumPyro EBM program, or an :class:`~ebm_ppl.EnergyModel`.
@@ -278,9 +295,14 @@ def fit(
             ``rng_key``.
         data_site: site for an array ``data``.
         model_args, model_kwargs: arguments the model is called with.
-        checkpoint_dir: folder for checkpoints; if it already holds one, ``fit`` resumes from it
-            after checking fingerprints of model, objective, optimizer, data and key.
-        checkpoint_every: write a checkpoint every this many updates (default: only at the end).
+        checkpoint_dir: folder for checkpoints, created (and checked to be writable) before
+            anything compiles; if it already holds one, ``fit`` resumes from it after checking
+            fingerprints of model, objective, optimizer, data and key.
+        checkpoint_every: write a checkpoint every this many updates. Default: at the end of
+            the first chunk that ends a minute or more after the previous checkpoint (a crash
+            loses about a minute of training at most, whatever the cost of one update). A
+            checkpoint is also written at the end, on a callback stop and on a non-finite stop.
+        checkpoint_keep: how many checkpoint files to keep (``None``: all).
         log_every: updates per chunk (progress bar and callbacks refresh once per chunk).
         progress: show a tqdm progress bar with the loss and energies.
         callbacks: functions ``cb(step, params, obj_state, metrics) -> bool | None`` called on the
@@ -316,6 +338,15 @@ def fit(
     log_every = _positive_int(log_every, "log_every")
     if checkpoint_every is not None:
         checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+    if checkpoint_keep is not None:
+        checkpoint_keep = _positive_int(checkpoint_keep, "checkpoint_keep")
+    if checkpoint_dir is not None:
+        if not isinstance(checkpoint_dir, (str, os.PathLike)):
+            raise TypeError(f"checkpoint_dir must be a path, got {checkpoint_dir!r}")
+        checkpoint_dir = os.fspath(checkpoint_dir)
+        # Created and probed now, so a file, a path under a file or a read-only folder fails
+        # before any training work rather than at the first checkpoint.
+        prepare_directory(checkpoint_dir)
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(
             f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
@@ -365,7 +396,6 @@ def fit(
         if not isinstance(obj, Objective):
             raise TypeError(f"objective.build must return an Objective, got {type(obj).__name__}")
     diagnose = getattr(spec, "diagnose", None)
-    checkpoint_dir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
 
     fingerprints = {
         "model": fingerprint((em.model, em.args, em.kwargs)),
@@ -375,16 +405,22 @@ def fit(
         "rng_key": fingerprint(key),
         "init_params": fingerprint(None if init_params is None else dict(init_params)),
     }
-    resume_meta = None
-    if checkpoint_dir is not None and has_checkpoint(checkpoint_dir):
-        resume_meta = read_metadata(checkpoint_dir)
-        stored = resume_meta.get("fingerprints", {})
+    # The newest checkpoint that verifies (checksum, name, finite parameters); others are
+    # named in a warning and left in place, and a folder of only broken ones is refused.
+    resume = latest_checkpoint(checkpoint_dir, require_finite=("params",))
+    trusted: set[str] = set()  # checkpoint files known to be good: resumed from or written
+    if resume is not None:
+        stored = resume.metadata.get("fingerprints", {})
         differ = [k for k in fingerprints if stored.get(k) != fingerprints[k]]
         if differ:
             raise ValueError(
-                f"checkpoint_dir {checkpoint_dir!r} holds a checkpoint of a different "
-                f"{', '.join(differ)}; use another checkpoint_dir (or delete it) to start afresh"
+                f"checkpoint_dir {checkpoint_dir!r} holds a checkpoint ({resume.path.name}) of "
+                f"a different {', '.join(differ)}; use another checkpoint_dir (or delete it) "
+                "to start afresh"
             )
+        trusted.add(resume.path.name)
+    if checkpoint_dir is not None:
+        remove_temporaries(checkpoint_dir)  # left by writes that a crash interrupted
 
     # ---- state
     init_key, obj_key, shuffle_key = _random.split(key, 3)
@@ -420,10 +456,9 @@ def fit(
         "step": 0,
     }
     start = 0
-    if resume_meta is not None and checkpoint_dir is not None:
-        trees, meta = load_checkpoint(
-            checkpoint_dir, {"params": params, "opt_state": opt_state, "obj_state": obj_state}
-        )
+    if resume is not None:
+        trees = resume.restore({"params": params, "opt_state": opt_state, "obj_state": obj_state})
+        meta = {**resume.metadata, "extra_arrays": resume.extra_arrays}
         params, opt_state, obj_state = trees["params"], trees["opt_state"], trees["obj_state"]
         start = int(meta["step"])
         hist = {
@@ -440,6 +475,17 @@ def fit(
             }
         )
         flags["resumed_from"] = start
+        if flags["nonfinite"]:
+            warnings.warn(
+                f"checkpoint_dir {checkpoint_dir!r}: this run stopped at update "
+                f"{flags['nonfinite_step']} on non-finite values (NaN/inf); {resume.path.name} "
+                "holds its last finite state, returned as it is (flags['nonfinite'] is set) "
+                "rather than run into the same values again. To go on, lower the learning rate "
+                "or change the objective and fit into a new checkpoint_dir (init_params="
+                "result.params continues from these parameters)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     # ---- compiled chunk
     def one_update(data, perms, first_epoch, carry, step):
@@ -497,7 +543,7 @@ def fit(
 
     def write_checkpoint(step):
         arrays = {f"history/{k}": v for k, v in history.items()}
-        save_checkpoint(
+        path = save_checkpoint(
             checkpoint_dir,
             {"params": params, "opt_state": opt_state, "obj_state": obj_state},
             {
@@ -515,7 +561,10 @@ def fit(
                 ).tolist(),
             },
             arrays=arrays,
+            keep=checkpoint_keep,
+            trusted=trusted,
         )
+        trusted.add(path.name)
 
     bar = None
     if progress:
@@ -525,6 +574,7 @@ def fit(
             total=num_steps, initial=min(start, num_steps), desc="fit", unit="update", leave=True
         )
     step = start
+    last_write = time.monotonic()
     try:
         while step < num_steps and not flags["nonfinite"]:
             end = min(num_steps, (step // chunk + 1) * chunk)
@@ -534,7 +584,8 @@ def fit(
             params, opt_state, obj_state, stopped, bad_step, rows = out
             rows = {k: np.asarray(v) for k, v in rows.items()}
             steps = np.arange(step, end)
-            if bool(stopped):
+            stopped_now = bool(stopped)
+            if stopped_now:
                 bad = int(bad_step)
                 keep = steps < bad
                 history.append({"step": steps[keep], **{k: v[keep] for k, v in rows.items()}})
@@ -569,13 +620,16 @@ def fit(
             for cb in callbacks:
                 if cb(step, params, obj_state, last_metrics) is True:
                     stop = True
-            if checkpoint_dir is not None and not flags["nonfinite"]:
-                if (
-                    (checkpoint_every is not None and step % checkpoint_every == 0)
-                    or step == num_steps
-                    or stop
-                ):
+            if checkpoint_dir is not None:
+                if checkpoint_every is None:
+                    due = time.monotonic() - last_write >= _CHECKPOINT_SECONDS
+                else:
+                    due = step % checkpoint_every == 0
+                # A non-finite stop checkpoints the last finite state with its flag, so that
+                # resuming reports it instead of running into the same values again.
+                if due or step == num_steps or stop or stopped_now:
                     write_checkpoint(step)
+                    last_write = time.monotonic()
             if stop:
                 flags["stopped_by_callback"] = True
                 break
