@@ -11,6 +11,6 @@ Examples:
     True
 """
 
-from ebm_ppl.kernels import adaptation, gibbs, gwg, mala, sgld, ula
+from ebm_ppl.kernels import adaptation, composite, gibbs, gwg, mala, resolve, sgld, ula
 
-__all__ = ["adaptation", "gibbs", "gwg", "mala", "sgld", "ula"]
+__all__ = ["adaptation", "composite", "gibbs", "gwg", "mala", "resolve", "sgld", "ula"]

@@ -37,7 +37,6 @@ Continuous sites are sampled on their unconstrained space (``EnergyModel.potenti
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -45,8 +44,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
+from ebm_ppl.kernels.gibbs import interaction_colouring, normalize_colours
+from ebm_ppl.kernels.resolve import (
+    Sampler,
+    check_kernel,
+    kernel_name,
+    resolve_kernel,
+)
 from ebm_ppl.objectives.base import Objective
 
 __all__ = [
@@ -55,18 +62,9 @@ __all__ = [
     "PersistentContrastiveDivergence",
     "ReplayBuffer",
     "ReplayState",
+    "Sampler",
     "resolve_kernel",
 ]
-
-#: kernel names -> module of :mod:`ebm_ppl.kernels`.
-KERNEL_MODULES: dict[str, str] = {
-    "gibbs": "ebm_ppl.kernels.gibbs",
-    "mala": "ebm_ppl.kernels.mala",
-    "ula": "ebm_ppl.kernels.ula",
-}
-# Kernels whose transition takes a step size (Langevin); the default when none is given.
-_STEP_SIZE_KERNELS = ("mala", "ula")
-_DEFAULT_STEP_SIZE = 0.01
 
 Values = dict[str, jax.Array]
 
@@ -78,79 +76,7 @@ class MeanField(NamedTuple):
     levels: dict[str, tuple[float, float]]
 
 
-class Sampler(NamedTuple):
-    """A resolved negative sampler: ``init(position, energy_fn)``, ``step(key, state, efn)``."""
-
-    init: Callable[..., Any]
-    step: Callable[..., tuple[Any, Any]]
-    name: str
-
-
-def _kernel_name(kernel: Any) -> str:
-    if isinstance(kernel, str):
-        return kernel.lower()
-    name = getattr(kernel, "__name__", type(kernel).__name__)
-    return name.rsplit(".", 1)[-1].lower()
-
-
-def resolve_kernel(
-    kernel: Any, *, step_size: float | None = None, kernel_options: Mapping[str, Any] | None = None
-) -> Sampler:
-    """Turn a kernel name or module into a :class:`Sampler` with bound step size and options.
-
-    Args:
-        kernel: ``"gibbs"``, ``"mala"``, ``"ula"``, a kernel module of :mod:`ebm_ppl.kernels`, or
-            any object with ``init(position, energy_fn)`` and ``build_kernel(**options)``.
-        step_size: passed to the transition as its ``step_size`` argument (Langevin kernels
-            need one; default 0.01 for ``"mala"``/``"ula"``); ``None`` calls the transition
-            without it.
-        kernel_options: structural options for ``build_kernel`` (e.g. ``clip_grad_norm``).
-
-    Raises:
-        ValueError: for an unknown kernel name or a non-positive step size.
-        TypeError: for an object without ``init``/``build_kernel``.
-
-    Examples:
-        >>> import jax, jax.numpy as jnp
-        >>> s = resolve_kernel("mala", step_size=0.1)
-        >>> energy_fn = lambda x: 0.5 * jnp.sum(x**2)
-        >>> state, info = s.step(jax.random.PRNGKey(0), s.init(jnp.zeros(2), energy_fn), energy_fn)
-        >>> state.position.shape
-        (2,)
-    """
-    name = _kernel_name(kernel)
-    if isinstance(kernel, str):
-        if name not in KERNEL_MODULES:
-            raise ValueError(
-                f"kernel must be one of {sorted(KERNEL_MODULES)} or a kernel module, got {kernel!r}"
-            )
-        kernel = importlib.import_module(KERNEL_MODULES[name])
-    if not (
-        callable(getattr(kernel, "init", None)) and callable(getattr(kernel, "build_kernel", None))
-    ):
-        raise TypeError(
-            "kernel must be a name, a module of ebm_ppl.kernels or an object with "
-            f"init(position, energy_fn) and build_kernel(**options), got {type(kernel).__name__}"
-        )
-    if step_size is None and name in _STEP_SIZE_KERNELS:
-        step_size = _DEFAULT_STEP_SIZE
-    if step_size is not None and not (np.isfinite(step_size) and float(step_size) > 0):
-        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
-    transition = kernel.build_kernel(**dict(kernel_options or {}))
-    init_fn = kernel.init
-
-    if step_size is None:
-
-        def step(rng_key, state, energy_fn):
-            return transition(rng_key, state, energy_fn)
-
-    else:
-        step_value = float(step_size)
-
-        def step(rng_key, state, energy_fn):
-            return transition(rng_key, state, energy_fn, step_value)
-
-    return Sampler(init_fn, step, name)
+_kernel_name = kernel_name
 
 
 def _run_chains(
@@ -233,9 +159,6 @@ class _Phases:
         Options already ``given`` (``kernel_options``) are not recomputed.
         """
         given = given or {}
-        from ebm_ppl.energy.conditionals import binary_levels
-        from ebm_ppl.kernels.gibbs import interaction_colouring
-
         model = self.model
         info = model.sites
         found = {n: binary_levels(info[n].support) for n in sites}
@@ -313,19 +236,7 @@ def _check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = Fa
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def _check_kernel(kernel: Any) -> None:
-    if kernel is None:
-        return
-    if isinstance(kernel, str):
-        if kernel.lower() not in KERNEL_MODULES:
-            raise ValueError(
-                f"kernel must be one of {sorted(KERNEL_MODULES)} or a kernel module, got {kernel!r}"
-            )
-    elif not (hasattr(kernel, "init") and hasattr(kernel, "build_kernel")):
-        raise TypeError(
-            "kernel must be a name, a module of ebm_ppl.kernels or an object with "
-            f"init(position, energy_fn) and build_kernel(**options), got {type(kernel).__name__}"
-        )
+_check_kernel = check_kernel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,8 +290,6 @@ class _ContrastiveBase:
         kernel, options = self._kernel_and_options(phases)
         if _kernel_name(kernel) != "gibbs":
             return None
-        from ebm_ppl.kernels.gibbs import normalize_colours
-
         opts = {**phases.gibbs_options(phases.latent_sites, given=options), **options}
         affine = opts["affine"]
         affine = all(affine.values()) if isinstance(affine, Mapping) else bool(affine)
