@@ -74,6 +74,10 @@ _LIBRARY_NAMES = {
 }
 
 
+# one-word library arguments that messages name as such ("kernel must be one of ...")
+_WORD_ARGS = ("kernel", "method", "objective", "optimizer", "thinning", "devices")
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are :class:`UsageError` (one line, status 2)."""
 
@@ -98,7 +102,8 @@ def _flag_hint(message: str, parser: argparse.ArgumentParser | None, command: st
     flags.update(_LIBRARY_NAMES.get(command, {}))
     named = []
     for name, flag in flags.items():
-        if flag in message or flag in named:
+        # plain words ("data", "out", "steps") name no argument in prose; underscored names do
+        if flag in message or flag in named or ("_" not in name and name not in _WORD_ARGS):
             continue
         if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message):
             named.append(flag)
@@ -130,7 +135,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "--debug", action="store_true", help="print the traceback of an error as well"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    subparsers = {}
+    subparsers: dict[str, argparse.ArgumentParser] = {}
     for name, (help_text, add_args, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_args(p)

@@ -264,10 +264,6 @@ def load_model(spec: str) -> Any:
         if not path.is_file():
             raise UsageError(f"model spec {spec!r}: no such file {target!r} (from {str(cwd)!r})")
         module_name = path.stem
-        if not module_name.isidentifier():
-            raise UsageError(
-                f"model spec {spec!r}: the file name {path.name!r} is not a Python module name"
-            )
         _refuse_shadowing(spec, module_name, path)
         module_spec = importlib.util.spec_from_file_location(module_name, path)
         if module_spec is None or module_spec.loader is None:
@@ -294,8 +290,10 @@ def load_model(spec: str) -> Any:
         if local is not None:
             _refuse_shadowing(spec, target, local)
         added = str(cwd) not in sys.path and "" not in sys.path
-        if added:  # the console script does not search the current folder; `python -m` does
-            sys.path.insert(0, str(cwd))
+        if added:
+            # The console script does not search the current folder (`python -m` does). Last,
+            # so that the model's own imports still find the installed packages first.
+            sys.path.append(str(cwd))
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as e:
@@ -319,7 +317,8 @@ def load_model(spec: str) -> Any:
     model = getattr(module, name)
     if not callable(model):
         raise UsageError(
-            f"model spec {spec!r}: {name!r} is a {type(model).__name__}, not a model function"
+            f"model spec {spec!r}: {name!r} is not callable (got {type(model).__name__}); it "
+            "must name a model function"
         )
     return model
 

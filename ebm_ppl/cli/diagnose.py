@@ -25,7 +25,9 @@ def diagnose_arguments(p: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["run/idata.nc"]).group_by
         'device'
     """
-    p.add_argument("idata", type=Path, help="an idata.nc written by `ebm-ppl sample`")
+    p.add_argument(
+        "idata", type=Path, metavar="IDATA", help="an idata.nc written by `ebm-ppl sample`"
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="folder for the plots (default: next to idata)"
     )
@@ -72,15 +74,15 @@ def _read_idata(path: Path) -> Any:
     """Read ``path`` as ArviZ netCDF, naming the file in every error."""
     from ebm_ppl.diagnostics import load
 
-    require_file(path, flag="diagnose")
+    require_file(path, flag="IDATA")
     try:
         return load(path)
     except ValueError as e:  # readable, but without a posterior group
-        raise UsageError(f"diagnose {str(path)!r}: {e}") from e
+        raise UsageError(" ".join(str(e).split())) from e
     except Exception as e:  # h5py/netCDF/xarray errors of any kind: not a netCDF file
         reason = " ".join(str(e).split()) or type(e).__name__
         raise UsageError(
-            f"diagnose {str(path)!r} is not a netCDF file written by `ebm-ppl sample` "
+            f"IDATA {str(path)!r} is not a netCDF file written by `ebm-ppl sample` "
             f"({type(e).__name__}: {reason})"
         ) from e
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from ebm_ppl.cli.common import (
     prepare_out,
     write_params,
 )
+from ebm_ppl.train.checkpoint import has_checkpoint, write_atomic
 
 __all__ = ["COMMAND_FILE", "fit_arguments", "load_data", "run_fit"]
 
@@ -178,14 +178,27 @@ def load_data(spec: str, *, seed: int = 0, num_examples: int = 10000) -> Any:
 
     _check_data_spec(spec)
     if _is_file_spec(spec):
+        kind, magic = (
+            ("NumPy .npy", b"\x93NUMPY") if spec.endswith(".npy") else ("NumPy .npz", b"PK")
+        )
+        with open(spec, "rb") as f:
+            if f.read(len(magic)) != magic:
+                raise UsageError(f"--data {spec!r} is not a {kind} file")
         try:
             if spec.endswith(".npy"):
                 return np.load(spec, allow_pickle=False)
             with np.load(spec, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except Exception as e:  # header, zip or pickle errors: a damaged or foreign file
+        except ValueError as e:
+            if "allow_pickle" in str(e):
+                raise UsageError(
+                    f"--data {spec!r} holds Python objects (object arrays), which are never "
+                    "unpickled; save numeric arrays"
+                ) from e
+            raise UsageError(f"--data {spec!r} cannot be read: {' '.join(str(e).split())}") from e
+        except Exception as e:  # header or zip errors: a damaged file
             reason = " ".join(str(e).split()) or type(e).__name__
-            raise UsageError(f"--data {spec!r} cannot be read as arrays ({reason})") from e
+            raise UsageError(f"--data {spec!r} cannot be read ({reason})") from e
         if not arrays:
             raise UsageError(f"--data {spec!r} holds no arrays")
         if len(arrays) == 1:
@@ -384,9 +397,7 @@ def _write_command(path: Path, config: dict[str, Any]) -> None:
     saved = dict(config)
     saved["model"] = _normalize("model", config["model"])
     saved["data"] = _normalize("data", config["data"])
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(saved, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(saved, indent=1))
 
 
 def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, bool]:
@@ -421,14 +432,15 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, bool]:
             if config[key] in (None, "")
         ]
         raise UsageError(
-            f"fit needs MODEL_SPEC, --data and --steps (or --resume DIR); missing "
+            f"MODEL_SPEC, --data and --steps are required (or --resume DIR); missing "
             f"{', '.join(missing)}"
         )
     out = Path(args.out) if args.out is not None else Path("ebm-ppl-fit")
     command = out / COMMAND_FILE
-    if command.exists():
-        # The folder holds a run: the same command continues it, a different one is refused
-        # before command.json is overwritten.
+    if command.exists() and has_checkpoint(out):
+        # The folder holds a run with progress: the same command continues it, a different one
+        # is refused before command.json is overwritten. (Without a checkpoint there is nothing
+        # to lose, e.g. after a run refused by fit's own argument checks.)
         saved = read_command(command)
         changed = _differences(config, saved)
         if changed:
@@ -458,7 +470,7 @@ def run_fit(args: argparse.Namespace) -> int:
         >>> run_fit(parser.parse_args(["--data", "digits"]))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ebm_ppl.cli.common.UsageError: fit needs MODEL_SPEC, ...; missing MODEL_SPEC, --steps
+        ebm_ppl.cli.common.UsageError: MODEL_SPEC, --data and ... missing MODEL_SPEC, --steps
     """
     config, out, resumed = _config(args)
     objective = _objective(config)
