@@ -401,6 +401,10 @@ def test_help_states_the_trust_boundary(capsys):
     assert "imports the model named in DIR/command.json" in " ".join(
         capsys.readouterr().out.split()
     )
+    for doc in ("README.md", "docs/cli.md"):
+        text = " ".join((ROOT / doc).read_text().split())
+        assert "Trust boundary" in text and "command.json" in text, doc
+        assert "never unpickled" in text, doc
 
 
 # --------------------------------------------------------------------------- the library's code
