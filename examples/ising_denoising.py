@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
         model_args=(jnp.asarray(noisy),),
         model_kwargs={"coupling": args.coupling, "field": field},
         # start every chain at the noisy image
-        init_params={"x": jnp.broadcast_to(jnp.asarray(noisy), (args.num_chains, *noisy.shape))},
+        init_values={"x": jnp.broadcast_to(jnp.asarray(noisy), (args.num_chains, *noisy.shape))},
         num_chains=args.num_chains,
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,

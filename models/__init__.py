@@ -2,7 +2,8 @@
 
 Submodules load on first attribute access, so ``import ebm_ppl.models`` stays cheap:
 ``ising`` (lattice and general-coupling Ising models, Onsager/Kaufman references),
-``boltzmann`` (fully visible Boltzmann machine), ``rbm`` (Bernoulli and Gaussian–Bernoulli RBMs).
+``boltzmann`` (fully visible Boltzmann machine), ``rbm`` (Bernoulli and Gaussian–Bernoulli RBMs),
+``neural`` (multilayer-perceptron energies over a flat continuous state).
 
 Examples:
     >>> from ebm_ppl import models
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("boltzmann", "ising", "rbm")
+_SUBMODULES = ("boltzmann", "ising", "neural", "rbm")
 
 __all__ = list(_SUBMODULES)
 

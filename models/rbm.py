@@ -46,6 +46,7 @@ from ebm_ppl.energy.declare import energy as declare_energy
 __all__ = [
     "MAX_ENUMERATED_UNITS",
     "energy",
+    "exact_samples",
     "free_energy",
     "init_params",
     "log_partition",
@@ -190,6 +191,45 @@ def log_partition(params: dict[str, Any], visible: str = "bernoulli") -> Any:
     return jax.scipy.special.logsumexp(terms)
 
 
+def exact_samples(rng_key: Any, params: dict[str, Any], num_samples: int) -> dict[str, Any]:
+    """Exact joint samples ``(v, h)`` of a Bernoulli RBM, enumerating the hidden layer.
+
+    ``p(h) ∝ exp(cᵀh + Σ_i softplus(b_i + (Wh)_i))`` over all ``2^H`` hidden states, then
+    ``v ~ p(v | h)``. Used to start reverse AIS (``log_partition(method="ais", reverse=True)``).
+
+    Args:
+        rng_key: PRNG key.
+        params: ``{"W": (D, H), "b": (D,), "c": (H,)}``.
+        num_samples: number of draws.
+
+    Returns:
+        ``{"v": (num_samples, D), "h": (num_samples, H)}``.
+
+    Raises:
+        ValueError: for more than :data:`MAX_ENUMERATED_UNITS` hidden units.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> p = {"W": jnp.zeros((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
+        >>> s = exact_samples(jax.random.PRNGKey(0), p, 4)
+        >>> s["v"].shape, s["h"].shape
+        ((4, 3), (4, 2))
+    """
+    W, b, c = (jnp.asarray(params[k]) for k in ("W", "b", "c"))
+    nh = W.shape[1]
+    if nh > MAX_ENUMERATED_UNITS:
+        raise ValueError(
+            f"params has {nh} hidden units; enumerating more than {MAX_ENUMERATED_UNITS} is too "
+            "large"
+        )
+    hs = _all_states(nh, W.dtype)
+    log_p = hs @ c + jnp.sum(jax.nn.softplus(b + hs @ W.T), axis=-1)
+    k_h, k_v = jax.random.split(rng_key)
+    h = hs[jax.random.categorical(k_h, log_p, shape=(num_samples,))]
+    v = jax.random.bernoulli(k_v, jax.nn.sigmoid(b + h @ W.T)).astype(W.dtype)
+    return {"v": v, "h": h}
+
+
 def model(
     num_visible: int, num_hidden: int, visible: str = "bernoulli", marginalize_hidden: bool = False
 ) -> None:
@@ -257,9 +297,7 @@ def _exact_sample(
     """Hook read by ``log_partition(method="ais", reverse=True)``: exact joint draws ``(v, h)``."""
     if visible != "bernoulli" or marginalize_hidden:
         raise ValueError("exact samples are implemented for the Bernoulli joint (v, h) model")
-    from ebm_ppl.partition.ais import rbm_exact_samples
-
-    return rbm_exact_samples(rng_key, params, num)
+    return exact_samples(rng_key, params, num)
 
 
 model.exact_sample = _exact_sample  # type: ignore[attr-defined]

@@ -58,7 +58,7 @@ def main():
         chain_method="sharded",
         num_warmup=0,
         rng_key=key,
-        init_params={"x": init},
+        init_values={"x": init},
         **CONFIG,
     )
     bad = mixing_report(planted)

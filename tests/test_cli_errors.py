@@ -352,6 +352,41 @@ def test_params_written_by_fit_are_read_by_logz(workdir, monkeypatch, capsys):
     assert "shadow" in capsys.readouterr().err
 
 
+EQX_MODEL = """
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpyro
+from numpyro.contrib.module import eqx_module
+
+import ebm_ppl as ebm
+
+
+def eqx_energy(width=4):
+    net = eqx_module("net", eqx.nn.MLP(2, "scalar", width, 1, key=jax.random.PRNGKey(0)))
+    x = numpyro.sample("x", ebm.Flat((2,)))
+    ebm.energy("E", 0.5 * jnp.sum(x**2) + 0.1 * jnp.tanh(net(x)))
+"""
+
+
+def test_module_params_round_trip(workdir, monkeypatch, capsys):
+    """Equinox parameters written by fit are rebuilt by logz from the model's own template."""
+    pytest.importorskip("equinox")
+    monkeypatch.chdir(workdir)
+    (workdir / "cli_eqx_model.py").write_text(EQX_MODEL)
+    argv = ["fit", "cli_eqx_model:eqx_energy", "--data", "data.npy", "--objective", "sm"]
+    assert (
+        main([*argv, "--steps", "2", "--batch-size", "8", "--out", "run_eqx", "--no-progress"]) == 0
+    )
+    params = str(workdir / "run_eqx" / "params.ebmparams")
+    logz = ["logz", "cli_eqx_model:eqx_energy", "--params", params, "--method", "quadrature"]
+    assert main(logz) == 0
+    assert capsys.readouterr().out.count("log Z = ") == 1
+    assert main([*logz, "--model-kwargs", "width=8"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "net$params" in line and "expected (8, 2)" in line
+
+
 def _cli_process(argv, cwd, *, console_script=False):
     if console_script:
         exe = Path(sys.executable).with_name("ebm-ppl")

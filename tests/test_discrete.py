@@ -214,8 +214,13 @@ def test_exact_ring_and_rbm_paths():
     # log-likelihoods of every visible state sum to one
     vs = ((jnp.arange(64)[:, None] >> jnp.arange(6)) & 1).astype(jnp.float32)
     ll = log_likelihood(em, params, {"v": vs}, log_z=closed)
-    assert float(jax.scipy.special.logsumexp(ll)) == pytest.approx(0.0, abs=1e-4)
-    np.testing.assert_allclose(ll, -rbm.free_energy(params, vs) - closed, atol=1e-4)
+    assert ll.log_z.method == "given" and ll.stderr == 0.0
+    assert float(jax.scipy.special.logsumexp(ll.per_example)) == pytest.approx(0.0, abs=1e-4)
+    np.testing.assert_allclose(ll.per_example, -rbm.free_energy(params, vs) - closed, atol=1e-4)
+    # without log_z: computed exactly, and the same result type as ebm.log_likelihood
+    full = log_likelihood(em, params, {"v": vs})
+    assert type(full) is type(ebm.log_likelihood(em, params, {"v": vs}))
+    assert full.log_z.method == "exact" and full.mean == pytest.approx(ll.mean, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -88,22 +88,22 @@ CASES = [
     ),
     ("sample NUTS on spins", lambda: ebm.sample(_discrete), ValueError, "needs continuous state"),
     (
-        "sample init_params shape",
-        lambda: ebm.sample(_ok_model, num_chains=2, init_params={"x": jnp.zeros(2)}),
+        "sample init_values shape",
+        lambda: ebm.sample(_ok_model, num_chains=2, init_values={"x": jnp.zeros(2)}),
         ValueError,
-        "init_params['x'] must have shape (2, 2)",
+        "init_values['x'] must have shape (2, 2)",
     ),
     (
-        "sample init_params outside support",
+        "sample init_values outside support",
         lambda: ebm.sample(
-            _discrete, kernel="gibbs", num_chains=1, init_params={"s": jnp.zeros((1, 3))}
+            _discrete, kernel="gibbs", num_chains=1, init_values={"s": jnp.zeros((1, 3))}
         ),
         ValueError,
         "must take values in the support",
     ),
     (
-        "sample init_params unknown site",
-        lambda: ebm.sample(_ok_model, init_params={"y": jnp.zeros((4, 2))}),
+        "sample init_values unknown site",
+        lambda: ebm.sample(_ok_model, init_values={"y": jnp.zeros((4, 2))}),
         ValueError,
         "unknown site",
     ),

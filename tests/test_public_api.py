@@ -13,6 +13,7 @@ PUBLIC_MODULES = [
     "ebm_ppl",
     "ebm_ppl.energy",
     "ebm_ppl.kernels",
+    "ebm_ppl.kernels.chains",
     "ebm_ppl.infer",
     "ebm_ppl.infer.chains",
     "ebm_ppl.objectives",
@@ -73,3 +74,74 @@ def test_subpackages_are_lazy_attributes():
 
 def test_energy_name_is_the_declaration_function():
     assert callable(ebm_ppl.energy) and ebm_ppl.energy.__module__ == "ebm_ppl.energy.declare"
+
+
+def test_infer_exports_every_adapter():
+    from numpyro.infer.mcmc import MCMCKernel
+
+    import ebm_ppl.infer as infer
+    from ebm_ppl.infer import adapter, discrete, langevin
+
+    adapters = {
+        name
+        for module in (adapter, discrete, langevin)
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, MCMCKernel)
+        and obj.__module__ == module.__name__
+        and not name.startswith("_")
+    }
+    assert {"BlockGibbs", "GibbsWithGradients", "MALA", "ULA", "SGLD"} <= adapters
+    assert adapters <= set(infer.__all__), adapters - set(infer.__all__)
+    for name in adapters:
+        assert getattr(infer, name) is getattr(
+            importlib.import_module(getattr(infer, name).__module__), name
+        )
+
+
+def test_models_lists_every_model_module():
+    from pathlib import Path
+
+    import ebm_ppl.models as models
+
+    on_disk = {p.stem for p in Path(models.__file__).parent.glob("*.py") if p.stem != "__init__"}
+    assert "neural" in on_disk
+    assert set(models.__all__) == on_disk
+    for name in on_disk:
+        assert name in (models.__doc__ or ""), f"ebm_ppl.models docstring does not mention {name}"
+        assert inspect.ismodule(getattr(models, name))
+
+
+def test_new_homes_and_old_paths_are_the_same_objects():
+    from ebm_ppl.energy.binding import bind_data
+    from ebm_ppl.energy.mean_field import BernoulliMeanField, BinaryBernoulli, energy_terms
+    from ebm_ppl.infer import chains as old_chains
+    from ebm_ppl.kernels import chains
+    from ebm_ppl.partition import variational
+    from ebm_ppl.partition.base import LogLikelihood
+    from ebm_ppl.partition.likelihood import LogLikelihood as OldLogLikelihood
+
+    fit_module = importlib.import_module("ebm_ppl.train.fit")  # ebm_ppl.train.fit is the function
+    assert old_chains.map_chains is chains.map_chains
+    assert set(old_chains.__all__) == set(chains.__all__)
+    assert fit_module.bind_data is bind_data and ebm_ppl.train.bind_data is bind_data
+    assert variational.BernoulliMeanField is BernoulliMeanField
+    assert variational.BinaryBernoulli is BinaryBernoulli
+    assert variational.energy_terms is energy_terms
+    assert OldLogLikelihood is LogLikelihood and ebm_ppl.partition.LogLikelihood is LogLikelihood
+
+
+def test_deprecated_names_warn_and_still_work():
+    import jax
+    import jax.numpy as jnp
+    from ebm_ppl.models import rbm
+
+    import ebm_ppl.partition.ais as ais
+
+    with pytest.warns(DeprecationWarning, match="ebm_ppl.models.rbm.exact_samples"):
+        old = ais.rbm_exact_samples
+    assert old is rbm.exact_samples
+    p = {"W": jnp.zeros((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
+    assert old(jax.random.PRNGKey(0), p, 2)["v"].shape == (2, 3)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ais.no_such_name

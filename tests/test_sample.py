@@ -101,7 +101,7 @@ def test_init_state_continues_without_warmup(gaussian_run):
     assert int(state2.i[0]) == int(state.i[0]) + 100
 
 
-def test_init_params_are_honoured():
+def test_init_values_are_honoured():
     # A barrier of height 50 keeps each chain in the well it starts in.
     init = {"x": jnp.array([1.0, -1.0])}
     idata = ebm.sample(
@@ -109,7 +109,7 @@ def test_init_params_are_honoured():
         num_chains=2,
         num_warmup=20,
         num_samples=100,
-        init_params=init,
+        init_values=init,
         model_kwargs={"a": 50.0},
         progress=False,
     )

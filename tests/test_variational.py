@@ -1,4 +1,4 @@
-"""Variational bounds on log Z, the mean-field free energy, VariationalML and the ELBO objective.
+"""Variational bounds on log Z, the mean-field free energy, VariationalML and MeanFieldPCD.
 
 Z-space comparisons as in ``test_ais.py``: the importance estimate ``Ẑ = mean(w)`` is unbiased
 for ``Z``, so ``|exp(log_z − truth) − 1| < 3 · stderr`` (delta-method stderr), gated on the
@@ -20,7 +20,7 @@ import pytest
 from ebm_ppl.models import rbm
 
 import ebm_ppl as ebm
-from ebm_ppl.objectives import ELBO, VariationalML
+from ebm_ppl.objectives import MeanFieldPCD, VariationalML
 from ebm_ppl.objectives.variational import mean_field_free_energy
 from ebm_ppl.partition.variational import BernoulliMeanField, energy_terms, mean_field_elbo
 
@@ -188,12 +188,12 @@ def test_mean_field_free_energy_bounds_coupled_latents():
     ) == pytest.approx(-(1.5 * 2 * 2 * 0.5) + 2.0 * 4 * 0.25)
 
 
-def test_elbo_objective_trains_rbm():
+def test_mean_field_pcd_trains_rbm():
     data = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(0), 0.8, (64, 6)), np.float32)
     res = ebm.fit(
         rbm.model,
         data,
-        objective=ELBO(num_chains=32, num_mean_field_steps=1),
+        objective=MeanFieldPCD(num_chains=32, num_mean_field_steps=1),
         optimizer=optax.adam(0.05),
         num_steps=60,
         batch_size=32,
@@ -205,6 +205,20 @@ def test_elbo_objective_trains_rbm():
     ll = ebm.log_likelihood(rbm.model, res.params, data, model_args=(6, 2))
     # uniform model: 6 log(1/2) = -4.16; data with p = 0.8 give an entropy bound of -3.0
     assert ll.log_z.method == "exact" and ll.mean > -3.6
+
+
+def test_elbo_is_a_deprecated_alias_of_mean_field_pcd():
+    import ebm_ppl.objectives as objectives
+    import ebm_ppl.objectives.variational as variational
+
+    with pytest.warns(DeprecationWarning, match="MeanFieldPCD"):
+        old = objectives.ELBO
+    assert old is MeanFieldPCD
+    with pytest.warns(DeprecationWarning, match="numpyro.infer.ELBO"):
+        assert variational.ELBO is MeanFieldPCD
+    assert "ELBO" not in objectives.__all__ and "MeanFieldPCD" in objectives.__all__
+    with pytest.raises(AttributeError, match="NoSuchObjective"):
+        objectives.NoSuchObjective
 
 
 # ----------------------------------------------------------------------------- VariationalML

@@ -51,9 +51,7 @@ def as_energy_model(
         return model
     if callable(model):
         return EnergyModel(model, *tuple(model_args), **dict(model_kwargs or {}))
-    raise TypeError(
-        f"model must be a NumPyro model or an EnergyModel, got {type(model).__name__}"
-    )
+    raise TypeError(f"model must be a NumPyro model or an EnergyModel, got {type(model).__name__}")
 
 
 class StateView:

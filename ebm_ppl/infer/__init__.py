@@ -1,6 +1,24 @@
-"""ebm_ppl.infer."""
+"""NumPyro ``MCMCKernel`` adapters of the library's kernels, and the kernel registry.
+
+Every adapter is exported here: the Langevin family (:class:`MALA`, :class:`ULA`,
+:class:`SGLD`) and the binary-state samplers (:class:`BlockGibbs`,
+:class:`GibbsWithGradients`), all built on :class:`KernelAdapter`. :func:`ebm_ppl.sample` finds
+them by name through :func:`register_kernel`.
+"""
 
 from ebm_ppl.infer.adapter import AdapterState, KernelAdapter
+from ebm_ppl.infer.discrete import BlockGibbs, GibbsWithGradients
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
+from ebm_ppl.infer.registry import available_kernels, register_kernel
 
-__all__ = ["AdapterState", "KernelAdapter", "MALA", "SGLD", "ULA"]
+__all__ = [
+    "MALA",
+    "SGLD",
+    "ULA",
+    "AdapterState",
+    "BlockGibbs",
+    "GibbsWithGradients",
+    "KernelAdapter",
+    "available_kernels",
+    "register_kernel",
+]

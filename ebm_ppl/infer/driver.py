@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -20,10 +21,12 @@ import numpy as np
 from numpyro import handlers
 from numpyro.infer.mcmc import MCMCKernel
 
+from ebm_ppl.diagnostics import to_inference_data
 from ebm_ppl.energy.model import EnergyModel
-from ebm_ppl.infer import chains as _chains
-from ebm_ppl.infer.chains import CHAIN_METHODS
 from ebm_ppl.infer.registry import get_kernel_factory
+from ebm_ppl.kernels import chains as _chains
+from ebm_ppl.kernels._random import as_key
+from ebm_ppl.kernels.chains import CHAIN_METHODS
 
 __all__ = ["sample", "CHAIN_METHODS"]
 
@@ -103,7 +106,7 @@ _CACHE_SIZE = 32  # compiled configurations kept (least recently used dropped)
 
 
 # Chain placement (vmap / lax.map / jit(shard_map(vmap)) over devices, processes) lives in
-# ebm_ppl.infer.chains, shared with PCD chains and AIS.
+# ebm_ppl.kernels.chains, shared with PCD chains and AIS.
 _map_chains = _chains.map_chains
 
 
@@ -175,14 +178,15 @@ def sample(
     thinning: int = 1,
     chain_method: str = "auto",
     devices: int | Any | None = None,
-    init_params: Mapping[str, Any] | None = None,
+    init_values: Mapping[str, Any] | None = None,
     init_strategy: Callable[..., Any] | None = None,
     init_state: Any = None,
     return_state: bool = False,
-    rng_key: jax.Array | None = None,
+    rng_key: jax.Array | int | None = None,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
     progress: bool = True,
+    init_params: Mapping[str, Any] | None = None,
 ) -> Any:
     """Sample the state of an energy model with MCMC; return ``arviz.InferenceData``.
 
@@ -214,16 +218,18 @@ def sample(
             receive all chains (:func:`ebm_ppl.infer.chains.gather_chains`).
         devices: devices for the chains: ``None`` (all local devices), an int ``n`` (the
             first ``n``) or a sequence of local ``jax.Device``.
-        init_params: dict state site -> array ``(num_chains, *site_shape)`` of constrained
-            initial values.
+        init_values: dict state site -> array ``(num_chains, *site_shape)`` of constrained
+            initial values of the chains (the model's parameters are ``params``).
         init_strategy: a NumPyro init strategy (e.g. ``numpyro.infer.init_to_median``) used to
-            draw initial values when ``init_params`` is not given.
+            draw initial values when ``init_values`` is not given.
         init_state: a kernel state returned by an earlier call (``return_state=True``); the
             chains continue from it without warmup.
         return_state: also return the last kernel state (batched over chains).
-        rng_key: PRNG key; ``None`` means ``jax.random.PRNGKey(0)``.
+        rng_key: PRNG key or int seed; ``None`` means ``jax.random.PRNGKey(0)``.
         model_args, model_kwargs: arguments of ``model``.
         progress: show a progress bar (updated once per chunk).
+        init_params: deprecated name of ``init_values`` (a ``DeprecationWarning``; removed in
+            the next release). In :func:`ebm_ppl.fit`, ``init_params`` are model parameters.
 
     Returns:
         ``arviz.InferenceData`` with ``posterior`` (every state site, shape
@@ -245,6 +251,17 @@ def sample(
         (2, 100, 2)
     """
     # ---------------------------------------------------------------- validation (no compilation)
+    if init_params is not None:
+        warnings.warn(
+            "sample(init_params=...) is deprecated and will be removed in the next release; use "
+            "init_values= (initial values of the chains; params= holds the model's parameters)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if init_values is not None:
+            raise ValueError("give init_values, not both init_values and init_params")
+        init_values = init_params
+    rng_key = as_key(rng_key, default=0)
     num_chains = _check_int("num_chains", num_chains, 1)
     num_warmup = _check_int("num_warmup", num_warmup, 0)
     num_samples = _check_int("num_samples", num_samples, 1)
@@ -301,32 +318,32 @@ def sample(
     chain_method, devices = placement.chain_method, placement.devices
 
     z_init = None
-    if init_params is not None:
+    if init_values is not None:
         if init_state is not None:
-            raise ValueError("give init_params or init_state, not both")
-        if not isinstance(init_params, Mapping):
+            raise ValueError("give init_values or init_state, not both")
+        if not isinstance(init_values, Mapping):
             raise TypeError(
-                f"init_params must be a dict site -> array, got {type(init_params).__name__}"
+                f"init_values must be a dict site -> array, got {type(init_values).__name__}"
             )
-        unknown = [n for n in init_params if n not in em.state_sites]
+        unknown = [n for n in init_values if n not in em.state_sites]
         if unknown:
             raise ValueError(
-                f"init_params has unknown site(s) {unknown}; state sites: {list(em.state_sites)}"
+                f"init_values has unknown site(s) {unknown}; state sites: {list(em.state_sites)}"
             )
         z_init = {}
         for name in em.state_sites:
-            if name not in init_params:
-                raise ValueError(f"init_params is missing state site {name!r}")
-            value = jnp.asarray(init_params[name])
+            if name not in init_values:
+                raise ValueError(f"init_values is missing state site {name!r}")
+            value = jnp.asarray(init_values[name])
             want = (num_chains, *em.sites[name].shape)
             if value.shape != want:
                 raise ValueError(
-                    f"init_params[{name!r}] must have shape {want} (num_chains first), got {value.shape}"
+                    f"init_values[{name!r}] must have shape {want} (num_chains first), got {value.shape}"
                 )
             support = em.sites[name].support
             if not bool(jnp.all(support(value))):
                 raise ValueError(
-                    f"init_params[{name!r}] must take values in the support of site {name!r} "
+                    f"init_values[{name!r}] must take values in the support of site {name!r} "
                     f"({support}), got values outside it"
                 )
             z_init[name] = value
@@ -344,7 +361,6 @@ def sample(
         )
 
     # ---------------------------------------------------------------- compile (cached) and run
-    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     call_kwargs = dict(model_kwargs)
     if user_kernel:
         kernel_obj_key: Any = ("instance", id(kernel))
@@ -446,8 +462,6 @@ def sample(
     stats_np = {k: np.concatenate([c[k] for c in chunks_s], axis=1) for k in chunks_s[0]}
     posterior, stats_np = _chains.gather_chains((posterior, stats_np), placement)
     chain_devices = _chains.chain_device_labels(placement)
-    from ebm_ppl.diagnostics import to_inference_data
-
     attrs = {
         "kernel": kernel_name,
         "chain_method": chain_method,

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["bits", "fold_in", "normal", "paired_bits", "split", "uniform"]
+__all__ = ["as_key", "bits", "fold_in", "normal", "paired_bits", "split", "uniform"]
 
 _ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 
@@ -286,3 +286,49 @@ def _normal_f32(key: Any, shape: tuple[int, ...]) -> jax.Array:
     lo = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype), dtype=dtype)
     u = _uniform_f32(key, shape, lo, np.array(1.0, dtype))
     return jnp.asarray(np.sqrt(2), dtype) * jax.lax.erf_inv(u)
+
+
+def as_key(rng_key: Any, name: str = "rng_key", *, default: int | None = None) -> jax.Array:
+    """A PRNG key from what the public entry points accept: a key or an int seed.
+
+    Every ``rng_key`` argument of ``sample``, ``fit``, ``log_partition``, ``log_likelihood``
+    and the objectives' ``init`` goes through this one function.
+
+    Args:
+        rng_key: a key (``jax.random.PRNGKey(seed)``, raw ``uint32[2]``, or a typed
+            ``jax.random.key(seed)``), an int seed, or ``None``.
+        name: the argument's name, for error messages.
+        default: seed used when ``rng_key`` is ``None``; ``None`` makes the key required.
+
+    Returns:
+        the key (an int ``n`` becomes ``jax.random.PRNGKey(n)``; keys pass through unchanged,
+        traced ones included).
+
+    Raises:
+        TypeError: for anything else (bools, floats, batches of keys, a missing key).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> bool(jnp.all(as_key(3) == jax.random.PRNGKey(3)))
+        True
+        >>> key = jax.random.key(1)
+        >>> as_key(key) is key, bool(jnp.all(as_key(None, default=0) == jax.random.PRNGKey(0)))
+        (True, True)
+    """
+    if rng_key is None:
+        if default is None:
+            raise TypeError(f"{name} is required: a PRNG key (jax.random.PRNGKey(seed)) or an int")
+        return jax.random.PRNGKey(default)
+    if isinstance(rng_key, (int, np.integer)) and not isinstance(rng_key, (bool, np.bool_)):
+        return jax.random.PRNGKey(int(rng_key))
+    if isinstance(rng_key, np.ndarray):
+        rng_key = jnp.asarray(rng_key)
+    if isinstance(rng_key, jax.Array):
+        if _is_typed(rng_key) and rng_key.shape == ():
+            return rng_key
+        if rng_key.dtype == jnp.uint32 and rng_key.shape == (2,):
+            return rng_key
+    raise TypeError(
+        f"{name} must be a PRNG key (jax.random.PRNGKey(seed) or jax.random.key(seed)) or an "
+        f"int seed, got {rng_key!r}"
+    )

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.kernels import _random
+from ebm_ppl.kernels._shapes import as_shape
 
 __all__ = [
     "GibbsInfo",
@@ -131,9 +132,7 @@ def lattice_colouring(shape: Any, periodic: bool = True) -> np.ndarray:
         >>> sorted(set(lattice_colouring((3, 3)).ravel().tolist()))
         [0, 1, 2]
     """
-    from ebm_ppl.energy.base import _as_shape
-
-    shape = _as_shape(shape)
+    shape = as_shape(shape)
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     if not periodic or all(n % 2 == 0 for n in shape):
         return (np.sum(grids, axis=0) % 2).astype(np.int32)

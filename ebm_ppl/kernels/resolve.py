@@ -54,7 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.kernels import composite
+from ebm_ppl.kernels import composite, gibbs, gwg
+from ebm_ppl.kernels.gibbs import interaction_colouring
 
 __all__ = [
     "KERNEL_MODULES",
@@ -327,8 +328,6 @@ def _no_step_size(transition: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _gwg(levels: Mapping[str, tuple[float, float]], options: Mapping[str, Any]) -> Sampler:
-    from ebm_ppl.kernels import gwg
-
     options = dict(options)
     levels = dict(options.pop("levels", levels))
     transition = gwg.build_kernel(levels=levels, **options)
@@ -343,8 +342,6 @@ def _gwg(levels: Mapping[str, tuple[float, float]], options: Mapping[str, Any]) 
 
 
 def _gibbs(options: Mapping[str, Any]) -> Sampler:
-    from ebm_ppl.kernels import gibbs
-
     missing = [k for k in ("colours", "levels") if k not in options]
     if missing:
         raise ValueError(
@@ -372,8 +369,6 @@ def _colours(
             "kernel_options={'colours': ...})"
         )
     if probe is not None:
-        from ebm_ppl.kernels.gibbs import interaction_colouring
-
         energy_fn, position = probe
         return interaction_colouring(energy_fn, position, plan.levels(binary))
     out, offset = {}, 0

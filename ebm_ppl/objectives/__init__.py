@@ -1,5 +1,9 @@
 """Learning objectives: contrastive (CD, PCD, replay), NCE, score matching, variational."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from ebm_ppl.objectives.base import Objective, ObjectiveSpec, stateless
 from ebm_ppl.objectives.contrastive import (
     ContrastiveDivergence,
@@ -12,14 +16,14 @@ from ebm_ppl.objectives.score_matching import (
     ScoreMatching,
     SlicedScoreMatching,
 )
-from ebm_ppl.objectives.variational import ELBO, VariationalML
+from ebm_ppl.objectives.variational import MeanFieldPCD, VariationalML, _deprecated
 
 __all__ = [
     "ContrastiveDivergence",
     "DenoisingScoreMatching",
-    "ELBO",
     "FCE",
     "FlowContrastiveEstimation",
+    "MeanFieldPCD",
     "NCE",
     "Objective",
     "ObjectiveSpec",
@@ -30,3 +34,7 @@ __all__ = [
     "VariationalML",
     "stateless",
 ]
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: deprecated names (ELBO -> MeanFieldPCD)
+    return _deprecated(name, __name__, stacklevel=2)

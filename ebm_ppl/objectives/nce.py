@@ -25,8 +25,8 @@ import optax
 from jax.scipy.linalg import solve_triangular
 from numpyro.distributions import constraints
 
+from ebm_ppl.energy.view import StateView
 from ebm_ppl.kernels import _random
-from ebm_ppl.objectives._state import StateView
 from ebm_ppl.objectives.base import Objective
 
 __all__ = ["FCE", "FCEState", "FlowContrastiveEstimation", "NCE", "NCEState"]

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl.energy.view import StateView
 from ebm_ppl.kernels import _random
-from ebm_ppl.objectives._state import StateView
 from ebm_ppl.objectives.base import Objective
 
 __all__ = [

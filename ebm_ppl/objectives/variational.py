@@ -1,4 +1,4 @@
-"""Variational learning objectives: variational maximum likelihood and the mean-field ELBO.
+"""Variational learning objectives: variational maximum likelihood and mean-field PCD.
 
 **Variational maximum likelihood** (the seeds' adversarial training). For any ``q``,
 ``log Z(θ) ≥ E_q[-E_θ] + H(q)``, so
@@ -16,11 +16,14 @@ and training is the saddle point :math:`\\min_θ \\max_q`: :class:`VariationalML
 the exact likelihood gradient. ``q`` and its optimizer state live in the objective state, so
 ``fit`` checkpoints and resumes them.
 
-**ELBO** for latent-variable EBMs (Boltzmann machines with hidden units): the positive phase
+**Mean-field PCD** (:class:`MeanFieldPCD`) for latent-variable EBMs (Boltzmann machines with
+hidden units): the positive phase
 replaces the intractable free energy ``F(v) = -log Σ_h e^{-E(v,h)}`` by its mean-field upper
 bound ``F_q(v) = E_q[E(v,h)] − H(q) ≥ F(v)`` with ``q(h | v) = Π_j Bernoulli(μ_j)`` at its
 fixed point (closed form for energies multilinear in the units); the negative phase uses
-persistent chains (PCD). This is Salakhutdinov & Hinton's (2009) DBM learning rule.
+persistent chains (PCD). This is Salakhutdinov & Hinton's (2009) DBM learning rule. It was
+first called ``ELBO``, a name that collides with :class:`numpyro.infer.ELBO` (a family of SVI
+losses, a different thing); ``ELBO`` stays as a deprecated alias for one release.
 
 References:
     Kim & Bengio (2016), Deep directed generative models with energy-based probability
@@ -41,11 +44,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from numpyro import handlers
+from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
+from numpyro.infer.autoguide import AutoGuide, AutoMultivariateNormal
+from numpyro.infer.initialization import init_to_uniform
 
+from ebm_ppl.energy.conditionals import binary_levels
+from ebm_ppl.energy.mean_field import BernoulliMeanField, BinaryBernoulli, energy_terms
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.kernels._random import as_key
 from ebm_ppl.objectives.base import Objective
+from ebm_ppl.objectives.contrastive import (
+    PersistentContrastiveDivergence,
+    _run_chains,
+    resolve_kernel,
+)
 
-__all__ = ["ELBO", "VariationalML", "mean_field_free_energy"]
+__all__ = ["MeanFieldPCD", "VariationalML", "mean_field_free_energy"]
 
 Values = dict[str, jax.Array]
 
@@ -146,14 +160,9 @@ class VariationalML:
             )
 
     def _make_guide(self, em: EnergyModel) -> Any:
-        from numpyro.infer.autoguide import AutoGuide, AutoMultivariateNormal
-        from numpyro.infer.initialization import init_to_uniform
-
         bound = functools.partial(em.model, *em.args, **em.kwargs)
         if self.guide is None:
             if em.discrete_sites:
-                from ebm_ppl.partition.variational import BernoulliMeanField
-
                 return BernoulliMeanField(em)
             return AutoMultivariateNormal(bound, init_loc_fn=init_to_uniform)
         if isinstance(self.guide, type) and issubclass(self.guide, AutoGuide):
@@ -167,11 +176,9 @@ class VariationalML:
 
         Raises:
             ValueError: if the data do not fill every state site (latent sites: use
-                :class:`ELBO` or PCD) or the model has discrete sites and MALA refinement is
+                :class:`MeanFieldPCD` or PCD) or the model has discrete sites and MALA refinement is
                 asked for.
         """
-        from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
-
         em = model if isinstance(model, EnergyModel) else EnergyModel(model)
         names = em.state_sites
         data_sites = tuple(context.get("data_sites") or names)
@@ -179,7 +186,7 @@ class VariationalML:
         if latent:
             raise ValueError(
                 f"VariationalML needs data for every state site; {latent} are latent (use "
-                "ebm_ppl.objectives.ELBO or PersistentContrastiveDivergence)"
+                "ebm_ppl.objectives.MeanFieldPCD or PersistentContrastiveDivergence)"
             )
         if context.get("condition_sites"):
             raise ValueError("VariationalML does not support conditional models (observed inputs)")
@@ -206,7 +213,7 @@ class VariationalML:
 
         def init(rng_key, params, batch):
             del batch
-            return quiet(svi.init, rng_key, jax.lax.stop_gradient(params))
+            return quiet(svi.init, as_key(rng_key), jax.lax.stop_gradient(params))
 
         def loss(params, obj_state, batch, rng_key):
             k_svi, k_neg, k_mcmc = jax.random.split(rng_key, 3)
@@ -222,8 +229,6 @@ class VariationalML:
             n = num_neg or jax.tree.leaves(positives)[0].shape[0]
             negatives = _draw(guide, svi.get_params(state), k_neg, names, n)
             if num_mcmc:
-                from ebm_ppl.objectives.contrastive import _run_chains, resolve_kernel
-
                 sampler = resolve_kernel("mala", step_size=step_size)
                 pot = em.potential_fn(sg)
                 z, _, _ = _run_chains(
@@ -251,7 +256,7 @@ class VariationalML:
         return Objective(init, loss)
 
 
-# ----------------------------------------------------------------------------- ELBO
+# ----------------------------------------------------------------------------- mean-field PCD
 def mean_field_free_energy(
     em: EnergyModel,
     params: Mapping[str, Any] | None,
@@ -290,9 +295,6 @@ def mean_field_free_energy(
         >>> abs(bound - exact) < 1e-5           # q(h|v) is exact for an RBM
         True
     """
-    from ebm_ppl.energy.conditionals import binary_levels
-    from ebm_ppl.partition.variational import BinaryBernoulli, energy_terms
-
     params = dict(params or {})
     latent = [n for n in em.state_sites if n not in values]
     levels = {}
@@ -324,12 +326,13 @@ def mean_field_free_energy(
 
 
 @dataclasses.dataclass(frozen=True)
-class ELBO:
-    """Mean-field ELBO positive phase with persistent-chain negatives, for latent-variable EBMs.
+class MeanFieldPCD:
+    """Mean-field positive phase with persistent-chain negatives, for latent-variable EBMs.
 
     Loss ``mean F_q(v⁺) − mean E(x⁻)``: ``F_q`` is :func:`mean_field_free_energy` (an upper
     bound on the free energy of the data, tight when ``q(h | v)`` is exact, as for an RBM) and
-    ``x⁻`` are persistent chains of the joint (PCD, under ``stop_gradient``).
+    ``x⁻`` are persistent chains of the joint (PCD, under ``stop_gradient``). Formerly named
+    ``ELBO`` (still importable, with a ``DeprecationWarning``, until the next release).
 
     Args:
         kernel: negative sampler (default block Gibbs for binary states); see
@@ -345,7 +348,7 @@ class ELBO:
         >>> import jax, jax.numpy as jnp, ebm_ppl as ebm
         >>> from ebm_ppl.models import rbm
         >>> em = ebm.EnergyModel(rbm.model, 4, 2)
-        >>> obj = ELBO(num_chains=8).build(em, data_sites=("v",), latent_sites=("h",))
+        >>> obj = MeanFieldPCD(num_chains=8).build(em, data_sites=("v",), latent_sites=("h",))
         >>> batch = {"v": jnp.ones((8, 4))}
         >>> params = em.init_params(jax.random.PRNGKey(0))
         >>> state = obj.init(jax.random.PRNGKey(1), params, batch)
@@ -369,8 +372,6 @@ class ELBO:
 
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the :class:`Objective` (a PCD objective with the mean-field positive phase)."""
-        from ebm_ppl.objectives.contrastive import PersistentContrastiveDivergence
-
         em = model if isinstance(model, EnergyModel) else EnergyModel(model)
         steps, damping = self.num_mean_field_steps, float(self.damping)
 
@@ -387,3 +388,25 @@ class ELBO:
             num_chains=self.num_chains,
         )
         return pcd.build(em, **context)
+
+
+#: deprecated name -> (its replacement, why), kept for one release.
+_DEPRECATED = {"ELBO": ("MeanFieldPCD", "the old name collided with numpyro.infer.ELBO")}
+
+
+def _deprecated(name: str, module: str, stacklevel: int) -> Any:
+    """The object behind a deprecated name of ``module``, with a ``DeprecationWarning``."""
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new, why = _DEPRECATED[name]
+    warnings.warn(
+        f"{module}.{name} is deprecated and will be removed in the next release; use "
+        f"{module}.{new} (the same objective; {why})",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return globals()[new]
+
+
+def __getattr__(name: str) -> Any:  # PEP 562
+    return _deprecated(name, __name__, stacklevel=2)

@@ -36,6 +36,7 @@ References:
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -44,9 +45,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.optimize import minimize
 from numpyro.distributions import Distribution
 
+from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.energy.view import StateView, as_energy_model
+from ebm_ppl.kernels import gibbs, mala
+from ebm_ppl.kernels._random import as_key
+from ebm_ppl.kernels.chains import map_chains
 from ebm_ppl.partition.base import LogZEstimate
 
 __all__ = [
@@ -56,7 +63,6 @@ __all__ = [
     "check_schedule",
     "laplace_base",
     "log_partition_ais",
-    "rbm_exact_samples",
     "sigmoid_schedule",
     "summarize_log_weights",
     "uniform_binary_base",
@@ -267,8 +273,6 @@ def base_from_data(
 
 
 def _view(em: EnergyModel):
-    from ebm_ppl.objectives._state import StateView
-
     return StateView(em, who="ais", unconstrained=True)
 
 
@@ -318,8 +322,6 @@ def laplace_base(
         )
     if not float(inflate) >= 1.0:
         raise ValueError(f"inflate must be >= 1, got {inflate!r}")
-    from jax.scipy.optimize import minimize
-
     view = _view(em)
     pot = em.potential_fn(dict(params or {}))
     flat = lambda z: pot(view.unravel(z))
@@ -406,8 +408,6 @@ def _user_base(em: EnergyModel, base: Any) -> AISBase:
 
 
 def _binary_levels(em: EnergyModel) -> dict[str, tuple[float, float]]:
-    from ebm_ppl.energy.conditionals import binary_levels
-
     out = {}
     for n in em.discrete_sites:
         lv = binary_levels(em.sites[n].support)
@@ -454,8 +454,6 @@ class _Transition(NamedTuple):
 
 
 def _gibbs_colours(em: EnergyModel, params, levels) -> dict[str, Any]:
-    from ebm_ppl.kernels import gibbs
-
     declared: dict[str, Any] = {}
     for n in levels:
         blocks = em._trace[n].get("infer", {}).get("blocks")  # declared Gibbs blocks, if any
@@ -484,8 +482,6 @@ def _resolve_transition(em: EnergyModel, params, kernel: Any, kernel_options) ->
                 f"{'gibbs' if discrete else 'mala'}"
             )
         if kernel == "gibbs":
-            from ebm_ppl.kernels import gibbs
-
             levels = _binary_levels(em)
             options.setdefault("levels", levels)
             options.setdefault("colours", _gibbs_colours(em, params, levels))
@@ -495,8 +491,6 @@ def _resolve_transition(em: EnergyModel, params, kernel: Any, kernel_options) ->
             options.setdefault("affine", {n: bool(affine.get(n, False)) for n in levels})
             sweep = gibbs.build_kernel(**options)
             return _Transition(gibbs.init, lambda k, s, f, eps: sweep(k, s, f), False, "gibbs")
-        from ebm_ppl.kernels import mala
-
         return _Transition(mala.init, mala.build_kernel(**options), True, "mala")
     if not (
         callable(getattr(kernel, "init", None)) and callable(getattr(kernel, "build_kernel", None))
@@ -690,43 +684,6 @@ def _warn_weights(
     return False
 
 
-# ----------------------------------------------------------------------------- RBM samples
-def rbm_exact_samples(rng_key: jax.Array, params: Mapping[str, Any], num_samples: int) -> Values:
-    """Exact joint samples ``(v, h)`` of a Bernoulli RBM, enumerating the hidden layer.
-
-    ``p(h) ∝ exp(cᵀh + Σ_i softplus(b_i + (Wh)_i))`` over all ``2^H`` hidden states, then
-    ``v ~ p(v | h)``. Used to start reverse AIS.
-
-    Args:
-        rng_key: PRNG key.
-        params: ``{"W": (D, H), "b": (D,), "c": (H,)}`` (:mod:`ebm_ppl.models.rbm`).
-        num_samples: number of draws.
-
-    Returns:
-        ``{"v": (num_samples, D), "h": (num_samples, H)}``.
-
-    Raises:
-        ValueError: for more than 24 hidden units.
-
-    Examples:
-        >>> p = {"W": jnp.zeros((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
-        >>> s = rbm_exact_samples(jax.random.PRNGKey(0), p, 4)
-        >>> s["v"].shape, s["h"].shape
-        ((4, 3), (4, 2))
-    """
-    W, b, c = (jnp.asarray(params[k]) for k in ("W", "b", "c"))
-    nh = W.shape[1]
-    if nh > 24:
-        raise ValueError(f"params has {nh} hidden units; enumerating more than 24 is too large")
-    idx = jnp.arange(2**nh, dtype=jnp.uint32)
-    hs = ((idx[:, None] >> jnp.arange(nh, dtype=jnp.uint32)) & 1).astype(W.dtype)
-    log_p = hs @ c + jnp.sum(jax.nn.softplus(b + hs @ W.T), axis=-1)
-    k_h, k_v = jax.random.split(rng_key)
-    h = hs[jax.random.categorical(k_h, log_p, shape=(num_samples,))]
-    v = jax.random.bernoulli(k_v, jax.nn.sigmoid(b + h @ W.T)).astype(W.dtype)
-    return {"v": v, "h": h}
-
-
 # ----------------------------------------------------------------------------- entry point
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -763,7 +720,7 @@ def log_partition_ais(
     Args:
         model: a NumPyro EBM program (or an :class:`ebm_ppl.EnergyModel`).
         params: model parameters.
-        rng_key: PRNG key (``None`` means ``PRNGKey(0)``).
+        rng_key: PRNG key or int seed (``None`` means ``PRNGKey(0)``).
         model_args, model_kwargs: arguments for ``model``.
         base: the normalized start of the path: a NumPyro distribution (one state site), a dict
             site -> distribution, or ``None`` for the default: uniform for ``Spins``/``Bits``
@@ -787,12 +744,13 @@ def log_partition_ais(
         samples: dict state site -> ``(num_chains, *shape)`` exact draws of the target
             (constrained values) for ``reverse=True``; if omitted, the model's own sampler
             ``model.exact_sample(rng_key, params, num, *model_args, **model_kwargs)`` is used
-            when it has one (e.g. :func:`rbm_exact_samples` for an RBM). The MALA pilot of a
-            reverse run starts from the first ``num_pilot_chains`` of these draws.
+            when it has one (e.g. :func:`ebm_ppl.models.rbm.exact_samples` for an RBM). The
+            MALA pilot of a reverse run starts from the first ``num_pilot_chains`` of these
+            draws.
         num_pilot_chains: chains of the MALA step-size pilot run.
         adapt_step_size: tune MALA step sizes in the pilot run; ``False`` uses ``step_size``
             at every temperature (no pilot).
-        chain_method: how chains are mapped (:func:`ebm_ppl.infer.chains.map_chains`):
+        chain_method: how chains are mapped (:func:`ebm_ppl.kernels.chains.map_chains`):
             ``"vectorized"`` (default), ``"sequential"``, ``"sharded"`` over all devices.
 
     Returns:
@@ -817,9 +775,7 @@ def log_partition_ais(
         >>> abs(est.log_z - math.log(2 * math.pi)) < 0.05
         True
     """
-    from ebm_ppl.partition.quadrature import _energy_model
-
-    em = _energy_model(model, tuple(model_args), dict(model_kwargs or {}))
+    em = as_energy_model(model, model_args, model_kwargs)
     params = dict(params or {})
     num_chains = _positive_int(num_chains, "num_chains")
     num_mcmc_steps = _positive_int(num_mcmc_steps, "num_mcmc_steps")
@@ -835,10 +791,9 @@ def log_partition_ais(
         if hook is None:
             raise ValueError(
                 "samples: reverse=True needs exact draws of the target (samples=dict site -> "
-                "(num_chains, ...)), e.g. ebm_ppl.partition.ais.rbm_exact_samples for an RBM"
+                "(num_chains, ...)), e.g. ebm_ppl.models.rbm.exact_samples for an RBM"
             )
-    if rng_key is None:
-        rng_key = jax.random.PRNGKey(0)
+    rng_key = as_key(rng_key, default=0)
     k_base, k_start, k_pilot, k_run = jax.random.split(rng_key, 4)
     if em.discrete_sites and em.continuous_sites and base is None:
         raise ValueError(
@@ -868,8 +823,6 @@ def log_partition_ais(
         path = betas
         start = ais_base.sample(k_start, num_chains)
         pilot_start = ais_base.sample(jax.random.fold_in(k_start, 1), num_pilot_chains)
-
-    from ebm_ppl.infer.chains import map_chains
 
     chain_fn = functools.partial(
         ais_chain,
@@ -926,3 +879,17 @@ def log_partition_ais(
     return LogZEstimate(
         float(log_z), float(summary["stderr"]), "reverse_ais" if reverse else "ais", info
     )
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: deprecated names
+    if name == "rbm_exact_samples":
+        warnings.warn(
+            "ebm_ppl.partition.ais.rbm_exact_samples is deprecated and will be removed in the "
+            "next release; use ebm_ppl.models.rbm.exact_samples (RBM code lives with the model)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        # Resolved by name at call time: the partition layer does not import the model zoo;
+        # this alias goes with the next release.
+        return importlib.import_module("ebm_ppl.models.rbm").exact_samples
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

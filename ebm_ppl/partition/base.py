@@ -1,12 +1,17 @@
-"""``LogZEstimate`` and the ``log_partition`` dispatcher; methods register themselves."""
+"""``LogZEstimate``, ``LogLikelihood`` and the ``log_partition`` dispatcher of the methods."""
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["LogZEstimate", "log_partition", "register_method"]
+import numpy as np
+
+from ebm_ppl.kernels._random import as_key
+
+__all__ = ["LogLikelihood", "LogZEstimate", "log_partition", "register_method"]
 
 
 class LogZEstimate(NamedTuple):
@@ -29,8 +34,69 @@ class LogZEstimate(NamedTuple):
     info: dict[str, Any]
 
 
+class LogLikelihood(NamedTuple):
+    """Log-likelihoods of data and how ``log Z`` was obtained.
+
+    What every ``log_likelihood`` of the library returns (:func:`ebm_ppl.log_likelihood`,
+    :func:`ebm_ppl.partition.exact.log_likelihood`).
+
+    Attributes:
+        per_example: ``(num_examples,)`` float64 array of ``log p(x_n)``.
+        mean: their mean.
+        stderr: standard error of ``mean`` carried over from ``log Z`` (every example shares the
+            one ``log Z``; 0 for exact methods).
+        log_z: the :class:`LogZEstimate` used (``log_z.method`` says which method).
+
+    Examples:
+        >>> r = LogLikelihood(np.zeros(2), 0.0, 0.0, LogZEstimate(0.0, 0.0, "exact", {}))
+        >>> r.log_z.method
+        'exact'
+    """
+
+    per_example: np.ndarray
+    mean: float
+    stderr: float
+    log_z: LogZEstimate
+
+    @classmethod
+    def from_free_energies(cls, free_energies: Any, log_z: LogZEstimate) -> LogLikelihood:
+        """``log p(x_n) = -F(x_n) - log Z`` from per-example free energies and a ``log Z``.
+
+        Examples:
+            >>> r = LogLikelihood.from_free_energies([1.0, 3.0], LogZEstimate(0.5, 0.1, "ais", {}))
+            >>> r.per_example.tolist(), r.mean, r.stderr
+            ([-1.5, -3.5], -2.5, 0.1)
+        """
+        per_example = -np.asarray(free_energies, dtype=np.float64) - log_z.log_z
+        return cls(per_example, float(per_example.mean()), float(log_z.stderr), log_z)
+
+
+def as_log_z_estimate(log_z: float | LogZEstimate) -> LogZEstimate:
+    """A given ``log Z`` as an estimate: kept if it is one, else ``method="given"``.
+
+    Raises:
+        ValueError: for a value that is not finite.
+
+    Examples:
+        >>> as_log_z_estimate(2.0)
+        LogZEstimate(log_z=2.0, stderr=0.0, method='given', info={})
+    """
+    if isinstance(log_z, LogZEstimate):
+        return log_z
+    value = float(log_z)
+    if not math.isfinite(value):
+        raise ValueError(f"log_z must be finite, got {log_z!r}")
+    return LogZEstimate(value, 0.0, "given", {})
+
+
 # method name -> "module:function"; modules are imported on first use.
-_METHODS: dict[str, str] = {}
+_METHODS: dict[str, str] = {
+    "exact": "ebm_ppl.partition.exact:log_partition_exact",
+    "quadrature": "ebm_ppl.partition.quadrature:log_partition_quadrature",
+    "ais": "ebm_ppl.partition.ais:log_partition_ais",
+    "elbo": "ebm_ppl.partition.variational:log_partition_elbo",
+    "importance": "ebm_ppl.partition.variational:log_partition_importance",
+}
 
 
 def register_method(name: str, target: str) -> None:
@@ -60,7 +126,7 @@ def log_partition(
         model: a NumPyro EBM program (or an :class:`ebm_ppl.EnergyModel`).
         params: model parameters (``None`` for a model without any).
         method: one of the registered methods (``"exact"``, ``"quadrature"``, ``"ais"``, ...).
-        rng_key: PRNG key for stochastic methods (``None`` means ``PRNGKey(0)``).
+        rng_key: PRNG key or int seed for stochastic methods (``None`` means ``PRNGKey(0)``).
         model_args, model_kwargs: arguments for ``model``.
         **options: method-specific options.
 
@@ -69,6 +135,7 @@ def log_partition(
 
     Raises:
         ValueError: for an unknown ``method``.
+        TypeError: for an ``rng_key`` that is neither a key nor an int.
 
     Examples:
         >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -78,10 +145,9 @@ def log_partition(
         >>> round(ebm.log_partition(coin, method="exact").log_z, 6)  # log(1 + 3)
         1.386294
     """
-    import ebm_ppl.partition  # noqa: F401  (registers the built-in methods)
-
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+    rng_key = as_key(rng_key, default=0)
     module_name, fn_name = _METHODS[method].split(":")
     fn: Callable[..., LogZEstimate] = getattr(importlib.import_module(module_name), fn_name)
     return fn(

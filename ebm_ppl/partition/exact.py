@@ -39,24 +39,13 @@ from numpyro import handlers
 
 from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
-from ebm_ppl.partition.base import LogZEstimate
+from ebm_ppl.energy.view import as_energy_model
+from ebm_ppl.partition.base import LogLikelihood, LogZEstimate, as_log_z_estimate
 
-__all__ = ["MAX_STATES", "log_likelihood", "log_partition_exact"]
+__all__ = ["MAX_STATES", "free_energy", "log_likelihood", "log_partition_exact"]
 
 #: Largest number of configurations enumerated (2^24).
 MAX_STATES = 2**24
-
-
-def _energy_model(model: Any, model_args: tuple, model_kwargs: Mapping[str, Any]) -> EnergyModel:
-    if isinstance(model, EnergyModel):
-        if model_args or model_kwargs:
-            raise ValueError("model_args/model_kwargs must be empty when model is an EnergyModel")
-        return model
-    if not callable(model):
-        raise TypeError(
-            f"model must be a NumPyro model or an EnergyModel, got {type(model).__name__}"
-        )
-    return EnergyModel(model, *model_args, **dict(model_kwargs))
 
 
 def _params(em: EnergyModel, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -226,7 +215,7 @@ def log_partition_exact(
     """
     del rng_key
     model_kwargs = dict(model_kwargs or {})
-    em = _energy_model(model, tuple(model_args), model_kwargs)
+    em = as_energy_model(model, model_args, model_kwargs)
     params = _params(em, params)
     hook = getattr(em.model, "exact_log_partition", None)
     if closed_form not in ("auto", True, False):
@@ -255,29 +244,27 @@ def log_partition_exact(
     )
 
 
-def log_likelihood(
+def free_energy(
     model: Any,
     params: Mapping[str, Any] | None,
     data: Mapping[str, Any],
     *,
-    log_z: float | None = None,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
     sum_out: Any = "auto",
     chunk_size: int = 2**16,
     max_states: int = MAX_STATES,
 ) -> jax.Array:
-    """Per-example exact log-likelihoods ``log p(data_n)`` of some state sites.
+    """Exact free energies ``F(x_n) = -log Σ_h exp(-E(x_n, h))`` of some state sites.
 
     The state sites not in ``data`` are latent and summed out exactly (enumeration, with one
-    site in closed form when eligible, as in :func:`log_partition_exact`); ``log Z`` comes from
-    ``log_partition(method="exact")`` unless given.
+    site in closed form when eligible, as in :func:`log_partition_exact`); with no latent site
+    ``F`` is the energy itself.
 
     Args:
         model: NumPyro EBM program (or ``EnergyModel``).
         params: parameters (``None``: initial values).
         data: dict site -> array ``(num_examples, *site_shape)`` for the observed state sites.
-        log_z: precomputed ``log Z`` (float), or ``None``.
         model_args, model_kwargs: arguments of ``model``.
         sum_out, chunk_size, max_states: as in :func:`log_partition_exact` (for the latents).
 
@@ -288,17 +275,26 @@ def log_likelihood(
         ValueError: unknown or mis-shaped data sites; non-binary latent sites.
 
     Examples:
-        >>> import math, jax.numpy as jnp
+        >>> import jax.numpy as jnp
         >>> from ebm_ppl.models import rbm
         >>> params = {"W": jnp.zeros((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
-        >>> ll = log_likelihood(rbm.model, params, {"v": jnp.ones((4, 3))}, model_args=(3, 2),
-        ...                     log_z=5 * math.log(2.0), sum_out=None)
-        >>> [round(float(x), 4) for x in ll]          # uniform over 8 visible states
-        [-2.0794, -2.0794, -2.0794, -2.0794]
+        >>> F = free_energy(rbm.model, params, {"v": jnp.ones((2, 3))}, model_args=(3, 2))
+        >>> [round(float(f), 4) for f in F]                 # -2 log 2: two free hidden units
+        [-1.3863, -1.3863]
     """
-    model_kwargs = dict(model_kwargs or {})
-    em = _energy_model(model, tuple(model_args), model_kwargs)
+    em = as_energy_model(model, model_args, model_kwargs)
     params = _params(em, params)
+    data = _check_data(em, data)
+    latent = tuple(n for n in em.state_sites if n not in data)
+    if not latent:
+        return jax.jit(jax.vmap(em.energy, in_axes=(None, 0)))(params, data)
+    levels = _binary_sites(em, latent)
+    summed = _choose_summed(em, tuple(levels), sum_out)
+    log_sum, _ = _make_log_sum(em, levels, summed, chunk_size=chunk_size, max_states=max_states)
+    return -jax.jit(jax.vmap(log_sum, in_axes=(None, 0)))(params, data)
+
+
+def _check_data(em: EnergyModel, data: Any) -> dict[str, jax.Array]:
     if not isinstance(data, Mapping) or not data:
         raise TypeError(f"data must be a non-empty dict site -> array, got {type(data).__name__}")
     data = {n: jnp.asarray(v, dtype=jnp.result_type(float)) for n, v in data.items()}
@@ -315,14 +311,58 @@ def log_likelihood(
         raise ValueError(
             f"every data site must have the same number of examples, got {sorted(sizes)}"
         )
+    return data
+
+
+def log_likelihood(
+    model: Any,
+    params: Mapping[str, Any] | None,
+    data: Mapping[str, Any],
+    *,
+    log_z: float | LogZEstimate | None = None,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    sum_out: Any = "auto",
+    chunk_size: int = 2**16,
+    max_states: int = MAX_STATES,
+) -> LogLikelihood:
+    """Exact log-likelihoods ``log p(data_n) = -F(data_n) - log Z`` of some state sites.
+
+    The state sites not in ``data`` are latent and summed out exactly (:func:`free_energy`);
+    ``log Z`` comes from ``log_partition(method="exact")`` unless given. The result has the
+    type of :func:`ebm_ppl.log_likelihood`'s.
+
+    Args:
+        model: NumPyro EBM program (or ``EnergyModel``).
+        params: parameters (``None``: initial values).
+        data: dict site -> array ``(num_examples, *site_shape)`` for the observed state sites.
+        log_z: precomputed ``log Z`` (float or :class:`LogZEstimate`), or ``None``.
+        model_args, model_kwargs: arguments of ``model``.
+        sum_out, chunk_size, max_states: as in :func:`log_partition_exact` (for the latents).
+
+    Returns:
+        :class:`~ebm_ppl.partition.base.LogLikelihood` (``per_example`` of shape
+        ``(num_examples,)``; ``log_z.method`` is ``"exact"``, or ``"given"`` for a float
+        ``log_z``).
+
+    Raises:
+        ValueError: unknown or mis-shaped data sites; non-binary latent sites.
+
+    Examples:
+        >>> import math, jax.numpy as jnp
+        >>> from ebm_ppl.models import rbm
+        >>> params = {"W": jnp.zeros((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
+        >>> ll = log_likelihood(rbm.model, params, {"v": jnp.ones((4, 3))}, model_args=(3, 2),
+        ...                     log_z=5 * math.log(2.0), sum_out=None)
+        >>> [round(float(x), 4) for x in ll.per_example]   # uniform over 8 visible states
+        [-2.0794, -2.0794, -2.0794, -2.0794]
+    """
+    em = as_energy_model(model, model_args, model_kwargs)
+    params = _params(em, params)
+    data = _check_data(em, data)
+    options = dict(sum_out=sum_out, chunk_size=chunk_size, max_states=max_states)
     if log_z is None:
-        log_z = log_partition_exact(
-            em, params, sum_out=sum_out, chunk_size=chunk_size, max_states=max_states
-        ).log_z
-    latent = tuple(n for n in em.state_sites if n not in data)
-    if not latent:
-        return -jax.jit(jax.vmap(em.energy, in_axes=(None, 0)))(params, data) - log_z
-    levels = _binary_sites(em, latent)
-    summed = _choose_summed(em, tuple(levels), sum_out)
-    log_sum, _ = _make_log_sum(em, levels, summed, chunk_size=chunk_size, max_states=max_states)
-    return jax.jit(jax.vmap(log_sum, in_axes=(None, 0)))(params, data) - log_z
+        est = log_partition_exact(em, params, **options)
+    else:
+        est = as_log_z_estimate(log_z)
+    return LogLikelihood.from_free_energies(free_energy(em, params, data, **options), est)

@@ -10,40 +10,21 @@ data base-rate base for binary data).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ebm_ppl.energy.binding import bind_data
+from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
-from ebm_ppl.partition.base import LogZEstimate, log_partition
+from ebm_ppl.energy.view import StateView, as_energy_model
+from ebm_ppl.kernels._random import as_key
+from ebm_ppl.partition import exact
+from ebm_ppl.partition.base import LogLikelihood, LogZEstimate, as_log_z_estimate, log_partition
 
 __all__ = ["LogLikelihood", "free_energy", "log_likelihood"]
-
-
-class LogLikelihood(NamedTuple):
-    """Log-likelihoods of data and how ``log Z`` was obtained.
-
-    Attributes:
-        per_example: ``(num_examples,)`` array of ``log p(x_n)``.
-        mean: their mean.
-        stderr: standard error of ``mean`` carried over from ``log Z`` (every example shares the
-            one ``log Z``; 0 for exact methods).
-        log_z: the :class:`LogZEstimate` used (``log_z.method`` says which method).
-
-    Examples:
-        >>> r = LogLikelihood(np.zeros(2), 0.0, 0.0, LogZEstimate(0.0, 0.0, "exact", {}))
-        >>> r.log_z.method
-        'exact'
-    """
-
-    per_example: np.ndarray
-    mean: float
-    stderr: float
-    log_z: LogZEstimate
 
 
 def free_energy(
@@ -52,7 +33,7 @@ def free_energy(
     """``F(x_n) = -log Σ_h exp(-E(x_n, h))`` for every example, summing out the absent sites.
 
     State sites absent from ``data`` must be binary; they are summed exactly by
-    :func:`ebm_ppl.partition.exact.log_likelihood` (one conditionally independent block in
+    :func:`ebm_ppl.partition.exact.free_energy` (one conditionally independent block in
     closed form, e.g. all hidden units of an RBM, the rest enumerated).
 
     Args:
@@ -71,15 +52,11 @@ def free_energy(
         >>> round(float(free_energy(em, p, {"v": jnp.ones((1, 2))})[0]), 4)   # -3 log 2
         -2.0794
     """
-    from ebm_ppl.partition.exact import log_likelihood as exact_log_likelihood
-
     state = {n: v for n, v in data.items() if n in em.state_sites}
-    return -exact_log_likelihood(em, dict(params or {}), state, log_z=0.0)
+    return exact.free_energy(em, dict(params or {}), state)
 
 
 def _auto_log_z(em, params, data, rng_key, options) -> LogZEstimate:
-    from ebm_ppl.energy.conditionals import binary_levels
-
     skipped = None
     if getattr(em.model, "exact_log_partition", None) is not None or not em.continuous_sites:
         try:
@@ -87,8 +64,6 @@ def _auto_log_z(em, params, data, rng_key, options) -> LogZEstimate:
         except ValueError as err:  # too many states, or a site exact enumeration cannot handle
             skipped = str(err)
     if not em.discrete_sites:
-        from ebm_ppl.objectives._state import StateView
-
         if StateView(em, who="log_likelihood", unconstrained=True).dim <= 2:
             return log_partition(em, params, method="quadrature", rng_key=rng_key, **options)
     elif not em.continuous_sites and all(
@@ -126,7 +101,7 @@ def log_likelihood(
             (a closed form, or at most 2^24 enumerated binary states), ``"quadrature"`` for
             continuous states of dimension ``<= 2``, else ``"ais"`` (for binary data with the
             data base-rate base); ``info["exact_skipped"]`` then says why exact was not used.
-        rng_key: PRNG key for stochastic methods.
+        rng_key: PRNG key or int seed for stochastic methods (``None`` means ``PRNGKey(0)``).
         model_args, model_kwargs: arguments for ``model``.
         data_site: site for an array ``data``.
         **options: passed to :func:`ebm_ppl.log_partition` (e.g. ``num_chains``).
@@ -135,8 +110,9 @@ def log_likelihood(
         :class:`LogLikelihood`; ``.log_z.method`` says how ``log Z`` was obtained.
 
     Raises:
-        ValueError: for bad data (see :func:`ebm_ppl.train.fit.bind_data`) or latent sites that
-            cannot be summed out.
+        ValueError: for bad data (see :func:`ebm_ppl.energy.binding.bind_data`) or latent sites
+            that cannot be summed out.
+        TypeError: for an ``rng_key`` that is neither a key nor an int.
 
     Examples:
         >>> import jax.numpy as jnp, numpy as np, math, ebm_ppl as ebm
@@ -146,14 +122,11 @@ def log_likelihood(
         >>> round(r.mean, 4) == round(-3 * math.log(2), 4), r.log_z.method
         (True, 'exact')
     """
-    from ebm_ppl.partition.quadrature import _energy_model
-    from ebm_ppl.train.fit import bind_data
-
-    em = _energy_model(model, tuple(model_args), dict(model_kwargs or {}))
+    em = as_energy_model(model, model_args, model_kwargs)
     params = dict(params or {})
     bound = bind_data(em, data, data_site)
+    key = as_key(rng_key, default=0)
     if log_z is None:
-        key = jax.random.PRNGKey(0) if rng_key is None else rng_key
         if method is None:
             est = _auto_log_z(em, params, bound, key, dict(options))
         else:
@@ -162,13 +135,8 @@ def log_likelihood(
                 if not options["data"] or em.continuous_sites:
                     options.pop("data")
             est = log_partition(em, params, method=method, rng_key=key, **options)
-    elif isinstance(log_z, LogZEstimate):
-        est = log_z
     else:
-        value = float(log_z)
-        if not math.isfinite(value):
-            raise ValueError(f"log_z must be finite, got {log_z!r}")
-        est = LogZEstimate(value, 0.0, "given", {})
+        est = as_log_z_estimate(log_z)
     values = {n: jnp.asarray(v) for n, v in bound.items()}
     if all(n in values for n in em.state_sites):
         free = jax.jit(jax.vmap(lambda v: em.energy(params, v)))(values)
@@ -180,5 +148,4 @@ def log_likelihood(
                 f"(conditioning) sites {conditions}"
             )
         free = free_energy(em, params, values)
-    per_example = -np.asarray(free, dtype=np.float64) - est.log_z
-    return LogLikelihood(per_example, float(per_example.mean()), float(est.stderr), est)
+    return LogLikelihood.from_free_energies(free, est)

@@ -12,21 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.energy.view import StateView, as_energy_model
 from ebm_ppl.partition.base import LogZEstimate
 
 __all__ = ["compare_on_grid", "grid_log_density", "log_partition_quadrature"]
 
 _DEFAULT_POINTS = {1: 4001, 2: 401, 3: 81}
-
-
-def _energy_model(model: Any, model_args: tuple, model_kwargs: dict) -> EnergyModel:
-    if isinstance(model, EnergyModel):
-        if model_args or model_kwargs:
-            raise ValueError(
-                "model is an EnergyModel (arguments bound); model_args/model_kwargs must be empty"
-            )
-        return model
-    return EnergyModel(model, *model_args, **model_kwargs)
 
 
 def _flat_potential(em: EnergyModel, params: Mapping[str, Any] | None):
@@ -36,8 +27,6 @@ def _flat_potential(em: EnergyModel, params: Mapping[str, Any] | None):
             f"method='quadrature' needs continuous state sites only; {list(em.discrete_sites)} "
             "are discrete (use method='exact')"
         )
-    from ebm_ppl.objectives._state import StateView
-
     view = StateView(em, who="quadrature", unconstrained=True)
     potential = em.potential_fn(dict(params or {}))
     return (lambda z: potential(view.unravel(z))), view.dim
@@ -140,7 +129,7 @@ def log_partition_quadrature(
         (1.8379, 1.8379)
     """
     del rng_key
-    em = _energy_model(model, tuple(model_args), dict(model_kwargs or {}))
+    em = as_energy_model(model, model_args, model_kwargs)
     potential, d = _flat_potential(em, params)
     if not 1 <= d <= 3:
         raise ValueError(
@@ -223,7 +212,7 @@ def grid_log_density(
         >>> round(float(lp[0]), 4)
         -0.9189
     """
-    em = _energy_model(model, tuple(model_args), dict(model_kwargs or {}))
+    em = as_energy_model(model, model_args, model_kwargs)
     potential, d = _flat_potential(em, params)
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != d:

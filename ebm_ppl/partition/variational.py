@@ -31,6 +31,7 @@ deterministically with Optax. Otherwise the mean-field guide is fitted by SVI wi
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping
@@ -41,9 +42,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from numpyro import handlers
-from numpyro.distributions import Distribution, constraints
+from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
+from numpyro.infer.autoguide import AutoMultivariateNormal
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.util import log_density
 
+from ebm_ppl.energy.mean_field import (
+    BernoulliMeanField,
+    BinaryBernoulli,
+    binary_site_levels,
+    energy_terms,
+)
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.energy.view import as_energy_model
+from ebm_ppl.kernels._random import as_key
+from ebm_ppl.partition.ais import _warn_weights, summarize_log_weights
 from ebm_ppl.partition.base import LogZEstimate
 
 __all__ = [
@@ -58,178 +71,6 @@ __all__ = [
 ]
 
 Values = dict[str, jax.Array]
-
-
-# ----------------------------------------------------------------------------- distributions
-class BinaryBernoulli(Distribution):
-    """Independent Bernoulli units on two levels ``{lo, hi}`` (``Bits``: 0/1, ``Spins``: ±1).
-
-    Args:
-        logits: logits of ``P(x = hi)``, shape = batch shape.
-        low, high: the two levels.
-
-    Examples:
-        >>> import jax, jax.numpy as jnp
-        >>> d = BinaryBernoulli(jnp.zeros(3), -1.0, 1.0)
-        >>> sorted(set(d.sample(jax.random.PRNGKey(0), (50,)).ravel().tolist()))
-        [-1.0, 1.0]
-        >>> round(float(d.log_prob(jnp.ones(3)).sum()), 4)   # 3 log(1/2)
-        -2.0794
-    """
-
-    arg_constraints = {"logits": constraints.real}
-    pytree_data_fields = ("logits",)
-    pytree_aux_fields = ("low", "high")
-    has_enumerate_support = False
-
-    def __init__(
-        self, logits: Any, low: float = 0.0, high: float = 1.0, *, validate_args: bool | None = None
-    ):
-        self.logits = jnp.asarray(logits)
-        self.low, self.high = float(low), float(high)
-        super().__init__(
-            batch_shape=jnp.shape(self.logits), event_shape=(), validate_args=validate_args
-        )
-
-    @property
-    def support(self):
-        from ebm_ppl.energy.base import bits_support, spins_support
-
-        return spins_support if self.low == -1.0 else bits_support
-
-    @property
-    def is_discrete(self) -> bool:
-        return True
-
-    def sample(self, key, sample_shape=()):
-        shape = tuple(sample_shape) + self.batch_shape
-        on = jax.random.bernoulli(key, jax.nn.sigmoid(self.logits), shape)
-        return jnp.where(on, self.high, self.low).astype(jnp.result_type(float))
-
-    def log_prob(self, value):
-        on = (jnp.asarray(value) - self.low) / (self.high - self.low)
-        # log σ(ℓ)·on + log σ(-ℓ)·(1 - on) = on·ℓ - softplus(ℓ)
-        return on * self.logits - jax.nn.softplus(self.logits)
-
-    @property
-    def mean(self):
-        return self.low + (self.high - self.low) * jax.nn.sigmoid(self.logits)
-
-    def entropy(self):
-        p = jax.nn.sigmoid(self.logits)
-        return jax.nn.softplus(self.logits) - p * self.logits
-
-
-def _levels(em: EnergyModel) -> dict[str, tuple[float, float]]:
-    from ebm_ppl.energy.conditionals import binary_levels
-
-    out = {}
-    for n in em.discrete_sites:
-        lv = binary_levels(em.sites[n].support)
-        if lv is None:
-            raise ValueError(f"guide: site {n!r} is discrete but not binary; pass guide=")
-        out[n] = lv
-    return out
-
-
-class BernoulliMeanField:
-    """Mean-field guide ``q(x) = Π_i Bernoulli(x_i; σ(ℓ_i))`` over the binary state sites.
-
-    A NumPyro guide (callable with the model's arguments) with one param site
-    ``"{site}_logits"`` per binary state site, so it works with ``numpyro.infer.SVI``.
-
-    Args:
-        model: the EBM program (or an :class:`ebm_ppl.EnergyModel`).
-        *args, **kwargs: the model's arguments (when ``model`` is a program).
-        init_logits: initial logits (default 0: uniform).
-
-    Raises:
-        ValueError: if a state site is not binary.
-
-    Examples:
-        >>> import jax, numpyro, ebm_ppl as ebm
-        >>> from ebm_ppl.models import ising
-        >>> guide = BernoulliMeanField(ising.model, (2, 2))
-        >>> tr = numpyro.handlers.trace(numpyro.handlers.seed(guide, 0)).get_trace()
-        >>> tr["s"]["value"].shape, tr["s_logits"]["value"].shape
-        ((2, 2), (2, 2))
-    """
-
-    def __init__(self, model: Any, *args: Any, init_logits: float = 0.0, **kwargs: Any):
-        em = model if isinstance(model, EnergyModel) else EnergyModel(model, *args, **kwargs)
-        if em.continuous_sites:
-            raise ValueError(
-                f"guide: BernoulliMeanField covers binary sites only; {list(em.continuous_sites)} "
-                "are continuous"
-            )
-        self.levels = _levels(em)
-        self.shapes = {n: em.sites[n].shape for n in self.levels}
-        self.init_logits = float(init_logits)
-
-    def params_init(self) -> Values:
-        """Initial logits, dict ``"{site}_logits"`` -> array."""
-        return {f"{n}_logits": jnp.full(s, self.init_logits) for n, s in self.shapes.items()}
-
-    def distributions(self, guide_params: Mapping[str, Any]) -> dict[str, BinaryBernoulli]:
-        """Site -> :class:`BinaryBernoulli` for given guide parameters."""
-        return {
-            n: BinaryBernoulli(guide_params[f"{n}_logits"], *self.levels[n]) for n in self.levels
-        }
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        import numpyro
-
-        del args, kwargs
-        for n, shape in self.shapes.items():
-            logits = numpyro.param(f"{n}_logits", jnp.full(shape, self.init_logits))
-            numpyro.sample(n, BinaryBernoulli(logits, *self.levels[n]))
-
-
-# ----------------------------------------------------------------------------- energies
-def energy_terms(
-    em: EnergyModel,
-    params: Mapping[str, Any] | None,
-    values: Mapping[str, Any],
-    *,
-    skip: tuple[str, ...] | None = None,
-) -> jax.Array:
-    """Energy without the base measure of the binary state sites, valid at fractional values.
-
-    ``EnergyModel.energy`` adds ``-log base(x)``, which is ``+inf`` off the binary levels; the
-    mean-field bound evaluates ``E`` at the means ``μ`` instead, so the counting measure (0 on
-    the levels) is left out.
-
-    Args:
-        em: the energy model.
-        params: model parameters.
-        values: dict state site -> value (binary sites may be fractional).
-        skip: sites whose own log density is left out (default: the binary state sites).
-
-    Returns:
-        scalar array.
-
-    Examples:
-        >>> import jax.numpy as jnp, ebm_ppl as ebm
-        >>> from ebm_ppl.models import ising
-        >>> em = ebm.EnergyModel(ising.model, (4,), beta=1.0, periodic=False)
-        >>> float(energy_terms(em, {}, {"s": jnp.full(4, 0.5)}))   # -(3 bonds · 0.25)
-        -0.75
-    """
-    if skip is None:
-        skip = tuple(em.discrete_sites)
-    data = {**dict(params or {}), **dict(values)}
-    tr = handlers.trace(handlers.substitute(handlers.seed(em.model, 0), data=data)).get_trace(
-        *em.args, **em.kwargs
-    )
-    total = jnp.zeros(())
-    for name, site in tr.items():
-        if site["type"] != "sample" or name in skip:
-            continue
-        lp = jnp.sum(site["fn"].log_prob(site["value"]))
-        if site.get("scale") is not None:
-            lp = site["scale"] * lp
-        total = total - lp
-    return total
 
 
 def mean_field_elbo(
@@ -254,7 +95,7 @@ def mean_field_elbo(
         >>> round(16 * math.log(2), 4)
         11.0904
     """
-    levels = _levels(em)
+    levels = binary_site_levels(em)
     mu, entropy = {}, jnp.zeros(())
     for n, (lo, hi) in levels.items():
         d = BinaryBernoulli(logits[n], lo, hi)
@@ -286,11 +127,6 @@ def _default_guide(em: EnergyModel):
         )
     if em.discrete_sites:
         return BernoulliMeanField(em)
-    import functools
-
-    from numpyro.infer.autoguide import AutoMultivariateNormal
-    from numpyro.infer.initialization import init_to_uniform
-
     bound = functools.partial(em.model, *em.args, **em.kwargs)
     return AutoMultivariateNormal(bound, init_loc_fn=init_to_uniform)
 
@@ -339,8 +175,6 @@ def fit_guide(
         >>> info["closed_form"], gp["s_logits"].shape
         (True, (3, 3))
     """
-    from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
-
     params = dict(params or {})
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
@@ -434,8 +268,6 @@ def guide_log_weights(
         >>> [round(float(v), 4) for v in lw]    # q uniform, E = 0: log 4
         [1.3863, 1.3863, 1.3863]
     """
-    from numpyro.infer.util import log_density
-
     params = dict(params or {})
     names = em.state_sites
 
@@ -449,17 +281,14 @@ def guide_log_weights(
 
 # ----------------------------------------------------------------------------- methods
 def _setup(model, params, model_args, model_kwargs, rng_key, num_samples):
-    from ebm_ppl.partition.quadrature import _energy_model
-
-    em = _energy_model(model, tuple(model_args), dict(model_kwargs or {}))
+    em = as_energy_model(model, model_args, model_kwargs)
     if (
         isinstance(num_samples, bool)
         or not isinstance(num_samples, (int, np.integer))
         or num_samples < 2
     ):
         raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
-    key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    return em, dict(params or {}), key
+    return em, dict(params or {}), as_key(rng_key, default=0)
 
 
 def log_partition_elbo(
@@ -583,8 +412,6 @@ def log_partition_importance(
         >>> abs(est.log_z - math.log(2 * math.pi)) < 4 * est.stderr + 1e-3
         True
     """
-    from ebm_ppl.partition.ais import _warn_weights, summarize_log_weights
-
     em, params, key = _setup(model, params, model_args, model_kwargs, rng_key, num_samples)
     k_fit, k_eval = jax.random.split(key)
     guide, gp, info = fit_guide(

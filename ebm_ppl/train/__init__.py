@@ -1,5 +1,6 @@
 """Training: the ``fit`` loop, checkpoints and history."""
 
+from ebm_ppl.energy.binding import bind_data
 from ebm_ppl.train.checkpoint import (
     CheckpointWarning,
     fingerprint,
@@ -10,7 +11,7 @@ from ebm_ppl.train.checkpoint import (
     save_checkpoint,
     save_params,
 )
-from ebm_ppl.train.fit import FitResult, bind_data, fit, resolve_objective
+from ebm_ppl.train.fit import FitResult, fit, resolve_objective
 from ebm_ppl.train.history import History
 
 __all__ = [

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ebm_ppl.energy.binding import bind_data
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
 from ebm_ppl.objectives.base import Objective
@@ -82,117 +83,6 @@ def _positive_int(value: Any, name: str) -> int:
     if int(value) < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
-
-
-def _as_key(rng_key: Any) -> jax.Array:
-    if isinstance(rng_key, (int, np.integer)) and not isinstance(rng_key, bool):
-        return jax.random.PRNGKey(int(rng_key))
-    if isinstance(rng_key, jax.Array) and (
-        jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
-        or (rng_key.dtype == jnp.uint32 and rng_key.shape == (2,))
-    ):
-        return rng_key
-    raise TypeError(
-        f"rng_key must be a PRNG key (jax.random.PRNGKey(seed)) or an int, got {rng_key!r}"
-    )
-
-
-def bind_data(model: EnergyModel, data: Any, data_site: str | None = None) -> dict[str, np.ndarray]:
-    """Bind training data to sites of an energy model, checking shapes and values.
-
-    Args:
-        model: the :class:`~ebm_ppl.EnergyModel`.
-        data: an array ``(num_examples, *site_shape)`` or a dict site -> such arrays (state sites
-            are the data the model should generate; observed sites are conditioning inputs).
-        data_site: site for an array ``data``; by default the only state or observed site whose
-            shape matches ``data.shape[1:]``.
-
-    Returns:
-        dict site -> float array with a leading example axis.
-
-    Raises:
-        ValueError: for NaN/inf values, a trailing shape that does not match the site, unknown
-            sites, different numbers of rows, or an ambiguous site.
-        TypeError: for data that is not an array or a dict.
-
-    Examples:
-        >>> import numpyro, jax.numpy as jnp, ebm_ppl as ebm
-        >>> def m():
-        ...     x = numpyro.sample("x", ebm.Flat(2))
-        ...     ebm.energy("E", jnp.sum(x**2))
-        >>> bind_data(ebm.EnergyModel(m), np.zeros((5, 2)))["x"].shape
-        (5, 2)
-    """
-    sites = model.sites
-    bindable = [n for n, s in sites.items() if s.kind in ("state", "data")]
-    if isinstance(data, Mapping):
-        if data_site is not None:
-            raise ValueError("data_site applies to array data only; data is already a dict")
-        out = {}
-        for name, value in data.items():
-            if name not in bindable:
-                raise ValueError(
-                    f"data has site {name!r}, which is not a state or observed site of the "
-                    f"model; expected some of {bindable}"
-                )
-            out[name] = value
-    else:
-        try:
-            arr = np.asarray(data)
-        except Exception as err:
-            raise TypeError(
-                f"data must be an array or a dict site -> array, got {type(data).__name__}"
-            ) from err
-        if arr.dtype == object or arr.ndim == 0:
-            raise TypeError(
-                f"data must be an array or a dict site -> array, got {type(data).__name__}"
-            )
-        if data_site is not None:
-            if data_site not in bindable:
-                raise ValueError(f"data_site must be one of {bindable}, got {data_site!r}")
-            name = data_site
-        else:
-            matches = [n for n in bindable if sites[n].shape == tuple(arr.shape[1:])]
-            if len(matches) > 1:
-                raise ValueError(
-                    f"data could bind to sites {matches} (all of shape {tuple(arr.shape[1:])}); "
-                    "pass data_site= to choose one"
-                )
-            if not matches:
-                shapes = {n: sites[n].shape for n in bindable}
-                raise ValueError(
-                    f"data has trailing shape {tuple(arr.shape[1:])}, which matches no site of "
-                    f"the model (site shapes: {shapes}); each row of data is one value of a site"
-                )
-            name = matches[0]
-        out = {name: arr}
-    if not out:
-        raise ValueError("data is an empty dict")
-    bound: dict[str, np.ndarray] = {}
-    num = None
-    for name, value in out.items():
-        arr = np.asarray(value)
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"data for site {name!r} must be numeric, got dtype {arr.dtype}")
-        arr = arr.astype(jnp.result_type(float))
-        shape = sites[name].shape
-        if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
-            raise ValueError(
-                f"data for site {name!r} has shape {arr.shape}; expected (num_examples, *{shape})"
-            )
-        if not np.all(np.isfinite(arr)):
-            bad = np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)).ravel()
-            raise ValueError(
-                f"data for site {name!r} contains NaN or inf (rows {bad[:5].tolist()}"
-                f"{'...' if len(bad) > 5 else ''})"
-            )
-        if num is not None and len(arr) != num:
-            raise ValueError(
-                f"data sites have different numbers of rows: {num} and {len(arr)} ({name!r})"
-            )
-        num = len(arr)
-        bound[name] = arr
-    return bound
 
 
 def resolve_objective(objective: Any) -> Any:
@@ -357,7 +247,7 @@ def fit(
         if not callable(cb):
             raise TypeError(f"callbacks must be callables, got {cb!r}")
     spec = resolve_objective(objective)
-    key = _as_key(rng_key)
+    key = _random.as_key(rng_key)
     model_kwargs = dict(model_kwargs or {})
     if isinstance(model, EnergyModel):
         if model_args or model_kwargs:
