@@ -80,7 +80,15 @@ _LEGACY = ("checkpoint.npz", "checkpoint.json")
 
 
 class CheckpointWarning(UserWarning):
-    """A checkpoint file failed verification and was skipped (it is left in place)."""
+    """A checkpoint file failed verification and was skipped (it is left in place).
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error", CheckpointWarning)  # make skipping fatal
+        ...     issubclass(CheckpointWarning, UserWarning)
+        True
+    """
 
 
 # ---------------------------------------------------------------------------------- fingerprints
@@ -406,7 +414,7 @@ def _path_str(path: list[list[Any]]) -> str:
 
 def _host_array(leaf: Any) -> np.ndarray:
     arr = np.asarray(leaf)
-    if arr.dtype == object or arr.dtype.kind in "OUSV":
+    if arr.dtype == object or not (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == bool):
         raise TypeError(f"cannot store an array of dtype {arr.dtype} (numbers and bools only)")
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
