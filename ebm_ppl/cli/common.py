@@ -41,8 +41,8 @@ __all__ = [
 TRUST_NOTE = (
     "Trust: a MODEL_SPEC is Python code; loading it imports its module, which runs that code "
     "(and `fit --resume DIR` imports the model named in DIR/command.json, so only resume run "
-    "folders you trust). Checkpoints, params and data files are data only: read as .npz/.npy "
-    "arrays and JSON, never unpickled."
+    "folders you trust). Checkpoints, params and data files are data only: arrays and JSON, "
+    "never unpickled."
 )
 
 
@@ -232,10 +232,11 @@ def _local_module(name: str, folder: Path) -> Path | None:
 def load_model(spec: str) -> Any:
     """Import ``module:function`` or ``path/to/file.py:function``; **this runs the module's code**.
 
-    ``module`` is looked up in the current folder first, then among the installed packages (as
-    ``python -m`` does); ``file.py`` is a path from the current folder. A model file whose
-    module name is that of an installed or standard-library module (``numpy.py``,
-    ``matplotlib.py``, ``json.py``) is refused: importing it would shadow that module.
+    ``module`` is looked up among the installed packages and in the current folder (which the
+    ``ebm-ppl`` console script does not search by itself); ``file.py`` is a path from the
+    current folder. A model file whose module name is that of an installed or standard-library
+    module (``numpy.py``, ``matplotlib.py``, ``json.py``) is refused, whichever form names it:
+    importing it would shadow that module.
 
     Raises:
         UsageError: naming the spec and the file for a malformed spec, a missing file or

@@ -38,7 +38,15 @@ from ebm_ppl.cli.common import (
 )
 from ebm_ppl.train.checkpoint import has_checkpoint, write_atomic
 
-__all__ = ["COMMAND_FILE", "fit_arguments", "load_data", "run_fit"]
+__all__ = [
+    "COMMAND_FILE",
+    "DEFAULTS",
+    "RESUMABLE",
+    "fit_arguments",
+    "load_data",
+    "read_command",
+    "run_fit",
+]
 
 COMMAND_FILE = "command.json"
 
@@ -69,44 +77,47 @@ RESUMABLE = ("steps", "checkpoint_every", "log_every")
 
 _OPTIMIZERS = ("adam", "sgd")
 
-# command.json key -> (type check, description) for its value
-_SAVED_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {}
-
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _register_types() -> None:
-    text = lambda v: isinstance(v, str) and bool(v)
-    opt_text = lambda v: v is None or text(v)
-    pos = lambda v: _is_int(v) and v >= 1
-    opt_pos = lambda v: v is None or pos(v)
-    num = lambda v: (_is_int(v) or isinstance(v, float)) and 0 < v < float("inf")
-    _SAVED_TYPES.update(
-        {
-            "model": (text, "a model spec"),
-            "data": (text, "a data file or name"),
-            "data_site": (opt_text, "a site name or null"),
-            "model_kwargs": (lambda v: isinstance(v, str), "a 'k=v,...' string"),
-            "objective": (text, "an objective name"),
-            "kernel": (opt_text, "a kernel name or null"),
-            "mcmc_steps": (opt_pos, "an integer >= 1 or null"),
-            "num_chains": (opt_pos, "an integer >= 1 or null"),
-            "step_size": (lambda v: v is None or num(v), "a number > 0 or null"),
-            "optimizer": (lambda v: v in _OPTIMIZERS, f"one of {list(_OPTIMIZERS)}"),
-            "learning_rate": (num, "a number > 0"),
-            "steps": (pos, "an integer >= 1"),
-            "batch_size": (pos, "an integer >= 1"),
-            "num_examples": (pos, "an integer >= 1"),
-            "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-            "checkpoint_every": (opt_pos, "an integer >= 1 or null"),
-            "log_every": (pos, "an integer >= 1"),
-        }
-    )
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and bool(v)
 
 
-_register_types()
+def _positive(v: Any) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def _number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and 0 < v < float("inf")
+
+
+def _or_null(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+#: command.json key -> (check of its value, description for the error message)
+_SAVED_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (_text, "a model spec"),
+    "data": (_text, "a data file or name"),
+    "data_site": (_or_null(_text), "a site name or null"),
+    "model_kwargs": (lambda v: isinstance(v, str), "a 'k=v,...' string"),
+    "objective": (_text, "an objective name"),
+    "kernel": (_or_null(_text), "a kernel name or null"),
+    "mcmc_steps": (_or_null(_positive), "an integer >= 1 or null"),
+    "num_chains": (_or_null(_positive), "an integer >= 1 or null"),
+    "step_size": (_or_null(_number), "a number > 0 or null"),
+    "optimizer": (lambda v: v in _OPTIMIZERS, f"one of {list(_OPTIMIZERS)}"),
+    "learning_rate": (_number, "a number > 0"),
+    "steps": (_positive, "an integer >= 1"),
+    "batch_size": (_positive, "an integer >= 1"),
+    "num_examples": (_positive, "an integer >= 1"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "checkpoint_every": (_or_null(_positive), "an integer >= 1 or null"),
+    "log_every": (_positive, "an integer >= 1"),
+}
 
 # what a changed flag would change, for the refusal message
 _WHAT = {
@@ -245,14 +256,16 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-chains", type=positive_int, help="num_chains (PCD, replay)")
     p.add_argument("--step-size", type=positive_float, help="Langevin step_size")
     p.add_argument("--optimizer", choices=_OPTIMIZERS, help="optax optimizer (default: adam)")
-    p.add_argument("--learning-rate", type=positive_float, help="default: 1e-3")
+    p.add_argument("--learning-rate", type=positive_float, help="learning rate (default: 1e-3)")
     p.add_argument("--steps", type=positive_int, help="num_steps (total updates)")
     p.add_argument("--batch-size", type=positive_int, help="batch_size (default: 100)")
     p.add_argument(
         "--num-examples", type=positive_int, help="points drawn from a toy set (default: 10000)"
     )
     p.add_argument("--seed", type=nonnegative_int, help="rng_key = PRNGKey(seed) (default: 0)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (checkpoint_dir)")
+    p.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="output folder (checkpoint_dir)"
+    )
     p.add_argument("--checkpoint-every", type=positive_int, help="checkpoint_every")
     p.add_argument(
         "--log-every", type=positive_int, help="log_every (updates per chunk, default: 100)"
@@ -261,6 +274,7 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
         "--resume",
         type=Path,
         default=None,
+        metavar="DIR",
         help="continue the run stored in DIR; imports the model named in DIR/command.json. "
         "--steps, --checkpoint-every, --log-every and --no-progress may change, other flags "
         "must match the run's",
@@ -376,10 +390,7 @@ def read_command(path: Path) -> dict[str, Any]:
     for key, (ok, description) in _SAVED_TYPES.items():
         if not ok(saved[key]):
             raise UsageError(f"{where}: {key!r} must be {description}, got {saved[key]!r}")
-    try:
-        parse_kwargs(saved["model_kwargs"], flag=f"{where}: 'model_kwargs'")
-    except UsageError:
-        raise
+    parse_kwargs(saved["model_kwargs"], flag=f"{where}: 'model_kwargs'")
     return {k: saved[k] for k in DEFAULTS}
 
 
