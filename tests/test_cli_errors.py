@@ -101,7 +101,8 @@ def workdir(tmp_path_factory):
     ebm_ppl.diagnostics._az().from_dict(prior={"x": np.zeros((1, 10))}).to_netcdf(
         str(d / "prior.nc")
     )
-    ebm_ppl.diagnostics.to_inference_data({"x": np.zeros((2, 10))}).to_netcdf(str(d / "ok.nc"))
+    draws = np.random.default_rng(1).normal(size=(4, 100))
+    ebm_ppl.diagnostics.to_inference_data({"x": draws}).to_netcdf(str(d / "ok.nc"))
     _run_folder(d / "run", COMMAND)
     # a run with progress: a checkpoint of its parameters
     save_checkpoint(d / "run", {"params": {"mu": np.zeros(2, np.float32)}}, {"step": 2})
@@ -276,6 +277,14 @@ def test_debug_shows_the_traceback(argv, workdir, monkeypatch, capsys, tripwire)
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
     assert err.strip().splitlines()[-1].startswith("ebm-ppl: error: ")
+
+
+def test_missing_optional_package_is_one_line(workdir, monkeypatch, capsys):
+    monkeypatch.chdir(workdir)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    assert main(["diagnose", "ok.nc", "--out", "plots_without_matplotlib"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "'matplotlib'" in line and "ebm_ppl[plot]" in line
 
 
 def test_a_bug_keeps_its_traceback(workdir, monkeypatch, tripwire):

@@ -54,8 +54,9 @@ COMMANDS: dict[
 
 #: Exceptions that are the user's to fix: printed as one line, exit status 2. ``ValueError`` and
 #: ``TypeError`` are what the library raises for a bad argument or bad data (the message names
-#: the argument); ``OSError`` covers files that cannot be read or written. Anything else is a
-#: bug and keeps its traceback.
+#: the argument); ``OSError`` covers files that cannot be read or written. A missing optional
+#: package (``ModuleNotFoundError`` outside ebm_ppl) is reported with the extra that installs it.
+#: Anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ValueError, TypeError, OSError)
 
 # library argument names that differ from their flag's name
@@ -73,6 +74,15 @@ _LIBRARY_NAMES = {
     "demo": {},
 }
 
+
+# optional dependency -> the extra that installs it
+_EXTRAS = {
+    "matplotlib": "plot",
+    "equinox": "nn",
+    "sklearn": "data",
+    "flowjax": "flow",
+    "blackjax": "bench",
+}
 
 # one-word library arguments that messages name as such ("kernel must be one of ...")
 _WORD_ARGS = ("kernel", "method", "objective", "optimizer", "thinning", "devices")
@@ -181,6 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         command = args.command
         return COMMANDS[command][2](args)
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] == "ebm_ppl":
+            raise  # a module of the library itself: a bug
+        if debug:
+            traceback.print_exception(e, file=sys.stderr)
+        top = e.name.split(".")[0]
+        extra = _EXTRAS.get(top)
+        hint = f"pip install 'ebm_ppl[{extra}]'" if extra else f"pip install {top}"
+        where = f"{command}: " if command else ""
+        print(f"ebm-ppl: error: {where}this needs the package {top!r} ({hint})", file=sys.stderr)
+        return 2
     except USER_ERRORS as e:
         if debug:
             traceback.print_exception(e, file=sys.stderr)
