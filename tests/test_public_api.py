@@ -145,3 +145,86 @@ def test_deprecated_names_warn_and_still_work():
     assert old(jax.random.PRNGKey(0), p, 2)["v"].shape == (2, 3)
     with pytest.raises(AttributeError, match="no_such_name"):
         ais.no_such_name
+
+
+# ----------------------------------------------------------------------------- rng_key, init_values
+def _gauss():
+    import jax.numpy as jnp
+    import numpyro
+
+    mu = numpyro.param("mu", 0.0)
+    x = numpyro.sample("x", ebm_ppl.Flat(2))
+    ebm_ppl.energy("E", 0.5 * jnp.sum((x - mu) ** 2))
+
+
+def _entry_points():
+    """Each public entry point with an ``rng_key``, as ``seed -> comparable result``."""
+    import numpy as np
+    import optax
+
+    data = np.linspace(-1.0, 1.0, 16).reshape(8, 2)
+    ais = dict(method="ais", num_chains=8, num_temperatures=4, adapt_step_size=False)
+    return {
+        "sample": lambda key: (
+            ebm_ppl.sample(
+                _gauss,
+                kernel="mala",
+                num_chains=1,
+                num_warmup=2,
+                num_samples=3,
+                rng_key=key,
+                progress=False,
+            )
+            .posterior["x"]
+            .values
+        ),
+        "fit": lambda key: ebm_ppl.fit(
+            _gauss,
+            data,
+            objective="sm",
+            optimizer=optax.sgd(0.1),
+            num_steps=2,
+            batch_size=4,
+            rng_key=key,
+            progress=False,
+        ).params["mu"],
+        "log_partition": lambda key: ebm_ppl.log_partition(
+            _gauss, {"mu": 0.0}, rng_key=key, **ais
+        ).info["log_weights"],
+        "log_likelihood": lambda key: (
+            ebm_ppl.log_likelihood(_gauss, {"mu": 0.0}, data, rng_key=key, **ais).per_example
+        ),
+        "objective init": lambda key: (
+            ebm_ppl.objectives.PersistentContrastiveDivergence("mala", num_chains=4)
+            .build(ebm_ppl.EnergyModel(_gauss))
+            .init(key, {"mu": 0.0}, {"x": data[:4]})
+            .chains["x"]
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_entry_points()))
+def test_rng_key_accepts_an_int_or_a_key(name):
+    import jax
+    import numpy as np
+
+    run = _entry_points()[name]
+    np.testing.assert_array_equal(np.asarray(run(3)), np.asarray(run(jax.random.PRNGKey(3))))
+    assert not np.array_equal(np.asarray(run(3)), np.asarray(run(4)))
+    with pytest.raises(TypeError, match="PRNG key"):
+        run(1.5)
+
+
+def test_sample_init_params_is_a_deprecated_alias_of_init_values():
+    import jax.numpy as jnp
+    import numpy as np
+
+    kwargs = dict(kernel="mala", num_chains=2, num_warmup=0, num_samples=2, progress=False)
+    start = {"x": jnp.array([[5.0, 5.0], [-5.0, -5.0]])}
+    new = ebm_ppl.sample(_gauss, init_values=start, **kwargs).posterior["x"].values
+    with pytest.warns(DeprecationWarning, match="init_values"):
+        old = ebm_ppl.sample(_gauss, init_params=start, **kwargs).posterior["x"].values
+    np.testing.assert_array_equal(old, new)
+    assert (new[0] > 2.0).all() and (new[1] < -2.0).all()  # the chains start where asked
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="not both"):
+        ebm_ppl.sample(_gauss, init_values=start, init_params=start, **kwargs)

@@ -44,11 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
 from ebm_ppl.kernels.gibbs import interaction_colouring, normalize_colours
 from ebm_ppl.kernels.resolve import (
+    DEFAULT_STEP_SIZE,
     Sampler,
     check_kernel,
     kernel_name,
@@ -57,9 +57,11 @@ from ebm_ppl.kernels.resolve import (
 from ebm_ppl.objectives.base import Objective
 
 __all__ = [
+    "CDState",
     "ContrastiveDivergence",
     "PCDState",
     "PersistentContrastiveDivergence",
+    "PositiveChains",
     "ReplayBuffer",
     "ReplayState",
     "Sampler",
@@ -86,16 +88,22 @@ def _run_chains(
     positions: Values,
     fixed: Values,
     num_steps: int,
-) -> tuple[Values, jax.Array, jax.Array]:
+    *,
+    trace: bool = False,
+    step_size: Any = None,
+) -> tuple[Any, ...]:
     """Run ``num_steps`` transitions on every chain (vmapped).
 
     Args:
         energy_fn: ``energy_fn(position, fixed) -> scalar`` for one chain.
         positions: dict site -> ``(num_chains, ...)`` start (unconstrained for continuous sites).
         fixed: dict site -> ``(num_chains, ...)`` clamped values (may be empty).
+        trace: also return the chains' energies after every transition.
+        step_size: a (traced) step size overriding the sampler's own, or ``None``.
 
     Returns:
-        ``(final positions, mean acceptance rate per chain, divergences per chain)``.
+        ``(final positions, mean acceptance rate per chain, divergences per chain)``, and with
+        ``trace`` the energies ``(num_chains, num_steps)`` as a fourth entry.
     """
     num_chains = jax.tree.leaves(positions)[0].shape[0]
     keys = _random.split(rng_key, num_chains)
@@ -105,15 +113,131 @@ def _run_chains(
         state = sampler.init(position, efn)
 
         def body(state, k):
-            state, info = sampler.step(k, state, efn)
+            if step_size is None:
+                state, info = sampler.step(k, state, efn)
+            else:
+                state, info = sampler.step(k, state, efn, step_size)
             acc = jnp.asarray(getattr(info, "acceptance_rate", 1.0), jnp.float32)
             div = jnp.asarray(getattr(info, "is_divergent", False), jnp.float32)
-            return state, (jnp.mean(acc), jnp.mean(div))
+            energy = jnp.asarray(getattr(state, "energy", 0.0), jnp.float32)
+            return state, (jnp.mean(acc), jnp.mean(div), energy)
 
-        state, (acc, div) = jax.lax.scan(body, state, _random.split(key, num_steps))
-        return state.position, jnp.mean(acc), jnp.sum(div)
+        state, (acc, div, energies) = jax.lax.scan(body, state, _random.split(key, num_steps))
+        return state.position, jnp.mean(acc), jnp.sum(div), energies
 
-    return jax.vmap(one_chain)(keys, positions, fixed)
+    out = jax.vmap(one_chain)(keys, positions, fixed)
+    return out if trace else out[:3]
+
+
+def split_rhat_proxy(energies: jax.Array) -> jax.Array:
+    """Split-R-hat of chains that target *different* conditionals (one per data point).
+
+    Each chain's trajectory (of its energy) is split into halves, and the halves of one chain
+    are compared with each other only: ``sqrt(mean_i V_i / mean_i W_i)`` with ``W_i`` the
+    within-half variance of chain ``i`` and ``V_i = (n-1)/n W_i + B_i/n`` its split-chain
+    variance estimate (Gelman–Rubin with two halves). It is 1 for stationary chains and grows
+    when the chains still drift (not yet at their conditional), the failure of too short a
+    positive phase. ``NaN`` for fewer than 4 transitions, 1 for constant energies.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> drift = jnp.tile(jnp.arange(8.0), (3, 1))
+        >>> bool(split_rhat_proxy(drift) > 1.5)
+        True
+    """
+    energies = jnp.asarray(energies, jnp.float32)
+    k = energies.shape[-1]
+    if k < 4:
+        return jnp.asarray(jnp.nan, jnp.float32)
+    n = k // 2
+    a, b = energies[:, :n], energies[:, k - n :]
+    within = 0.5 * (jnp.var(a, axis=1, ddof=1) + jnp.var(b, axis=1, ddof=1))
+    between = 0.5 * (jnp.mean(a, axis=1) - jnp.mean(b, axis=1)) ** 2 * 2.0  # n * var(means) / n
+    var_plus = (n - 1) / n * within + between
+    w = jnp.mean(within)
+    return jnp.where(w > 0, jnp.sqrt(jnp.mean(var_plus) / jnp.where(w > 0, w, 1.0)), 1.0)
+
+
+def energy_drift_z(energies: jax.Array) -> jax.Array:
+    """Standardized drift of chains' energies between the halves of a run.
+
+    ``mean_i d_i / (sd(d) / sqrt(m))`` with ``d_i`` the mean energy of chain ``i``'s second
+    half minus that of its first half, over ``m`` independent chains. Chains at their
+    (possibly different) conditionals have ``E[d_i] = 0`` however autocorrelated they are, so
+    this is about standard normal; chains still relaxing toward their conditionals (started
+    too far, or too few transitions) have a clearly negative value (their energy falls).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> falling = -jnp.arange(8.0) + jnp.linspace(0.0, 0.1, 5)[:, None]
+        >>> bool(energy_drift_z(falling) < -5.0)
+        True
+    """
+    energies = jnp.asarray(energies, jnp.float32)
+    m, k = energies.shape
+    if k < 2 or m < 2:
+        return jnp.asarray(jnp.nan, jnp.float32)
+    n = k // 2
+    d = jnp.mean(energies[:, k - n :], axis=1) - jnp.mean(energies[:, :n], axis=1)
+    se = jnp.std(d, ddof=1) / jnp.sqrt(m)
+    return jnp.where(se > 0, jnp.mean(d) / jnp.where(se > 0, se, 1.0), 0.0)
+
+
+# ---------------------------------------------------------------------------------- examples
+def _fmix(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finalizer (uint32 arithmetic wraps)."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _row_hashes(rows: Mapping[str, Any], seed: int) -> jax.Array:
+    """One uint32 hash per example of the batch ``rows`` (dict site -> ``(n, ...)``).
+
+    Sums (mod 2^32, so the order of the reduction does not matter) of mixed bit patterns of
+    every value and its position: identical rows hash identically wherever they are computed.
+    """
+    total = None
+    offset = 0
+    for name in sorted(rows):
+        x = jnp.asarray(rows[name])
+        n = x.shape[0]
+        flat = jnp.reshape(x.astype(jnp.float32), (n, -1))
+        bits = jax.lax.bitcast_convert_type(flat, jnp.uint32)
+        pos = jnp.arange(offset, offset + flat.shape[1], dtype=jnp.uint32)
+        mixed = _fmix(bits ^ _fmix(pos * jnp.uint32(0x9E3779B9) + jnp.uint32(seed)))
+        part = jnp.sum(mixed, axis=1, dtype=jnp.uint32)
+        total = part if total is None else total + part
+        offset += flat.shape[1]
+    assert total is not None
+    return _fmix(total)
+
+
+class _ExampleIndex:
+    """Finds the rows of a batch in the training data (two independent 32-bit row hashes)."""
+
+    def __init__(self, data: Mapping[str, Any]):
+        with jax.ensure_compile_time_eval():
+            h1 = np.asarray(_row_hashes(data, 0))
+            h2 = np.asarray(_row_hashes(data, 1))
+        order = np.argsort(h1, kind="stable")
+        self.size = int(h1.shape[0])
+        self.sites = tuple(sorted(data))
+        self._sorted = h1[order]
+        self._order = order.astype(np.int32)
+        self._h2 = h2
+
+    def lookup(self, batch: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
+        """``(index into the data, found)`` of every row of ``batch``."""
+        rows = {n: batch[n] for n in self.sites}
+        h1, h2 = _row_hashes(rows, 0), _row_hashes(rows, 1)
+        sorted_h1 = jnp.asarray(self._sorted)
+        pos = jnp.clip(jnp.searchsorted(sorted_h1, h1), 0, self.size - 1)
+        idx = jnp.asarray(self._order)[pos]
+        found = (sorted_h1[pos] == h1) & (jnp.asarray(self._h2)[idx] == h2)
+        return idx, found
 
 
 # ---------------------------------------------------------------------------------- model view
@@ -124,6 +248,7 @@ class _Phases:
         if not isinstance(model, EnergyModel):
             model = EnergyModel(model)
         self.model = model
+        self.plan = model.plan
         state = model.state_sites
         # Without fit's context (a direct ``build(model)``), every state site is data.
         self.data_sites = tuple(context.get("data_sites") or state)
@@ -135,66 +260,90 @@ class _Phases:
             raise ValueError(
                 f"{who}: data site(s) {unknown} are not state sites of the model {list(state)}"
             )
-        discrete = [n for n in self.sampled if n in model.discrete_sites]
-        if discrete and len(discrete) != len(self.sampled):
-            raise ValueError(
-                f"{who}: the model mixes discrete {discrete} and continuous "
-                f"{[n for n in self.sampled if n not in discrete]} state sites; no single kernel "
-                "samples both"
-            )
-        self.discrete = bool(discrete)
+        self.discrete = all(self.plan[n].is_discrete for n in self.sampled)
+        self.continuous_latents = tuple(
+            n for n in self.latent_sites if not self.plan[n].is_discrete
+        )
+        data = context.get("data")
+        keys = self.data_sites + self.condition_sites
+        self.data = (
+            {n: data[n] for n in keys}
+            if isinstance(data, Mapping) and all(n in data for n in keys)
+            else None
+        )
         self.who = who
+        self._probe: Any = None
 
-    def default_kernel(self) -> str:
-        return "gibbs" if self.discrete else "mala"
+    # ------------------------------------------------------------------ kernels
+    def affine(self, sites: tuple[str, ...]) -> dict[str, bool]:
+        """Binary site -> whether the energy is affine in each unit (checked once per model)."""
+        binary = [n for n in sites if self.plan[n].kind == "binary"]
+        if not binary:
+            return {}
+        known = self.model.affine_sites
+        return {n: bool(known.get(n, False)) for n in binary}
 
-    def gibbs_options(
-        self, sites: tuple[str, ...], given: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """``colours``, ``levels`` and ``affine`` for :func:`ebm_ppl.kernels.gibbs.build_kernel`.
+    def needs_probe(self, sites: tuple[str, ...]) -> bool:
+        """Whether resolution needs the probe: undeclared binary blocks or declared real ones."""
+        for n in sites:
+            spec = self.plan[n]
+            if spec.kind == "binary" and spec.blocks is None:
+                return True
+            if spec.kind == "continuous" and spec.blocks is not None:
+                return True
+        return False
 
-        Blocks come from the sites' ``infer={"blocks": colours}`` when every moved site declares
-        them (an RBM's two layers); otherwise from the interaction graph of the energy (Hessian
-        sparsity) at generic random parameters, so couplings initialized at zero still count.
-        Options already ``given`` (``kernel_options``) are not recomputed.
+    def probe(self) -> tuple[Callable[[Values], jax.Array], Values]:
+        """The energy at generic random parameters and a random state (kernel space).
+
+        Random parameters (standard normal on the unconstrained space), so couplings that
+        are initialized at zero still count in the interaction graph.
         """
-        given = given or {}
-        model = self.model
-        info = model.sites
-        found = {n: binary_levels(info[n].support) for n in sites}
-        bad = [n for n, lv in found.items() if lv is None]
-        if bad:
-            raise ValueError(
-                f"{self.who}: kernel 'gibbs' samples binary (Bits/Spins) sites only; "
-                f"site(s) {bad} are not binary"
-            )
-        levels = {n: lv for n, lv in found.items() if lv is not None}
-        # Energies affine in each unit get all conditionals from one gradient; otherwise (or
-        # without that information) exact energy differences, always correct.
-        affine = given.get("affine")
-        if affine is None:
-            affine_of = getattr(model, "affine_sites", None) or {}
-            affine = {n: bool(affine_of.get(n, False)) for n in sites}
-        trace = getattr(model, "_trace", {})
-        declared = {n: (trace.get(n, {}).get("infer") or {}).get("blocks") for n in sites}
-        if "colours" in given:
-            colours = given["colours"]
-        elif all(v is not None for v in declared.values()):
-            colours = {n: np.asarray(v) for n, v in declared.items()}
-        else:
+        if self._probe is None:
+            model, plan = self.model, self.plan
             key = jax.random.PRNGKey(0)
-            params = jax.tree.map(
-                lambda p: (
-                    _random.normal(key, jnp.shape(p), jnp.result_type(float))
-                    if jnp.issubdtype(jnp.result_type(p), jnp.floating)
-                    else p
-                ),
-                model.init_params(key),
-            )
-            values = {n: v[0] for n, v in model.init_values(key, 1).items()}
-            colours = interaction_colouring(lambda pos: model.energy(params, pos), values, levels)
-        return {"colours": colours, "levels": levels, "affine": affine}
+            with jax.ensure_compile_time_eval():
+                uparams = plan.unconstrain_params(model.init_params(key))
+                uparams = jax.tree.map(
+                    lambda p: (
+                        _random.normal(key, jnp.shape(p), jnp.result_type(float))
+                        if jnp.issubdtype(jnp.result_type(p), jnp.floating)
+                        else p
+                    ),
+                    uparams,
+                )
+                params = plan.constrain_params(uparams)
+                values = {n: v[0] for n, v in model.init_values(key, 1).items()}
+                position = model.unconstrain(plan.to_kernel(values))
+            self._probe = (model.potential_fn(params), position)
+        return self._probe
 
+    def sampler(
+        self,
+        kernel: Any,
+        sites: tuple[str, ...],
+        step_size: Any,
+        options: Mapping[str, Any] | None,
+        continuous_kernel: str = "mala",
+    ) -> Sampler:
+        """The kernel moving ``sites`` (:func:`ebm_ppl.kernels.resolve.resolve_kernel`)."""
+        kernel = "auto" if kernel is None else kernel
+        try:
+            return resolve_kernel(
+                kernel,
+                plan=self.plan,
+                sites=sites,
+                purpose="train",
+                step_size=step_size,
+                kernel_options=options,
+                affine=self.affine(sites) if isinstance(kernel, str) else None,
+                probe=self.probe() if self.needs_probe(sites) else None,
+                continuous_kernel=continuous_kernel,
+            )
+        except ValueError as err:
+            raise ValueError(f"{self.who}: {err}") from None
+
+    # ------------------------------------------------------------------ energies and values
     def potential(self, params: Any) -> Callable[[Values, Values], jax.Array]:
         """``(z, fixed) -> energy`` on the unconstrained space of continuous sites."""
         pot = self.model.potential_fn(params)
@@ -204,26 +353,28 @@ class _Phases:
         return jax.vmap(lambda v: self.model.energy(params, v))(values)
 
     def fixed(self, batch: Mapping[str, Any]) -> Values:
-        return {n: batch[n] for n in self.condition_sites}
+        return self.plan.to_kernel({n: batch[n] for n in self.condition_sites})
+
+    def data_values(self, batch: Mapping[str, Any]) -> Values:
+        return self.plan.to_kernel({n: jnp.asarray(batch[n]) for n in self.data_sites})
 
     def base_init(self, rng_key: jax.Array, n: int, names: tuple[str, ...]) -> Values:
         values = self.model.init_values(rng_key, n)
-        return {k: values[k] for k in names}
+        return self.plan.to_kernel({k: values[k] for k in names})
 
     def latent_start(self, rng_key: jax.Array, n: int) -> Values:
-        """Starts of the positive-phase latent chains (constrained values).
+        """Starts of the positive-phase latent chains (constrained values, kernel dtypes).
 
         Discrete latents start at a fixed feasible state: block Gibbs redraws a conditionally
         independent layer exactly whatever its start, and no random numbers are spent on it.
         Continuous latents start uniformly in (-2, 2) (unconstrained), as ``init_values``.
         """
-        info = self.model.sites
-        continuous = tuple(n_ for n_ in self.latent_sites if not info[n_].is_discrete)
-        out = self.base_init(rng_key, n, continuous) if continuous else {}
+        plan = self.plan
+        out = self.base_init(rng_key, n, self.continuous_latents) if self.continuous_latents else {}
         for name in self.latent_sites:
             if name not in out:
-                proto = jnp.zeros((n, *info[name].shape), jnp.result_type(float))
-                out[name] = jnp.asarray(info[name].support.feasible_like(proto), proto.dtype)
+                proto = jnp.zeros((n, *plan[name].shape), jnp.result_type(float))
+                out[name] = jnp.asarray(plan[name].support.feasible_like(proto), proto.dtype)
         return out
 
 
@@ -238,24 +389,66 @@ def _check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = Fa
 
 _check_kernel = check_kernel
 
+#: Default positive-phase transitions per update (``num_positive_steps=None``): one block-Gibbs
+#: sweep for binary latents (exact for one conditionally independent layer), more for
+#: continuous latents, whose chains persist per training example and advance this many steps
+#: each time their example is in a batch.
+DEFAULT_POSITIVE_STEPS = {"binary": 1, "continuous": 10}
+
+
+#: Target acceptance rate of the positive-phase MALA chains when their step size adapts, and
+#: the rate of the Robbins–Monro update of its logarithm (once per update, on the mean
+#: acceptance of the batch's chains).
+POSITIVE_TARGET_ACCEPTANCE = 0.574
+_POSITIVE_ADAPT_RATE = 0.05
+
+
+class PositiveChains(NamedTuple):
+    """Persistent positive-phase chains: one chain of ``p(latents | example)`` per example.
+
+    Attributes:
+        latents: dict latent site -> ``(num_examples, *site_shape)`` (unconstrained values).
+        log_step_size: log step size of the chains' Langevin kernel (adapted toward an
+            acceptance rate of 0.574 when the objective's ``step_size`` is not given).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> PositiveChains({"z": jnp.zeros((10, 2))}, jnp.log(0.01)).latents["z"].shape
+        (10, 2)
+    """
+
+    latents: Values
+    log_step_size: jax.Array
+
+
+class _Positive(NamedTuple):
+    """The positive phase of a build: how latents given the data are handled."""
+
+    sampler: Sampler | MeanField | None
+    num_steps: int
+    index: _ExampleIndex | None  # per-example persistent chains (None: fresh starts)
+    adapt: bool = False  # adapt the chains' step size (MALA, no step_size given)
+
 
 @dataclasses.dataclass(frozen=True)
 class _ContrastiveBase:
-    kernel: Any = None
+    kernel: Any = "auto"
     num_mcmc_steps: int = 1
     step_size: float | None = None
     kernel_options: Mapping[str, Any] | None = None
-    num_positive_steps: int = 1
+    num_positive_steps: int | None = None
     free_energy_fn: Callable[..., jax.Array] | None = None
     rao_blackwell: bool = True
+    persistent_positive: bool | None = None
 
     # CD starts its chains at the positive latents, which must then be samples.
     _reuses_positive_latents: ClassVar[bool] = False
+    _continuous_kernel: ClassVar[str] = "mala"
 
     def __post_init__(self):
         _check_kernel(self.kernel)
         _check_int(self.num_mcmc_steps, "num_mcmc_steps")
-        _check_int(self.num_positive_steps, "num_positive_steps")
+        _check_int(self.num_positive_steps, "num_positive_steps", allow_none=True)
         if self.step_size is not None and not (
             isinstance(self.step_size, (int, float))
             and np.isfinite(self.step_size)
@@ -264,48 +457,112 @@ class _ContrastiveBase:
             raise ValueError(f"step_size must be a positive finite number, got {self.step_size!r}")
         if self.free_energy_fn is not None and not callable(self.free_energy_fn):
             raise TypeError(f"free_energy_fn must be callable, got {self.free_energy_fn!r}")
+        if self.persistent_positive not in (None, True, False):
+            raise TypeError(
+                f"persistent_positive must be None, True or False, got {self.persistent_positive!r}"
+            )
 
     def _kernel_and_options(self, phases: _Phases) -> tuple[Any, dict[str, Any]]:
-        kernel = self.kernel if self.kernel is not None else phases.default_kernel()
+        kernel = "auto" if self.kernel is None else self.kernel
         return kernel, dict(self.kernel_options or {})
 
     def _sampler(self, phases: _Phases, sites: tuple[str, ...]) -> Sampler:
         """The kernel for moving ``sites`` (model-derived options such as Gibbs blocks added)."""
         kernel, options = self._kernel_and_options(phases)
-        if _kernel_name(kernel) == "gibbs":
-            options = {**phases.gibbs_options(sites, given=options), **options}
-        return resolve_kernel(kernel, step_size=self.step_size, kernel_options=options)
+        return phases.sampler(
+            kernel, sites, self.step_size, options, continuous_kernel=self._continuous_kernel
+        )
 
-    def _samplers(self, phases: _Phases) -> tuple[Sampler | MeanField | None, Sampler]:
-        """``(positive-phase sampler of the latents or None, negative-phase sampler)``."""
-        positive = None
-        if phases.latent_sites and self.free_energy_fn is None:
-            positive = self._mean_field(phases) or self._sampler(phases, phases.latent_sites)
-        return positive, self._sampler(phases, phases.sampled)
+    def _samplers(self, phases: _Phases) -> tuple[_Positive, Sampler]:
+        """``(positive phase of the latents, negative-phase sampler)``."""
+        negative = self._sampler(phases, phases.sampled)
+        if not phases.latent_sites or self.free_energy_fn is not None:
+            return _Positive(None, 0, None), negative
+        mean_field = self._mean_field(phases)
+        if mean_field is not None:
+            return _Positive(mean_field, 0, None), negative
+        sampler = self._sampler(phases, phases.latent_sites)
+        continuous = bool(phases.continuous_latents)
+        steps = self.num_positive_steps
+        if steps is None:
+            steps = DEFAULT_POSITIVE_STEPS["continuous" if continuous else "binary"]
+        persistent = self.persistent_positive
+        if persistent is None:
+            persistent = continuous and phases.data is not None
+        if persistent and phases.data is None:
+            raise ValueError(
+                f"{type(self).__name__}: persistent_positive=True needs the training data "
+                "(ebm.fit passes it to build as data=...)"
+            )
+        if continuous and not persistent and self.num_positive_steps is None:
+            raise ValueError(
+                f"{type(self).__name__}: the continuous latent site(s) "
+                f"{list(phases.continuous_latents)} need a positive phase that reaches "
+                "p(latents | data), and without the training data (ebm.fit passes it to build "
+                "as data=...) the chains cannot persist per example: set num_positive_steps "
+                "to enough kernel transitions for a fresh chain to mix (check "
+                "metrics['pos_rhat'] ~ 1), or build through ebm.fit"
+            )
+        index = _ExampleIndex(phases.data) if persistent and phases.data is not None else None
+        adapt = index is not None and self.step_size is None and "mala" in sampler.block_names
+        return _Positive(sampler, int(steps), index, adapt), negative
 
     def _mean_field(self, phases: _Phases) -> MeanField | None:
         """Rao-Blackwellized positive phase, when it is exact (see ``rao_blackwell``)."""
         if not self.rao_blackwell or self._reuses_positive_latents:
             return None
         kernel, options = self._kernel_and_options(phases)
-        if _kernel_name(kernel) != "gibbs":
+        if kernel_name(kernel) not in ("auto", "gibbs"):
             return None
-        opts = {**phases.gibbs_options(phases.latent_sites, given=options), **options}
-        affine = opts["affine"]
+        latents = phases.latent_sites
+        plan = phases.plan
+        if not all(plan[n].kind == "binary" for n in latents):
+            return None
+        if kernel_name(kernel) == "auto":
+            options = dict(options.get("gibbs", options))
+        affine = options.get("affine")
+        if affine is None:
+            affine = phases.affine(latents)
         affine = all(affine.values()) if isinstance(affine, Mapping) else bool(affine)
-        shapes = {n: phases.model.sites[n].shape for n in phases.latent_sites}
-        _, num_blocks = normalize_colours(
-            {n: opts["colours"][n] for n in phases.latent_sites}, shapes
-        )
-        return MeanField(dict(opts["levels"])) if affine and num_blocks == 1 else None
+        if not affine:
+            return None
+        colours = options.get("colours")
+        if colours is None:
+            declared = {n: plan[n].blocks for n in latents}
+            if all(v is not None for v in declared.values()):
+                colours = declared
+            else:
+                energy_fn, position = phases.probe()
+                colours = interaction_colouring(energy_fn, position, plan.levels(latents))
+        shapes = {n: plan[n].shape for n in latents}
+        _, num_blocks = normalize_colours({n: colours[n] for n in latents}, shapes)
+        return MeanField(dict(plan.levels(latents))) if num_blocks == 1 else None
 
-    def _positive(self, phases, sampler, params, batch, rng_key):
-        """Positive-phase energies (differentiable in ``params``) and the latent samples."""
+    def _init_positive(
+        self, phases: _Phases, positive: _Positive, rng_key
+    ) -> PositiveChains | None:
+        """Per-example persistent positive chains, or ``None``."""
+        if positive.index is None:
+            return None
+        start = phases.latent_start(rng_key, positive.index.size)
+        step = DEFAULT_STEP_SIZE if self.step_size is None else self.step_size
+        return PositiveChains(
+            phases.model.unconstrain(start), jnp.log(jnp.asarray(step, jnp.float32))
+        )
+
+    def _positive(self, phases, positive, params, batch, rng_key, table=None):
+        """Positive phase: ``(energies, latent samples, new table, metrics)``.
+
+        Energies are differentiable in ``params``; latents are constrained values (empty when
+        marginalized or Rao-Blackwellized); ``table`` the per-example persistent latents.
+        """
+        sampler = positive.sampler
         sg_params = jax.lax.stop_gradient(params)
-        data_values = {n: batch[n] for n in phases.data_sites}
+        data_values = phases.data_values(batch)
         fixed = {**phases.fixed(batch), **data_values}
         n = jax.tree.leaves(data_values)[0].shape[0]
         latents: Values = {}
+        metrics: dict[str, jax.Array] = {}
         if isinstance(sampler, MeanField):
             # The energy is affine in each latent unit and the latents are conditionally
             # independent given the data (no latent-latent terms), so it is affine in the latents:
@@ -324,20 +581,59 @@ class _ContrastiveBase:
                     total = total + jnp.sum(g[k] * (mean - row_start[k]))
                 return total
 
-            return jax.vmap(expected_energy)(start, fixed), {}
-        if phases.latent_sites and self.free_energy_fn is None:
+            return jax.vmap(expected_energy)(start, fixed), {}, table, metrics
+        if sampler is not None:
             key_init, key_run = _random.split(rng_key)
             start = phases.model.unconstrain(phases.latent_start(key_init, n))
+            step_size = None
+            if positive.index is not None and table is not None:
+                idx, found = positive.index.lookup(batch)
+                start = {
+                    k: jnp.where(
+                        found.reshape((n,) + (1,) * (v.ndim - 1)), table.latents[k][idx], v
+                    )
+                    for k, v in start.items()
+                }
+                if positive.adapt:
+                    step_size = jnp.exp(table.log_step_size)
             # Latents given the data: the data are clamped (part of ``fixed``), only latents move.
-            z, _, _ = _run_chains(
-                sampler, phases.potential(sg_params), key_run, start, fixed, self.num_positive_steps
+            z, acc, _, energies = _run_chains(
+                sampler,
+                phases.potential(sg_params),
+                key_run,
+                start,
+                fixed,
+                positive.num_steps,
+                trace=True,
+                step_size=step_size,
             )
-            latents = jax.lax.stop_gradient(phases.model.constrain(z))
+            z = jax.lax.stop_gradient(z)
+            if positive.index is not None and table is not None:
+                slot = jnp.where(found, idx, positive.index.size)  # not found: dropped
+                log_step = table.log_step_size
+                if positive.adapt:
+                    # Robbins–Monro on log ε toward the target acceptance (once per update).
+                    gap = jnp.mean(acc) - POSITIVE_TARGET_ACCEPTANCE
+                    log_step = jnp.clip(log_step + _POSITIVE_ADAPT_RATE * gap, -16.0, 4.0)
+                table = PositiveChains(
+                    {
+                        k: t.at[slot].set(z[k].astype(t.dtype), mode="drop")
+                        for k, t in table.latents.items()
+                    },
+                    jax.lax.stop_gradient(log_step),
+                )
+            latents = phases.model.constrain(z)
+            metrics = {"pos_acceptance_rate": jnp.mean(acc)}
+            if positive.adapt:
+                metrics["pos_step_size"] = jnp.exp(table.log_step_size)
+            if positive.num_steps >= 4:
+                metrics["pos_rhat"] = split_rhat_proxy(energies)
+                metrics["pos_drift_z"] = energy_drift_z(energies)
         if self.free_energy_fn is not None:
             energies = jax.vmap(lambda v: self.free_energy_fn(params, v))(fixed)
         else:
             energies = phases.batch_energy(params, {**fixed, **latents})
-        return energies, latents
+        return energies, latents, table, metrics
 
     def _negative(self, phases, sampler, params, start, fixed, rng_key):
         """Run the negative chains from ``start`` (constrained values) under ``stop_gradient``."""
@@ -368,7 +664,7 @@ class _ContrastiveBase:
         return jax.vmap(lambda v: self.free_energy_fn(params, v))(values)
 
     @staticmethod
-    def _metrics(e_pos, e_neg, acc, div) -> dict[str, jax.Array]:
+    def _metrics(e_pos, e_neg, acc, div, positive_metrics=None) -> dict[str, jax.Array]:
         pos, neg = jnp.mean(e_pos), jnp.mean(e_neg)
         return {
             "pos_energy": pos,
@@ -376,10 +672,26 @@ class _ContrastiveBase:
             "energy_gap": pos - neg,
             "acceptance_rate": jnp.mean(acc),
             "divergences": jnp.sum(div),
+            **(positive_metrics or {}),
         }
 
 
 # ---------------------------------------------------------------------------------- CD-k
+class CDState(NamedTuple):
+    """State of contrastive divergence when the positive phase persists latents per example.
+
+    Attributes:
+        positive: the :class:`PositiveChains` of ``p(latents | example)``, one per example.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> CDState(PositiveChains({"z": jnp.zeros((100, 2))}, jnp.zeros(()))).positive.latents["z"].shape
+        (100, 2)
+    """
+
+    positive: PositiveChains
+
+
 @dataclasses.dataclass(frozen=True)
 class ContrastiveDivergence(_ContrastiveBase):
     """Contrastive divergence CD-k: negative chains start at the data batch and run ``k`` steps.
@@ -429,16 +741,21 @@ class ContrastiveDivergence(_ContrastiveBase):
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the pure :class:`Objective` for ``model`` (``fit`` passes the data context)."""
         phases = _Phases(model, context, "ContrastiveDivergence")
-        pos_sampler, neg_sampler = self._samplers(phases)
+        positive, neg_sampler = self._samplers(phases)
 
         def init(rng_key, params, batch):
-            del rng_key, params, batch
-            return ()
+            del params, batch
+            rng_key = _random.as_key(rng_key)
+            table = self._init_positive(phases, positive, rng_key)
+            return () if table is None else CDState(table)
 
         def loss(params, obj_state, batch, rng_key):
             key_pos, key_neg = _random.split(rng_key)
-            e_pos, latents = self._positive(phases, pos_sampler, params, batch, key_pos)
-            data_values = {n: batch[n] for n in phases.data_sites}
+            table = obj_state.positive if isinstance(obj_state, CDState) else None
+            e_pos, latents, table, pos_metrics = self._positive(
+                phases, positive, params, batch, key_pos, table
+            )
+            data_values = phases.data_values(batch)
             start = {**data_values, **latents}
             if phases.latent_sites and not latents:  # marginalized positive phase
                 n = jax.tree.leaves(data_values)[0].shape[0]
@@ -447,7 +764,8 @@ class ContrastiveDivergence(_ContrastiveBase):
             neg, acc, div = self._negative(phases, neg_sampler, params, start, fixed, key_neg)
             e_neg = self._negative_energy(phases, params, fixed, neg)
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
-            return value, (obj_state, self._metrics(e_pos, e_neg, acc, div))
+            new_state = obj_state if table is None else CDState(table)
+            return value, (new_state, self._metrics(e_pos, e_neg, acc, div, pos_metrics))
 
         return Objective(init, loss)
 
@@ -461,17 +779,21 @@ class PCDState(NamedTuple):
         energy_trace: ``(diagnostics_window, num_chains)`` ring buffer of the chains' energies
             at the last updates (for split R-hat / ESS on the training chains).
         num_updates: number of updates done (int32 scalar).
+        positive: ``None``, or the :class:`PositiveChains` of ``p(latents | example)``, one per
+            training example, when they persist (continuous latents, see
+            ``persistent_positive``).
 
     Examples:
         >>> import jax.numpy as jnp
         >>> s = PCDState({"x": jnp.zeros((4, 2))}, jnp.zeros((0, 4)), jnp.zeros((), jnp.int32))
-        >>> s.num_updates.shape
-        ()
+        >>> s.num_updates.shape, s.positive
+        ((), None)
     """
 
     chains: Values
     energy_trace: jax.Array
     num_updates: jax.Array
+    positive: PositiveChains | None = None
 
 
 def _trace_diagnostics(trace: np.ndarray, count: int) -> dict[str, float]:
@@ -566,7 +888,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the pure :class:`Objective` for ``model`` (``fit`` passes the data context)."""
         phases = _Phases(model, context, "PersistentContrastiveDivergence")
-        pos_sampler, neg_sampler = self._samplers(phases)
+        positive, neg_sampler = self._samplers(phases)
         batch_size = context.get("batch_size")
         if phases.condition_sites and self.num_chains not in (None, batch_size):
             raise ValueError(
@@ -578,7 +900,8 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
 
         def init(rng_key, params, batch):
             del params
-            data_values = {n: jnp.asarray(batch[n]) for n in phases.data_sites}
+            rng_key = _random.as_key(rng_key)
+            data_values = phases.data_values(batch)
             n_batch = jax.tree.leaves(data_values)[0].shape[0]
             num_chains = self.num_chains or n_batch
             key_pick, key_base = _random.split(rng_key)
@@ -589,11 +912,14 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
                 )
                 chains.update({n: v[idx] for n, v in data_values.items()})
             trace = jnp.zeros((window, num_chains), jnp.float32)
-            return PCDState(chains, trace, jnp.zeros((), jnp.int32))
+            table = self._init_positive(phases, positive, _random.fold_in(rng_key, 2))
+            return PCDState(chains, trace, jnp.zeros((), jnp.int32), table)
 
         def loss(params, obj_state, batch, rng_key):
             key_pos, key_neg = _random.split(rng_key)
-            e_pos, _ = self._positive(phases, pos_sampler, params, batch, key_pos)
+            e_pos, _, table, pos_metrics = self._positive(
+                phases, positive, params, batch, key_pos, obj_state.positive
+            )
             fixed = phases.fixed(batch)
             neg, acc, div = self._negative(
                 phases, neg_sampler, params, obj_state.chains, fixed, key_neg
@@ -605,8 +931,8 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
                 trace = trace.at[obj_state.num_updates % window].set(
                     jax.lax.stop_gradient(e_neg).astype(trace.dtype)
                 )
-            new_state = PCDState(neg, trace, obj_state.num_updates + 1)
-            return value, (new_state, self._metrics(e_pos, e_neg, acc, div))
+            new_state = PCDState(neg, trace, obj_state.num_updates + 1, table)
+            return value, (new_state, self._metrics(e_pos, e_neg, acc, div, pos_metrics))
 
         return Objective(init, loss)
 
@@ -618,6 +944,8 @@ class ReplayState(NamedTuple):
     Attributes:
         buffer: dict state site -> ``(buffer_size, *site_shape)``, past negatives (initially noise).
         pointer: next write position (int32 scalar); the buffer is overwritten first-in first-out.
+        positive: per-example positive-phase chains of continuous latents (as
+            :attr:`PCDState.positive`), or ``None``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -627,6 +955,7 @@ class ReplayState(NamedTuple):
 
     buffer: Values
     pointer: jax.Array
+    positive: PositiveChains | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -702,17 +1031,25 @@ class ReplayBuffer(_ContrastiveBase):
         if self.noise_fn is not None and not callable(self.noise_fn):
             raise TypeError(f"noise_fn must be callable, got {self.noise_fn!r}")
 
+    _continuous_kernel: ClassVar[str] = "ula"
+
     def _kernel_and_options(self, phases: _Phases) -> tuple[Any, dict[str, Any]]:
-        kernel = self.kernel if self.kernel is not None else ("gibbs" if phases.discrete else "ula")
+        kernel = "auto" if self.kernel is None else self.kernel
         options = dict(self.kernel_options or {})
         if self.clip_grad_norm is not None:
-            options["clip_grad_norm"] = self.clip_grad_norm
+            if kernel_name(kernel) == "auto":  # the ULA block of whatever "auto" builds
+                options["ula"] = {
+                    **dict(options.get("ula", {})),
+                    "clip_grad_norm": self.clip_grad_norm,
+                }
+            else:
+                options["clip_grad_norm"] = self.clip_grad_norm
         return kernel, options
 
     def build(self, model: Any, **context: Any) -> Objective:
         """Build the pure :class:`Objective` for ``model`` (``fit`` passes the data context)."""
         phases = _Phases(model, context, "ReplayBuffer")
-        pos_sampler, neg_sampler = self._samplers(phases)
+        positive, neg_sampler = self._samplers(phases)
         batch_size = context.get("batch_size")
         if phases.condition_sites and self.num_chains not in (None, batch_size):
             raise ValueError(
@@ -733,11 +1070,15 @@ class ReplayBuffer(_ContrastiveBase):
 
         def init(rng_key, params, batch):
             del params, batch
-            return ReplayState(noise(rng_key, size), jnp.zeros((), jnp.int32))
+            rng_key = _random.as_key(rng_key)
+            table = self._init_positive(phases, positive, _random.fold_in(rng_key, 2))
+            return ReplayState(noise(rng_key, size), jnp.zeros((), jnp.int32), table)
 
         def loss(params, obj_state, batch, rng_key):
             key_pos, key_pick, key_reinit, key_noise, key_neg = _random.split(rng_key, 5)
-            e_pos, _ = self._positive(phases, pos_sampler, params, batch, key_pos)
+            e_pos, _, table, pos_metrics = self._positive(
+                phases, positive, params, batch, key_pos, obj_state.positive
+            )
             n_batch = jax.tree.leaves(batch)[0].shape[0]
             num = self.num_chains or n_batch
             idx = jax.random.randint(key_pick, (num,), 0, size)
@@ -757,8 +1098,8 @@ class ReplayBuffer(_ContrastiveBase):
             buffer = {
                 n: b.at[slots].set(neg[n].astype(b.dtype)) for n, b in obj_state.buffer.items()
             }
-            new_state = ReplayState(buffer, (obj_state.pointer + num) % size)
-            metrics = self._metrics(e_pos, e_neg, acc, div)
+            new_state = ReplayState(buffer, (obj_state.pointer + num) % size, table)
+            metrics = self._metrics(e_pos, e_neg, acc, div, pos_metrics)
             metrics["reinit_fraction"] = jnp.mean(fresh.astype(jnp.float32))
             return value, (new_state, metrics)
 

@@ -269,7 +269,7 @@ class NCE:
                     sample_noise(ns, k, num_init),
                     log_q(ns, sample_noise(ns, k, num_init)),
                 )
-            )(params, noise_state, rng_key)
+            )(params, noise_state, _random.as_key(rng_key))
             return NCEState(jax.lax.stop_gradient(log_z), noise_state)
 
         def loss(params, obj_state, batch, rng_key):
@@ -419,7 +419,7 @@ class FlowContrastiveEstimation:
                     f"FlowContrastiveEstimation draws noise for the state only; batch has extra "
                     f"site(s) {sorted(rest)}"
                 )
-            k_flow, k_noise = _random.split(rng_key)
+            k_flow, k_noise = _random.split(_random.as_key(rng_key))
             flow_params, _ = _partition_flow(make_flow(k_flow))
             if standardize:
                 shift, scale = jnp.mean(x, axis=0), jnp.std(x, axis=0) + 1e-6
