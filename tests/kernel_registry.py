@@ -12,7 +12,8 @@ to take one pure step on it; the suite checks, for every entry:
   together (once for ``init``, once for the step);
 * non-finite energies become rejections flagged ``is_divergent`` (``check_divergence=True``);
 * the NumPyro adapter (``make_mcmc_kernel``) runs under ``numpyro.infer.MCMC`` with
-  ``chain_method="sequential"`` and ``"vectorized"``.
+  ``chain_method="sequential"`` and ``"vectorized"``, collecting NumPyro's
+  ``extra_fields=("diverging", "potential_energy")``.
 
 Example of an entry (a discrete kernel would set ``exact=True``)::
 

@@ -158,12 +158,18 @@ def test_runs_under_mcmc(entry, chain_method):
         chain_method=chain_method,
         progress_bar=False,
     )
-    mcmc.run(jax.random.PRNGKey(0), *model_args)
+    # NumPyro's state fields: MCMC collects them like HMC's (tests/test_mcmc_contract.py
+    # checks their values)
+    mcmc.run(jax.random.PRNGKey(0), *model_args, extra_fields=("diverging", "potential_energy"))
     samples = mcmc.get_samples(group_by_chain=True)
     assert samples, "no sites collected"
     for value in jax.tree.leaves(samples):
         assert value.shape[:2] == (2, 20)
         assert bool(jnp.all(jnp.isfinite(value)))
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    assert extra["diverging"].shape == (2, 20) and extra["diverging"].dtype == jnp.bool_
+    assert extra["potential_energy"].shape == (2, 20)
+    assert bool(jnp.all(jnp.isfinite(extra["potential_energy"])))
     # the two chains are different chains
     first = jax.tree.leaves(samples)[0]
     assert not bool(jnp.all(first[0] == first[1]))

@@ -38,8 +38,6 @@ Extension points (override in a subclass):
   dtypes of a real step (state shapes are stable from the first step); the default fills
   ``acceptance_rate=0``, ``is_accepted=is_divergent=False`` and any other field with a 0
   scalar of the energy's dtype.
-* ``_potential_energy(self, state)``: the energy reported as ``potential_energy``; default
-  ``state.kernel_state.energy``.
 * ``_validate_position(self, position)``: checks at :meth:`init` (default: the mass matrix
   size); called on each chain's concrete position when :meth:`init` gets concrete keys, on a
   traced one inside an enclosing ``jit``/``vmap``.
@@ -76,11 +74,25 @@ from numpyro.infer.util import initialize_model, log_density, unconstrain_fn
 from numpyro.util import identity, is_prng_key
 
 from ebm_ppl.kernels import adaptation
-from ebm_ppl.kernels.ula import check_step_size
+from ebm_ppl.kernels.ula import check_max_delta_energy, check_step_size
 
-__all__ = ["AdapterState", "KernelAdapter"]
+__all__ = [
+    "AdapterState",
+    "KernelAdapter",
+    "MAX_INIT_TRIES",
+    "check_finite_starts",
+    "redraw_until_finite",
+]
 
 _GIBBS_SITES_KWARG = "_gibbs_sites"  # numpyro.infer.gibbs.GIBBS_SITES_KWARG
+
+#: Draws of the init strategy tried per chain for a start with a finite energy (as NumPyro's
+#: ``find_valid_initial_params``).
+MAX_INIT_TRIES = 100
+
+
+def _is_traced(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
 
 
 class AdapterState(NamedTuple):
@@ -95,7 +107,14 @@ class AdapterState(NamedTuple):
         mean_accept_prob: running mean acceptance rate (restarted after warmup).
         rng_key: PRNG key of the chain.
 
-    ``z`` (the ``sample_field``) is ``kernel_state.position``.
+    Properties (readable by ``numpyro.infer.MCMC(...).run(extra_fields=...)``, as NumPyro's
+    ``HMCState`` fields):
+
+    * ``z`` (the ``sample_field``): ``kernel_state.position``;
+    * ``potential_energy``: the energy ``E(z)`` (the potential on the kernel's space, as
+      NumPyro's HMC reports it): ``kernel_state.energy``, or for kernels that cache no energy
+      (SGLD) the energy estimate ``info.energy`` of the last transition;
+    * ``diverging``: ``info.is_divergent`` of the last transition (``False`` at the start).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -117,6 +136,106 @@ class AdapterState(NamedTuple):
     def z(self) -> Any:
         """The chain's position (unconstrained for continuous kernels)."""
         return self.kernel_state.position
+
+    @property
+    def potential_energy(self) -> jax.Array:
+        """The energy ``E(z)`` (for SGLD, the minibatch estimate of the last transition)."""
+        energy = getattr(self.kernel_state, "energy", None)
+        return self.info.energy if energy is None else energy
+
+    @property
+    def diverging(self) -> jax.Array:
+        """Whether the last transition was divergent (``info.is_divergent``)."""
+        return self.info.is_divergent
+
+
+def redraw_until_finite(
+    rng_key: jax.Array,
+    draw_fn: Callable[[jax.Array], Any],
+    energy_fn: Callable[[Any], jax.Array],
+    max_tries: int = MAX_INIT_TRIES,
+) -> Any:
+    """A start ``draw_fn(key)`` with a finite energy, redrawn up to ``max_tries`` times.
+
+    The first draw uses ``rng_key``, the ``k``-th redraw ``fold_in(rng_key, k)``. Runs under
+    ``jit``/``vmap`` (a ``lax.while_loop``); if no draw has a finite energy the last one is
+    returned, and the caller's check of the start reports the chain.
+
+    Args:
+        rng_key: PRNG key of the chain's initialization.
+        draw_fn: ``key -> position``.
+        energy_fn: ``position -> scalar`` energy.
+        max_tries: draws in total (>= 1).
+
+    Returns:
+        the position.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> draw = lambda key: jax.random.uniform(key, (), minval=-2.0, maxval=2.0)
+        >>> energy = lambda x: jnp.where(x > 0.0, jnp.inf, 0.5 * x**2)
+        >>> x = redraw_until_finite(jax.random.PRNGKey(0), draw, energy)
+        >>> bool(jnp.isfinite(energy(x)))
+        True
+    """
+    position = draw_fn(rng_key)
+
+    def cond(carry: tuple[Any, ...]) -> jax.Array:
+        i, _, energy = carry
+        return (i < max_tries) & ~jnp.isfinite(energy)
+
+    def body(carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        i, _, _ = carry
+        new = draw_fn(jax.random.fold_in(rng_key, i))
+        return i + 1, new, jnp.asarray(energy_fn(new))
+
+    init = (jnp.ones((), jnp.int32), position, jnp.asarray(energy_fn(position)))
+    return jax.lax.while_loop(cond, body, init)[1]
+
+
+def check_finite_starts(
+    potential_energy: Any, source: str | None = None, chain_offset: int = 0
+) -> None:
+    """Raise ``ValueError`` naming the chains whose start has a non-finite energy.
+
+    Args:
+        potential_energy: the energy at the start, a scalar (one chain) or ``(num_chains,)``;
+            traced values are not checked.
+        source: the argument that gave the starts (e.g. ``"init_params"``), or ``None`` for
+            starts drawn by the init strategy; for the message.
+        chain_offset: global index of the first chain (chains are named ``offset + i``).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> check_finite_starts(jnp.array([1.0, 2.0]), "init_params")
+        >>> check_finite_starts(jnp.array([1.0, jnp.inf, jnp.nan]), "init_params")
+        Traceback (most recent call last):
+        ...
+        ValueError: init_params give chain(s) [1, 2] a start with a non-finite energy
+        ([inf, nan]); every chain must start where the energy is finite
+    """
+    if _is_traced(potential_energy):
+        return
+    energy = np.asarray(potential_energy)
+    bad = np.flatnonzero(~np.isfinite(energy.reshape(-1)))
+    if bad.size == 0:
+        return
+    values = energy.reshape(-1)[bad].tolist()
+    # one chain initialized on its own (e.g. NumPyro's sequential chains): no index to name
+    chains = "the chain" if energy.ndim == 0 else f"chain(s) {(bad + chain_offset).tolist()}"
+    if source is not None:
+        raise ValueError(
+            f"{source} give {chains} a start with a non-finite energy ({values}); "
+            "every chain must start where the energy is finite"
+        )
+    raise ValueError(
+        f"no start with a finite energy found for {chains} in {MAX_INIT_TRIES} draws of the "
+        "init strategy; give init values where the energy is finite, or check the model"
+    )
+
+
+def _source(init_params: Any) -> str | None:
+    return None if init_params is None else "init_params"
 
 
 def _latent_sites(trace: Mapping[str, Any]) -> list[str]:
@@ -145,10 +264,16 @@ class KernelAdapter(MCMCKernel):
         adapt_mass_matrix: windowed diagonal mass adaptation during warmup.
         inverse_mass_matrix: optional initial diagonal ``(d,)`` (``d`` the flat size of ``z``).
         init_strategy: NumPyro init strategy for ``model=``.
+        max_delta_energy: divergence threshold on a transition's energy error, as NumPyro's
+            HMC (default 1000); used by kernels that have an energy error (MALA, ULA, GWG).
+
+    Numbers (``step_size``, ``target_accept_prob``, ``max_delta_energy``, the mass matrix) may
+    be traced values, so a kernel can be built inside ``jax.jit``; they are validated only
+    when they are concrete.
 
     Raises:
         ValueError: both or neither of ``model``/``potential_fn``; a non-positive
-            ``step_size``; a ``target_accept_prob`` outside ``(0, 1)``.
+            ``step_size`` or ``max_delta_energy``; a ``target_accept_prob`` outside ``(0, 1)``.
         TypeError: a non-callable ``model``/``potential_fn`` or non-dict ``params``.
 
     Examples:
@@ -176,6 +301,7 @@ class KernelAdapter(MCMCKernel):
         adapt_mass_matrix: bool = False,
         inverse_mass_matrix: Any = None,
         init_strategy: Callable[..., Any] = init_to_uniform,
+        max_delta_energy: float = 1000.0,
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError(
@@ -193,23 +319,35 @@ class KernelAdapter(MCMCKernel):
                 raise ValueError("params is only used with model=; bind them into potential_fn")
         if self._uses_step_size:
             check_step_size(step_size)
-        if not 0.0 < float(target_accept_prob) < 1.0:
-            raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
+        check_max_delta_energy(max_delta_energy)
+        if not _is_traced(target_accept_prob):
+            try:
+                target = float(target_accept_prob)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"target_accept_prob must be a number, got {target_accept_prob!r}"
+                ) from None
+            if not 0.0 < target < 1.0:
+                raise ValueError(
+                    f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}"
+                )
         if inverse_mass_matrix is not None:
             shape = jnp.shape(inverse_mass_matrix)
             if len(shape) != 1:
                 raise ValueError(
                     f"inverse_mass_matrix must be a 1-D diagonal, got shape {tuple(shape)}"
                 )
-            values = np.asarray(inverse_mass_matrix, dtype=np.float64)
-            if not np.all(np.isfinite(values) & (values > 0)):
-                raise ValueError("inverse_mass_matrix must have positive finite entries")
+            if not _is_traced(inverse_mass_matrix):
+                values = np.asarray(inverse_mass_matrix, dtype=np.float64)
+                if not np.all(np.isfinite(values) & (values > 0)):
+                    raise ValueError("inverse_mass_matrix must have positive finite entries")
         self._model = model
         self._potential_fn = potential_fn
         self._params = None if params is None else dict(params)
         self._step_size = step_size
         self._adapt_step_size = bool(adapt_step_size)
-        self._target_accept_prob = float(target_accept_prob)
+        self._target_accept_prob = target_accept_prob
+        self._max_delta_energy = max_delta_energy
         self._adapt_mass_matrix = bool(adapt_mass_matrix)
         self._inverse_mass_matrix = inverse_mass_matrix
         self._init_strategy = init_strategy
@@ -262,9 +400,6 @@ class KernelAdapter(MCMCKernel):
         cls = self._info_cls()
         fields = cls._fields  # type: ignore[attr-defined]  # a NamedTuple class
         return cls(*(values.get(f, jnp.zeros((), dtype)) for f in fields))
-
-    def _potential_energy(self, state: AdapterState) -> jax.Array:
-        return state.kernel_state.energy
 
     def _validate_position(self, position: Any) -> None:
         if self._inverse_mass_matrix is not None:
@@ -353,11 +488,18 @@ class KernelAdapter(MCMCKernel):
         self._postprocess_fn_gen = postprocess_fn_gen
         if init_params is not None:
             return init_params
-        seeded = handlers.seed(model, rng_seed=rng_key)
-        trace = handlers.trace(
-            handlers.substitute(seeded, substitute_fn=self._init_strategy)
-        ).get_trace(*model_args, **model_kwargs)
-        return {name: trace[name]["value"] for name in _latent_sites(trace)}
+
+        def draw(key: jax.Array) -> dict[str, Any]:
+            seeded = handlers.seed(model, rng_seed=key)
+            trace = handlers.trace(
+                handlers.substitute(seeded, substitute_fn=self._init_strategy)
+            ).get_trace(*model_args, **model_kwargs)
+            return {name: jnp.asarray(trace[name]["value"]) for name in _latent_sites(trace)}
+
+        # NumPyro's initialize_model redraws continuous starts until the potential is finite;
+        # do the same for the constrained (discrete) starts drawn here.
+        energy_fn = potential_fn_gen(*model_args, **model_kwargs)
+        return redraw_until_finite(rng_key, draw, energy_fn)
 
     def _init_position(
         self, key_model: jax.Array, init_params: Any, model_args: tuple, model_kwargs: dict
@@ -401,8 +543,16 @@ class KernelAdapter(MCMCKernel):
         ``_validate_position`` sees the concrete initial position of every chain. Under an
         enclosing trace (e.g. the chains of ``ebm_ppl.sample``) everything is traced inline.
 
+        Every chain must start where the energy is finite. Drawn starts are redrawn up to
+        :data:`MAX_INIT_TRIES` times (NumPyro's ``initialize_model`` does this for continuous
+        sites, :func:`redraw_until_finite` for discrete ones); with concrete keys a chain still
+        without a finite start, or an ``init_params`` start with a non-finite energy, is a
+        ``ValueError`` naming the chains (under an enclosing trace, ``ebm_ppl.sample`` checks
+        the returned state).
+
         Raises:
-            ValueError: ``potential_fn=`` without ``init_params``; a mass matrix of the wrong size.
+            ValueError: ``potential_fn=`` without ``init_params``; a mass matrix of the wrong size;
+                a start with a non-finite energy.
         """
         model_args = tuple(model_args)
         model_kwargs = dict(model_kwargs or {})
@@ -445,7 +595,9 @@ class KernelAdapter(MCMCKernel):
             key_state, key_model = jax.random.split(rng_key)
             position = position_jit(key_model, init_params)
             self._validate_position(position)
-            return state_of(key_state, position)
+            state = state_of(key_state, position)
+            check_finite_starts(state.potential_energy, _source(init_params))
+            return state
         keys = jax.vmap(jax.random.split)(rng_key)
         positions = []
         for c in range(keys.shape[0]):
@@ -456,7 +608,9 @@ class KernelAdapter(MCMCKernel):
             self._validate_position(position)
             positions.append(position)
         stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *positions)
-        return jax.vmap(state_of)(keys[:, 0], stacked)
+        state = jax.vmap(state_of)(keys[:, 0], stacked)
+        check_finite_starts(state.potential_energy, _source(init_params))
+        return state
 
     def _sample_one(
         self, state: AdapterState, model_args: tuple, model_kwargs: Mapping[str, Any] | None
@@ -510,11 +664,12 @@ class KernelAdapter(MCMCKernel):
 
     def sample_stats(self, state: AdapterState) -> dict[str, jax.Array]:
         """Per-step statistics in ArviZ's names: ``potential_energy`` (= E(z)),
-        ``acceptance_rate``, ``diverging`` and ``step_size`` (when the kernel has one)."""
+        ``acceptance_rate``, ``diverging`` (see the kernel's divergence rule) and ``step_size``
+        (when the kernel has one)."""
         stats = {
-            "potential_energy": self._potential_energy(state),
+            "potential_energy": state.potential_energy,
             "acceptance_rate": state.info.acceptance_rate,
-            "diverging": state.info.is_divergent,
+            "diverging": state.diverging,
         }
         if self._uses_step_size:
             stats["step_size"] = state.adapt_state.step_size

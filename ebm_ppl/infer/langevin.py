@@ -46,6 +46,12 @@ class MALA(KernelAdapter):
     during warmup by dual averaging toward ``target_accept_prob`` (0.574, the optimal rate of
     Roberts & Rosenthal 1998).
 
+    Divergence (``state.diverging``, ``extra_fields=("diverging",)``) follows NumPyro's HMC: a
+    transition is divergent when its energy error, ``-log α`` of the Metropolis–Hastings ratio
+    (``+inf`` for a non-finite proposal), exceeds ``max_delta_energy``; such a proposal has
+    acceptance below ``e^-max_delta_energy`` and is rejected. ``state.potential_energy`` is
+    ``E(z)`` on the unconstrained space, as NumPyro's HMC reports it.
+
     Args:
         model: NumPyro (energy) model; exactly one of ``model`` and ``potential_fn``.
         potential_fn: energy ``z -> scalar`` of a pytree ``z``.
@@ -56,6 +62,9 @@ class MALA(KernelAdapter):
         adapt_mass_matrix: windowed diagonal mass adaptation during warmup.
         inverse_mass_matrix: initial diagonal ``(d,)``; identity if ``None``.
         init_strategy: NumPyro init strategy for ``model=``.
+        max_delta_energy: divergence threshold on the energy error (NumPyro's default 1000).
+
+    Numbers may be traced (a kernel built inside ``jax.jit``); they are checked when concrete.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -80,6 +89,7 @@ class MALA(KernelAdapter):
         adapt_mass_matrix: bool = False,
         inverse_mass_matrix: Any = None,
         init_strategy: Callable[..., Any] = init_to_uniform,
+        max_delta_energy: float = 1000.0,
     ):
         super().__init__(
             model,
@@ -91,10 +101,11 @@ class MALA(KernelAdapter):
             adapt_mass_matrix=adapt_mass_matrix,
             inverse_mass_matrix=inverse_mass_matrix,
             init_strategy=init_strategy,
+            max_delta_energy=max_delta_energy,
         )
 
     def _build(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
-        return mala.init, mala.build_kernel()
+        return mala.init, mala.build_kernel(max_delta_energy=self._max_delta_energy)
 
     def _info_cls(self) -> type:
         return mala.MALAInfo
@@ -107,6 +118,10 @@ class ULA(KernelAdapter):
     gradient norm and the state clipped, as in EBM training. On ``N(0, s²)`` the stationary
     variance is ``s² / (1 - ε / (2 s²))``.
 
+    Divergence: a step whose energy rises by more than ``max_delta_energy`` (NumPyro's HMC
+    threshold, 1000) is flagged ``diverging`` (and still taken: ULA has no rejection); a step
+    to a point with a non-finite energy or gradient is refused and flagged.
+
     Args:
         model: NumPyro (energy) model; exactly one of ``model`` and ``potential_fn``.
         potential_fn: energy ``z -> scalar``.
@@ -118,6 +133,7 @@ class ULA(KernelAdapter):
         clip_grad_norm: clip the gradient's global norm to this value.
         clip_position: ``(low, high)`` box the state is clipped into.
         init_strategy: NumPyro init strategy for ``model=``.
+        max_delta_energy: divergence threshold on the rise of the energy in one step.
 
     Raises:
         ValueError: ``adapt_step_size=True``; see also :class:`KernelAdapter`.
@@ -145,6 +161,7 @@ class ULA(KernelAdapter):
         clip_grad_norm: float | None = None,
         clip_position: tuple[float, float] | None = None,
         init_strategy: Callable[..., Any] = init_to_uniform,
+        max_delta_energy: float = 1000.0,
     ):
         if adapt_step_size:
             raise ValueError(
@@ -164,11 +181,14 @@ class ULA(KernelAdapter):
             adapt_mass_matrix=adapt_mass_matrix,
             inverse_mass_matrix=inverse_mass_matrix,
             init_strategy=init_strategy,
+            max_delta_energy=max_delta_energy,
         )
 
     def _build(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         kernel = ula.build_kernel(
-            clip_grad_norm=self._clip_grad_norm, clip_position=self._clip_position
+            clip_grad_norm=self._clip_grad_norm,
+            clip_position=self._clip_position,
+            max_delta_energy=self._max_delta_energy,
         )
         return ula.init, kernel
 
@@ -205,8 +225,12 @@ class SGLD(KernelAdapter):
         ValueError: ``potential_fn`` without ``data_size`` or ``batch_size``; ``batch_size >
             data_size``; ``adapt_step_size=True``; a non-positive constant step size.
 
-    ``potential_energy`` in :meth:`sample_stats` is the minibatch estimate at the point the last
-    step started from.
+    ``potential_energy`` (``state.potential_energy``, and in :meth:`sample_stats`) is the
+    minibatch estimate of ``E`` at the point the last step started from (at the start, the
+    estimate at the initial point on one minibatch): SGLD evaluates nothing at the new point.
+    For the same reason a step is ``diverging`` only when the minibatch energy, its gradient or
+    the new point is not finite (the chain then stays); there is no energy error to threshold.
+    Every chain must start where the minibatch energy is finite (else :meth:`init` raises).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -291,8 +315,28 @@ class SGLD(KernelAdapter):
         zero = jnp.zeros((), dtype)
         return sgld.SGLDInfo(zero, jnp.array(False), jnp.array(False), zero)
 
-    def _potential_energy(self, state: AdapterState) -> jax.Array:
-        return state.info.energy
+    def _energy_estimate(
+        self, rng_key: jax.Array, position: Any, model_args: tuple, model_kwargs: dict
+    ) -> jax.Array:
+        """The minibatch estimate of ``E(position)`` the pure kernel would compute."""
+        energy_fn, batch = self._minibatch(rng_key, model_args, model_kwargs)
+        value = energy_fn(position, batch)
+        if self._model is None:
+            assert self._data_size is not None and self._batch_size is not None
+            value = value * (self._data_size / self._batch_size)
+            if self._prior_potential_fn is not None:
+                value = value + self._prior_potential_fn(position)
+        return value
+
+    def _init_from_position(
+        self, rng_key: jax.Array, position: Any, model_args: tuple, model_kwargs: dict
+    ) -> AdapterState:
+        state = super()._init_from_position(rng_key, position, model_args, model_kwargs)
+        # the energy at the start (reported and checked); the chain's own key stream is untouched
+        key = jax.random.fold_in(rng_key, 1)
+        energy = self._energy_estimate(key, position, model_args, model_kwargs)
+        energy = jnp.asarray(energy, jnp.result_type(state.info.energy))
+        return state._replace(info=state.info._replace(energy=energy))
 
     def _minibatch(
         self, rng_key: jax.Array, model_args: tuple, model_kwargs: dict

@@ -269,7 +269,9 @@ def window_adaptation(
         >>> float(s.step_size) < 1.0
         True
     """
-    if not 0.0 < float(target_acceptance_rate) < 1.0:
+    # a traced target (a kernel built inside jit) cannot be checked
+    concrete = not isinstance(target_acceptance_rate, jax.core.Tracer)
+    if concrete and not 0.0 < float(target_acceptance_rate) < 1.0:
         raise ValueError(
             f"target_acceptance_rate must be in (0, 1), got {target_acceptance_rate!r}"
         )

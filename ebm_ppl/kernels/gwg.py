@@ -16,6 +16,11 @@ the exact Metropolis–Hastings probability
 
 so the chain targets ``exp(-E)`` exactly for any binary energy (the gradient only shapes the
 proposal). The state caches ``E`` and ``∇E``; one step costs one energy and one gradient.
+
+Divergence follows NumPyro's HMC: the energy error of a step is ``delta_energy = -log`` of the
+acceptance ratio above (``+inf`` for a proposal whose energy or gradient is not finite) and the
+step is divergent when it exceeds ``max_delta_energy`` (default 1000, NumPyro's threshold); such
+a flip has acceptance below ``e^-1000`` and is rejected.
 All binary sites in ``levels`` share one index space; other sites are held fixed.
 
 Examples:
@@ -45,6 +50,7 @@ import jax.numpy as jnp
 __all__ = ["GWGInfo", "GWGState", "build_kernel", "init"]
 
 from ebm_ppl.kernels import _random
+from ebm_ppl.kernels.ula import check_max_delta_energy
 
 Position = dict[str, jax.Array]
 EnergyFn = Callable[[Position], jax.Array]
@@ -75,17 +81,22 @@ class GWGInfo(NamedTuple):
     Attributes:
         acceptance_rate: Metropolis–Hastings acceptance probability of the proposed flip.
         is_accepted: whether the flip was accepted.
-        is_divergent: ``True`` if the proposal's energy or gradient was not finite (rejected).
+        is_divergent: ``delta_energy > max_delta_energy`` (always when the proposal's energy
+            or gradient is not finite).
+        delta_energy: the energy error ``-log`` (acceptance ratio) of the flip (``+inf`` if
+            not finite).
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> GWGInfo(jnp.ones(()), jnp.array(True), jnp.array(False)).is_accepted.dtype
+        >>> info = GWGInfo(jnp.ones(()), jnp.array(True), jnp.array(False), jnp.zeros(()))
+        >>> info.is_accepted.dtype
         dtype('bool')
     """
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
     is_divergent: jax.Array
+    delta_energy: jax.Array
 
 
 def _value_and_grad(energy_fn: EnergyFn, position: Position, names: tuple[str, ...]):
@@ -119,17 +130,21 @@ def init(
     return GWGState(position, energy, grad)
 
 
-def build_kernel(*, levels: Mapping[str, tuple[float, float]]) -> Callable[..., Any]:
+def build_kernel(
+    *, levels: Mapping[str, tuple[float, float]], max_delta_energy: Any = 1000.0
+) -> Callable[..., Any]:
     """Build one GWG step ``kernel(rng_key, state, energy_fn) -> (state, info)``.
 
     Args:
         levels: dict binary site -> ``(lo, hi)``: the sites whose units may flip.
+        max_delta_energy: divergence threshold on the energy error ``-log`` (acceptance
+            ratio); ``> 0``, may be ``inf``.
 
     Returns:
         the kernel function.
 
     Raises:
-        ValueError: if ``levels`` is empty.
+        ValueError: if ``levels`` is empty or ``max_delta_energy`` is not ``> 0``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -142,6 +157,7 @@ def build_kernel(*, levels: Mapping[str, tuple[float, float]]) -> Callable[..., 
     """
     if not levels:
         raise ValueError("levels must name at least one binary site")
+    check_max_delta_energy(max_delta_energy)
     names = tuple(sorted(levels))
 
     def flip_scores(position, grad):
@@ -186,6 +202,8 @@ def build_kernel(*, levels: Mapping[str, tuple[float, float]]) -> Callable[..., 
             GWGState(new, energy_new, grad_new),
             state,
         )
-        return out, GWGInfo(accept_prob, accepted, ~finite)
+        delta_energy = -log_ratio
+        divergent = ~finite | (delta_energy > max_delta_energy)
+        return out, GWGInfo(accept_prob, accepted, divergent, delta_energy)
 
     return kernel

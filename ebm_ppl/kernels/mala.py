@@ -12,8 +12,14 @@ Metropolis–Hastings test with the full asymmetric proposal ratio,
     \\rVert^2_{M}}{4 \\varepsilon} + \\text{const},
 
 so the chain is exact for ``exp(-E)`` at any step size. The optimal acceptance rate in high
-dimension is 0.574 (Roberts & Rosenthal 1998). A proposal whose energy or gradient is not
-finite is rejected and flagged ``is_divergent``.
+dimension is 0.574 (Roberts & Rosenthal 1998).
+
+Divergence follows NumPyro's HMC: the *energy error* of a transition is
+``delta_energy = -log α`` (the rise of the energy of the proposal over the current one, plus
+the proposal correction; ``+inf`` for a proposal whose energy or gradient is not finite), and
+the transition is divergent when ``delta_energy > max_delta_energy`` (1000 by default, as
+NumPyro's ``max_delta_energy``). A divergent proposal's acceptance is ``exp(-delta_energy)``,
+below ``e^-1000`` at the default threshold: it is rejected.
 
 Examples:
     >>> import jax, jax.numpy as jnp
@@ -42,6 +48,7 @@ from ebm_ppl.kernels import _random
 from ebm_ppl.kernels.ula import (
     _tree_imm,
     check_inverse_mass_matrix,
+    check_max_delta_energy,
     check_step_size,
     is_finite_tree,
     langevin_proposal,
@@ -78,17 +85,21 @@ class MALAInfo(NamedTuple):
     Attributes:
         acceptance_rate: ``min(1, α)`` of the proposal (0 for a divergent one).
         is_accepted: whether the proposal was accepted.
-        is_divergent: whether the proposal's energy or gradient was not finite.
+        is_divergent: ``delta_energy > max_delta_energy`` (always when the proposal's energy
+            or gradient is not finite).
+        delta_energy: the energy error ``-log α`` of the proposal (``+inf`` if not finite).
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> MALAInfo(jnp.ones(()), jnp.array(True), jnp.array(False)).acceptance_rate.shape
+        >>> info = MALAInfo(jnp.ones(()), jnp.array(True), jnp.array(False), jnp.zeros(()))
+        >>> info.acceptance_rate.shape
         ()
     """
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
     is_divergent: jax.Array
+    delta_energy: jax.Array
 
 
 def init(position: ArrayTree, energy_fn: Callable[[ArrayTree], jax.Array]) -> MALAState:
@@ -127,11 +138,14 @@ def _log_proposal_density(to, frm, grad_frm, step_size, imm):
     return -sum(jax.tree.leaves(parts)) / (4.0 * step_size)
 
 
-def build_kernel() -> Callable[..., tuple[MALAState, MALAInfo]]:
+def build_kernel(*, max_delta_energy: Any = 1000.0) -> Callable[..., tuple[MALAState, MALAInfo]]:
     """Build a MALA transition.
 
-    MALA has no structural options: the step size and the diagonal preconditioner are dynamic
-    arguments of the returned kernel.
+    The step size and the diagonal preconditioner are dynamic arguments of the returned kernel.
+
+    Args:
+        max_delta_energy: divergence threshold on the energy error ``-log α`` (NumPyro's HMC
+            uses 1000); ``> 0``, may be ``inf`` (only non-finite proposals diverge).
 
     Returns:
         ``kernel(rng_key, state, energy_fn, step_size, inverse_mass_matrix=None)
@@ -146,7 +160,11 @@ def build_kernel() -> Callable[..., tuple[MALAState, MALAInfo]]:
         >>> s, info = kernel(jax.random.PRNGKey(0), s, energy_fn, 0.5, jnp.array([1.0, 100.0]))
         >>> s.position.shape
         (2,)
+
+    Raises:
+        ValueError: for a concrete ``max_delta_energy`` that is not ``> 0``.
     """
+    check_max_delta_energy(max_delta_energy)
 
     def kernel(
         rng_key: jax.Array,
@@ -176,6 +194,8 @@ def build_kernel() -> Callable[..., tuple[MALAState, MALAInfo]]:
         log_u = jnp.log(_random.uniform(key_accept, (), dtype=jnp.result_type(log_alpha)))
         accept = log_u < log_alpha
         new_state = select_tree(accept, MALAState(position, energy, grad), state)
-        return new_state, MALAInfo(acceptance_rate, accept, ~finite)
+        delta_energy = -log_alpha
+        divergent = ~finite | (delta_energy > max_delta_energy)
+        return new_state, MALAInfo(acceptance_rate, accept, divergent, delta_energy)
 
     return kernel

@@ -77,7 +77,8 @@ class SGLDInfo(NamedTuple):
         acceptance_rate: 1, or 0 for a divergent step.
         is_accepted: ``True`` unless the step was divergent.
         is_divergent: the minibatch energy or gradient (or the new point) was not finite; the
-            chain then stays where it was.
+            chain then stays where it was. SGLD evaluates nothing at the new point, so it has
+            no energy error to compare with a threshold: only non-finite steps diverge.
         energy: the minibatch estimate of ``E`` at the position the step started from.
 
     Examples:

@@ -46,6 +46,7 @@ __all__ = [
     "ULAState",
     "build_kernel",
     "check_inverse_mass_matrix",
+    "check_max_delta_energy",
     "check_step_size",
     "clip_by_global_norm",
     "init",
@@ -80,20 +81,25 @@ class ULAInfo(NamedTuple):
     """Information about one ULA transition.
 
     Attributes:
-        acceptance_rate: always 1 (there is no correction), except 0 for a divergent step.
-        is_accepted: ``True`` unless the step was divergent.
-        is_divergent: ``True`` if the energy or gradient at the new point was not finite; the
-            chain then stays where it was.
+        acceptance_rate: always 1 (there is no correction), except 0 for a non-finite step.
+        is_accepted: ``True`` unless the energy or gradient at the new point was not finite;
+            the chain then stays where it was.
+        is_divergent: ``delta_energy > max_delta_energy`` (always for a non-finite new point).
+            A finite divergent step is still taken (ULA has no rejection); the flag says the
+            discretization broke down.
+        delta_energy: the energy error of the step, ``E(x') - E(x)`` (``+inf`` if not finite).
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> ULAInfo(jnp.ones(()), jnp.array(True), jnp.array(False)).is_divergent.dtype
+        >>> info = ULAInfo(jnp.ones(()), jnp.array(True), jnp.array(False), jnp.zeros(()))
+        >>> info.is_divergent.dtype
         dtype('bool')
     """
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
     is_divergent: jax.Array
+    delta_energy: jax.Array
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -117,6 +123,31 @@ def check_step_size(step_size: Any, name: str = "step_size") -> None:
         raise TypeError(f"{name} must be a number, got {step_size!r}") from None
     if not (np.all(np.isfinite(value)) and np.all(value > 0)):
         raise ValueError(f"{name} must be a positive finite number, got {step_size!r}")
+
+
+def check_max_delta_energy(max_delta_energy: Any) -> None:
+    """Raise ``ValueError`` for a concrete divergence threshold that is not ``> 0`` (``inf`` is
+    allowed: then only non-finite transitions are divergent).
+
+    Traced values (inside ``jit``) are not checkable and pass through.
+
+    Examples:
+        >>> check_max_delta_energy(1000.0)
+        >>> check_max_delta_energy(0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_delta_energy must be a positive number (inf allowed), got 0.0
+    """
+    if isinstance(max_delta_energy, jax.core.Tracer):
+        return
+    try:
+        value = np.asarray(max_delta_energy, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"max_delta_energy must be a number, got {max_delta_energy!r}") from None
+    if value.shape != () or not value > 0:
+        raise ValueError(
+            f"max_delta_energy must be a positive number (inf allowed), got {max_delta_energy!r}"
+        )
 
 
 def check_inverse_mass_matrix(inverse_mass_matrix: Any, position: ArrayTree) -> None:
@@ -267,6 +298,7 @@ def build_kernel(
     *,
     clip_grad_norm: float | None = None,
     clip_position: tuple[float, float] | None = None,
+    max_delta_energy: Any = 1000.0,
 ) -> Callable[..., tuple[ULAState, ULAInfo]]:
     """Build a ULA transition.
 
@@ -274,15 +306,19 @@ def build_kernel(
         clip_grad_norm: if set, the gradient's global L2 norm is clipped to this value before
             the step (as in EBM training; this changes the target).
         clip_position: if set, ``(low, high)``: the new point is clipped into this box.
+        max_delta_energy: divergence threshold on the energy error ``E(x') - E(x)`` of a step
+            (NumPyro's HMC uses 1000 on its energy error); ``> 0``, may be ``inf``.
 
     Returns:
         ``kernel(rng_key, state, energy_fn, step_size, inverse_mass_matrix=None)
         -> (ULAState, ULAInfo)``. ``step_size`` and ``inverse_mass_matrix`` (diagonal, flat size)
         are dynamic. A new point with a non-finite energy or gradient is refused (the state is
-        unchanged) and flagged ``is_divergent``.
+        unchanged) and flagged ``is_divergent``; a step whose energy rises by more than
+        ``max_delta_energy`` is taken and flagged ``is_divergent``.
 
     Raises:
-        ValueError: for a non-positive ``clip_grad_norm`` or a bad ``clip_position``.
+        ValueError: for a non-positive ``clip_grad_norm`` or ``max_delta_energy``, or a bad
+            ``clip_position``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -294,6 +330,7 @@ def build_kernel(
     """
     if clip_grad_norm is not None:
         check_step_size(clip_grad_norm, "clip_grad_norm")
+    check_max_delta_energy(max_delta_energy)
     if clip_position is not None:
         try:
             low, high = (float(v) for v in clip_position)
@@ -324,10 +361,14 @@ def build_kernel(
         new_energy, new_grad = jax.value_and_grad(energy_fn)(new_position)
         ok = jnp.isfinite(new_energy) & is_finite_tree(new_grad)
         new_state = select_tree(ok, ULAState(new_position, new_energy, new_grad), state)
+        delta_energy = jnp.where(ok, new_energy - state.energy, jnp.inf)
+        # a NaN current energy (a chain started outside the support) counts as divergent
+        delta_energy = jnp.where(jnp.isnan(delta_energy), jnp.inf, delta_energy)
         info = ULAInfo(
             acceptance_rate=ok.astype(new_energy.dtype),
             is_accepted=ok,
-            is_divergent=~ok,
+            is_divergent=~ok | (delta_energy > max_delta_energy),
+            delta_energy=delta_energy,
         )
         return new_state, info
 
