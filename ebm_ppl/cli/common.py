@@ -426,6 +426,21 @@ def read_params(path: Path, model: Any, model_kwargs: Mapping[str, Any], *, flag
     Raises:
         UsageError: naming ``flag`` and the file when it is missing or unreadable, or its
             keys, shapes or values do not fit the model.
+
+    Examples:
+        >>> import tempfile, jax.numpy as jnp, numpy as np, numpyro, ebm_ppl as ebm
+        >>> def m():
+        ...     a = numpyro.param("a", jnp.ones(2))
+        ...     ebm.energy("E", jnp.sum(a * numpyro.sample("x", ebm.Flat(2)) ** 2))
+        >>> path = Path(tempfile.mkdtemp()) / "params.ebmparams"
+        >>> _ = write_params(path, {"a": np.full(2, 3.0, np.float32)})
+        >>> read_params(path, m, {}, flag="--params")["a"].tolist()
+        [3.0, 3.0]
+        >>> _ = write_params(path, {"b": np.ones(2, np.float32)})
+        >>> read_params(path, m, {}, flag="--params")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ebm_ppl.cli.common.UsageError: --params '...': params has unknown key(s) ['b']; ...
     """
     import jax
     import numpy as np

@@ -38,7 +38,14 @@ def demo_model(a: float = 1.0):
 
 # ------------------------------------------------------------------------------------- demo
 def demo_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the ``demo`` flags to a parser."""
+    """Add the ``demo`` flags to a parser.
+
+    Examples:
+        >>> p = argparse.ArgumentParser()
+        >>> demo_arguments(p)
+        >>> p.parse_args(["--fit-steps", "50", "--hidden", "16", "16"]).hidden
+        [16, 16]
+    """
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default: a new temporary folder)"
     )

@@ -88,7 +88,27 @@ def _read_idata(path: Path) -> Any:
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
-    """Run ``ebm-ppl diagnose``: print the mixing report and write the plots."""
+    """Run ``ebm-ppl diagnose``: print the mixing report and write the plots.
+
+    Returns:
+        exit status: 0, or 1 with ``--strict`` when the chains do not mix.
+
+    Raises:
+        UsageError: naming the file when it is missing, not netCDF or has no posterior.
+
+    Examples:
+        >>> import contextlib, io, os, tempfile, numpy as np
+        >>> from ebm_ppl.diagnostics import to_inference_data
+        >>> path = os.path.join(tempfile.mkdtemp(), "idata.nc")
+        >>> draws = np.random.default_rng(0).normal(size=(4, 500))
+        >>> _ = to_inference_data({"x": draws}).to_netcdf(path)
+        >>> p = argparse.ArgumentParser()
+        >>> diagnose_arguments(p)
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     status = run_diagnose(p.parse_args([path, "--no-plots", "--strict"]))
+        >>> status
+        0
+    """
     from ebm_ppl.diagnostics import mixing_report
 
     idata = _read_idata(args.idata)
