@@ -112,6 +112,7 @@ def workdir(tmp_path_factory):
     _run_folder(d / "run_bad_steps", {**COMMAND, "steps": "many"})
     _run_folder(d / "run_bad_optimizer", {**COMMAND, "optimizer": "rmsprop"})
     (d / "run_empty").mkdir()
+    save_checkpoint(d / "api_run", {"params": {"mu": np.zeros(2, np.float32)}}, {"step": 2})
     # for `python -m`, which puts the current folder first on sys.path: no numpy.py there
     clean = d / "clean"
     clean.mkdir()
@@ -188,6 +189,7 @@ ROWS = [
     ("out under a file", [*F, "--out", "a_file/run"], "--out", False),
     ("out holds another run", [*F[:5], "nce", "--steps", "4", "--out", "run"], "already holds",
      False),
+    ("out holds a run of the library", [*F, "--out", "api_run"], "no command.json", False),
     ("resume folder missing", ["fit", "--resume", "no_run"], "no_run", False),
     ("resume folder without command.json", ["fit", "--resume", "run_empty"], "command.json",
      False),

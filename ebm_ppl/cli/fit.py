@@ -448,6 +448,12 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, bool]:
         )
     out = Path(args.out) if args.out is not None else Path("ebm-ppl-fit")
     command = out / COMMAND_FILE
+    if not command.exists() and has_checkpoint(out):
+        raise UsageError(
+            f"--out {str(out)!r} holds checkpoints but no {COMMAND_FILE} (not written by "
+            "`ebm-ppl fit`); continue it with ebm.fit(..., checkpoint_dir=...) or choose "
+            "another --out"
+        )
     if command.exists() and has_checkpoint(out):
         # The folder holds a run with progress: the same command continues it, a different one
         # is refused before command.json is overwritten. (Without a checkpoint there is nothing
