@@ -854,7 +854,8 @@ def save_checkpoint(
         arrays: extra name -> array entries stored as they are (e.g. history).
         keep: how many checkpoints to keep (``None``: all).
         trusted: names of files known to be good (written or verified by the caller), deleted
-            without re-reading them when they fall out of the ``keep`` window.
+            without re-reading them when they fall out of the ``keep`` window; a ``set`` given
+            here is updated with the new file and the files verified while pruning.
 
     Returns:
         the path of the new file.
@@ -878,9 +879,9 @@ def save_checkpoint(
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     target = path / checkpoint_name(step)
-    trusted = set(trusted)
+    known = trusted if isinstance(trusted, set) else set(trusted)
     head, payload = _encode("checkpoint", trees, {**metadata, "step": step}, arrays)
-    if target.exists() and target.name not in trusted:
+    if target.exists() and target.name not in known:
         try:
             read_checkpoint(target)
         except ValueError as err:
@@ -891,8 +892,9 @@ def save_checkpoint(
                 stacklevel=2,
             )
     _write_durably(target, lambda f: _write_container(f, head, payload))
+    known.add(target.name)
     if keep is not None:
-        _prune(path, step, int(keep), trusted | {target.name})
+        _prune(path, step, int(keep), known)
     return target
 
 
@@ -909,9 +911,11 @@ def _prune(directory: Path, step: int, keep: int, trusted: set[str]) -> None:
             except ValueError as err:
                 warnings.warn(f"{err}; left in place", CheckpointWarning, stacklevel=3)
                 continue
+            trusted.add(file.name)
         kept += 1
         if kept > keep:
             file.unlink(missing_ok=True)
+            trusted.discard(file.name)
 
 
 def has_checkpoint(directory: str | os.PathLike[str] | None) -> bool:
