@@ -95,8 +95,15 @@ class _BinaryAdapter(KernelAdapter):
         levels: Mapping[str, tuple[float, float]] | None = None,
         conditionals: str = "auto",
         init_strategy: Callable[..., Any] = init_to_uniform,
+        max_delta_energy: float = 1000.0,
     ):
-        super().__init__(model, potential_fn, params=params, init_strategy=init_strategy)
+        super().__init__(
+            model,
+            potential_fn,
+            params=params,
+            init_strategy=init_strategy,
+            max_delta_energy=max_delta_energy,
+        )
         if conditionals not in _CONDITIONALS:
             raise ValueError(f"conditionals must be one of {_CONDITIONALS}, got {conditionals!r}")
         if potential_fn is not None and not levels:
@@ -218,6 +225,9 @@ class _BinaryAdapter(KernelAdapter):
 
 class BlockGibbs(_BinaryAdapter):
     """Block Gibbs sampler of binary sites: one sweep over the blocks per ``sample`` call.
+
+    A sweep draws from exact conditionals and is always accepted, so it has no energy error:
+    it is ``diverging`` only when the energy after the sweep is not finite.
 
     Args:
         model: NumPyro model (exactly one of ``model``/``potential_fn``).
@@ -390,7 +400,8 @@ class GibbsWithGradients(_BinaryAdapter):
 
     Exact Metropolis–Hastings for any energy of binary units; the gradient only shapes the
     proposal. One step flips at most one unit: for a sweep-equivalent, thin by the number of
-    units.
+    units. A step is ``diverging`` (as in NumPyro's HMC) when its energy error, ``-log`` of the
+    acceptance ratio (``+inf`` for a non-finite proposal), exceeds ``max_delta_energy``.
 
     Args:
         model: NumPyro model (exactly one of ``model``/``potential_fn``).
@@ -398,6 +409,7 @@ class GibbsWithGradients(_BinaryAdapter):
         params: dict of parameter values for the model's ``numpyro.param`` sites.
         levels: dict site -> ``(lo, hi)``; needed with ``potential_fn=``.
         init_strategy: NumPyro init strategy for ``model=``.
+        max_delta_energy: divergence threshold on the energy error (NumPyro's default 1000).
 
     Examples:
         >>> import jax
@@ -416,6 +428,7 @@ class GibbsWithGradients(_BinaryAdapter):
         params: Mapping[str, Any] | None = None,
         levels: Mapping[str, tuple[float, float]] | None = None,
         init_strategy: Callable[..., Any] = init_to_uniform,
+        max_delta_energy: float = 1000.0,
     ):
         # GWG is exact for any energy: the affinity check is not needed.
         super().__init__(
@@ -425,6 +438,7 @@ class GibbsWithGradients(_BinaryAdapter):
             levels=levels,
             conditionals="exact",
             init_strategy=init_strategy,
+            max_delta_energy=max_delta_energy,
         )
 
     def _init_kernel_state(self, position, energy_fn):
@@ -433,7 +447,7 @@ class GibbsWithGradients(_BinaryAdapter):
     def _build(self):
         return (
             lambda position, energy_fn: gwg.init(position, energy_fn, self._levels),
-            gwg.build_kernel(levels=self._levels),
+            gwg.build_kernel(levels=self._levels, max_delta_energy=self._max_delta_energy),
         )
 
     def _info_cls(self) -> type:

@@ -23,6 +23,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from ebm_ppl.diagnostics import to_inference_data
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.infer.adapter import check_finite_starts
 from ebm_ppl.infer.registry import get_kernel_factory
 from ebm_ppl.kernels import chains as _chains
 from ebm_ppl.kernels._random import as_key
@@ -65,9 +66,47 @@ def _fingerprint(tree: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _default_stats(state: Any) -> dict[str, jax.Array]:
-    """ArviZ-named sample stats read off a kernel state (NumPyro HMC/NUTS and similar)."""
+def _kernel_stats(kernel: Any, state: Any) -> dict[str, jax.Array]:
+    """ArviZ-named sample stats of one kernel state: exactly the statistics the kernel has.
+
+    A kernel with a ``sample_stats(state)`` method (every ``ebm_ppl`` adapter) gives its own.
+    Otherwise the state's fields are renamed to ArviZ's names: NumPyro's ``potential_energy``,
+    ``energy`` (the Hamiltonian of HMC-type states), ``accept_prob``, ``diverging``,
+    ``adapt_state.step_size`` and ``num_steps``. Composite states: the fields of an
+    ``hmc_state`` field (``HMCECS``, ``MixedHMC``) fill in those the outer state lacks; a
+    ``numpyro.infer.Gibbs`` state (``HMCGibbs``, ``DiscreteHMCGibbs``, ...) reports the
+    statistics of its last block (the one run last in a sweep, so its potential energy is
+    evaluated at the state after the sweep), with ``diverging`` true when any block diverged.
+    A state with none of these (e.g. ``DiscreteGibbs`` has only ``potential_energy``) gives
+    only what it has, possibly nothing.
+    """
+    own = getattr(kernel, "sample_stats", None)
+    if own is not None:
+        return own(state)
     fields = getattr(state, "_fields", ())
+    if "block_states" in fields and len(state.block_states) > 0:
+        blocks = getattr(kernel, "blocks", None) or [(None, None)] * len(state.block_states)
+        per_block = [
+            _kernel_stats(block_kernel, block_state)
+            for (block_kernel, _), block_state in zip(blocks, state.block_states, strict=True)
+        ]
+        out = dict(per_block[-1])
+        flags = [b["diverging"] for b in per_block if "diverging" in b]
+        if flags:
+            diverging = flags[0]
+            for flag in flags[1:]:
+                diverging = diverging | flag
+            out["diverging"] = diverging
+        return out
+    out = _state_stats(state, fields)
+    if "hmc_state" in fields:
+        inner = _kernel_stats(getattr(kernel, "inner_kernel", None), state.hmc_state)
+        for name, value in inner.items():
+            out.setdefault(name, value)
+    return out
+
+
+def _state_stats(state: Any, fields: tuple[str, ...]) -> dict[str, jax.Array]:
     out: dict[str, jax.Array] = {}
     if "potential_energy" in fields:
         out["potential_energy"] = state.potential_energy
@@ -130,7 +169,8 @@ def _build_runner(
         model_args, model_kwargs = args_of(dyn)
         return kernel.init(key, num_warmup, z0 if has_init else None, model_args, model_kwargs)
 
-    stats_fn = getattr(kernel, "sample_stats", None) or _default_stats
+    def stats_fn(state: Any) -> dict[str, jax.Array]:
+        return _kernel_stats(kernel, state)
 
     def steps_one(state, dyn, n):
         model_args, model_kwargs = args_of(dyn)
@@ -231,15 +271,25 @@ def sample(
         init_params: deprecated name of ``init_values`` (a ``DeprecationWarning``; removed in
             the next release). In :func:`ebm_ppl.fit`, ``init_params`` are model parameters.
 
+    Every chain starts where the energy is finite: drawn starts are redrawn (up to
+    :data:`ebm_ppl.infer.adapter.MAX_INIT_TRIES` draws per chain), and a chain that still has
+    none, or ``init_values`` with a non-finite energy, is a ``ValueError`` naming the chains.
+
     Returns:
         ``arviz.InferenceData`` with ``posterior`` (every state site, shape
-        ``(chain, draw, *site_shape)``) and ``sample_stats`` (``potential_energy`` = E(x) on the
-        unconstrained space, ``acceptance_rate``, ``diverging``, ``step_size``; ``energy``, the
-        Hamiltonian, only for NUTS/HMC), with a ``device`` coordinate per chain and timings in
+        ``(chain, draw, *site_shape)``) and, when the kernel has any, ``sample_stats``: exactly
+        the statistics the kernel has, in ArviZ's names. The ``ebm_ppl`` kernels report
+        ``potential_energy`` (= E(x) on the unconstrained space; SGLD: its minibatch estimate),
+        ``acceptance_rate``, ``diverging`` and ``step_size`` (Gibbs sweeps have none); NUTS/HMC
+        also ``energy`` (the Hamiltonian) and ``n_steps``; another NumPyro kernel what its
+        state carries (``DiscreteGibbs``: ``potential_energy`` only; ``HMCGibbs`` and other
+        ``numpyro.infer.Gibbs`` composites: the statistics of their last block, ``diverging``
+        from every block). With a ``device`` coordinate per chain and timings in
         ``posterior.attrs``; and the last state if ``return_state``.
 
     Raises:
-        ValueError, TypeError: for bad arguments, before anything is compiled.
+        ValueError, TypeError: for bad arguments, before anything is compiled; ``ValueError``
+            for a chain without a start of finite energy, after the initialization.
 
     Examples:
         >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -406,6 +456,12 @@ def sample(
         state = init_state
         num_warmup = 0
     state = jax.block_until_ready(state)
+    if init_state is None:
+        # every chain must start where the energy is finite (drawn starts were redrawn already)
+        energy = _kernel_stats(runner.kernel, state).get("potential_energy")
+        if energy is not None:
+            source = "init_values" if init_values is not None else None
+            check_finite_starts(jax.device_get(energy), source, placement.start)
     t_init = time.perf_counter() - t0
 
     bar = _progress(progress, num_warmup + num_samples * thinning, kernel_name)
@@ -487,9 +543,20 @@ def _strategy_init(
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     keys = jax.random.split(jax.random.fold_in(rng_key, 1), num_chains)
     model = handlers.substitute(model_fn, data=dict(params)) if params else model_fn
-    info = initialize_model(
-        keys, model, init_strategy=init_strategy, model_args=model_args, model_kwargs=model_kwargs
-    )
+    try:
+        # redraws each chain's start until the potential is finite (NumPyro's 100 tries)
+        info = initialize_model(
+            keys,
+            model,
+            init_strategy=init_strategy,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+        )
+    except RuntimeError as err:
+        raise ValueError(
+            f"init_strategy found no start with a finite energy for some of the {num_chains} "
+            f"chains ({err}); give init_values where the energy is finite, or check the model"
+        ) from err
     z = info.param_info.z
     return {k: z[k] for k in em.state_sites if k in z}
 
