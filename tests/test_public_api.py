@@ -77,26 +77,26 @@ def test_energy_name_is_the_declaration_function():
 
 
 def test_infer_exports_every_adapter():
+    import pkgutil
+
     from numpyro.infer.mcmc import MCMCKernel
 
     import ebm_ppl.infer as infer
-    from ebm_ppl.infer import adapter, discrete, langevin
 
-    adapters = {
-        name
-        for module in (adapter, discrete, langevin)
-        for name, obj in vars(module).items()
-        if inspect.isclass(obj)
-        and issubclass(obj, MCMCKernel)
-        and obj.__module__ == module.__name__
-        and not name.startswith("_")
-    }
-    assert {"BlockGibbs", "GibbsWithGradients", "MALA", "ULA", "SGLD"} <= adapters
-    assert adapters <= set(infer.__all__), adapters - set(infer.__all__)
-    for name in adapters:
-        assert getattr(infer, name) is getattr(
-            importlib.import_module(getattr(infer, name).__module__), name
-        )
+    adapters = {}
+    for info in pkgutil.iter_modules(infer.__path__):
+        module = importlib.import_module(f"ebm_ppl.infer.{info.name}")
+        for name, obj in vars(module).items():
+            public = (
+                not name.startswith("_") and getattr(obj, "__module__", None) == module.__name__
+            )
+            if public and inspect.isclass(obj) and issubclass(obj, MCMCKernel):
+                adapters[name] = obj
+    assert {"BlockGibbs", "GibbsWithGradients", "MALA", "ULA", "SGLD"} <= set(adapters)
+    missing = set(adapters) - set(infer.__all__)
+    assert not missing, f"ebm_ppl.infer does not export the adapter(s) {sorted(missing)}"
+    for name, cls in adapters.items():
+        assert getattr(infer, name) is cls
 
 
 def test_models_lists_every_model_module():
