@@ -14,12 +14,12 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import ebm_ppl as ebm
-from tests import references as refs
 from ebm_ppl.objectives import (
     ContrastiveDivergence,
     PersistentContrastiveDivergence,
     ReplayBuffer,
 )
+from tests import references as refs
 from tests.helpers.stats import assert_within_mcse
 
 NV, NH = 4, 3
@@ -136,7 +136,14 @@ def test_metrics_and_latent_phases(rbm_setup):
     em, params, batch, _ = rbm_setup
     obj = ContrastiveDivergence(EXACT).build(em, data_sites=("v",), latent_sites=("h",))
     loss, (_, m) = obj.loss(params, obj.init(None, params, batch), batch, jax.random.PRNGKey(0))
-    assert set(m) == {"pos_energy", "neg_energy", "energy_gap", "acceptance_rate", "divergences"}
+    assert set(m) == {
+        "pos_energy",
+        "neg_energy",
+        "energy_gap",
+        "acceptance_rate",
+        "divergences",
+        "pos_acceptance_rate",  # CD samples h | v (its chains start there)
+    }
     np.testing.assert_allclose(loss, m["energy_gap"], rtol=1e-6)
     assert float(m["acceptance_rate"]) == 1.0 and float(m["divergences"]) == 0.0
 
@@ -284,7 +291,8 @@ def test_bad_configuration(make, exc, message):
 
 
 def test_gibbs_needs_binary_sites():
-    with pytest.raises(ValueError, match="binary"):
+    # a continuous site without a Gaussian block declaration: named, with the kernels that can
+    with pytest.raises(ValueError, match=r"'gibbs' cannot move site 'x'.*'mala', 'ula'"):
         PersistentContrastiveDivergence("gibbs").build(ebm.EnergyModel(gaussian))
 
 

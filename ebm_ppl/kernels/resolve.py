@@ -58,6 +58,7 @@ from ebm_ppl.kernels import composite, gibbs, gwg
 from ebm_ppl.kernels.gibbs import interaction_colouring
 
 __all__ = [
+    "DEFAULT_STEP_SIZE",
     "KERNEL_MODULES",
     "Sampler",
     "auto_kernel_name",
@@ -76,7 +77,7 @@ KERNEL_MODULES: dict[str, str] = {
 KERNEL_NAMES: tuple[str, ...] = ("auto", *sorted(KERNEL_MODULES))
 # Kernels whose transition takes a step size (Langevin); the default when none is given.
 _STEP_SIZE_KERNELS = ("mala", "ula")
-_DEFAULT_STEP_SIZE = 0.01
+DEFAULT_STEP_SIZE = 0.01
 _PURPOSES = ("train", "sample")
 # Which kinds of site each named kernel moves ("gaussian": a real site declared as a block).
 _MOVES: dict[str, tuple[str, ...]] = {
@@ -294,7 +295,7 @@ def _refuse(name: str, kinds: Mapping[str, str]) -> None:
 # ------------------------------------------------------------------------------ builders
 def _langevin(module: Any, name: str, step_size: Any, options: Mapping[str, Any]) -> Sampler:
     if step_size is None:
-        step_size = _DEFAULT_STEP_SIZE
+        step_size = DEFAULT_STEP_SIZE
     _check_step_size(step_size)
     transition = module.build_kernel(**dict(options))
     default = float(step_size)
@@ -568,7 +569,7 @@ def resolve_kernel(
         )
     samplers = []
     for k, block_sites in chosen:
-        opts = nested.get(k, flat if len(chosen) == 1 else {})
+        opts = {**(flat if len(chosen) == 1 else {}), **nested.get(k, {})}
         if k in _STEP_SIZE_KERNELS:
             module = importlib.import_module(KERNEL_MODULES[k])
             sub = _langevin(module, k, step_size, opts)

@@ -21,17 +21,36 @@ energies, their gap, the sampler's acceptance) are reported as metrics.
   or with probability ``reinit_prob`` from noise; optional ``α (E(x⁺)² + E(x⁻)²)`` regularizer
   and Langevin with a clipped gradient.
 
-Latent sites (state sites without data, e.g. the hidden units ``h`` of an RBM) are sampled
-given the data in the positive phase (``num_positive_steps`` steps of the kernel with the data
-clamped: one block-Gibbs sweep is exact for an RBM), or marginalized when a ``free_energy_fn``
-is given; the negative phase samples the joint (and, with a ``free_energy_fn``, scores the
-negative data sites by their free energy: the Rao-Blackwellized gradient). Observed sites
-given in the data (a conditional EBM's inputs) are clamped in both phases.
+Latent sites (state sites without data, e.g. the hidden units ``h`` of an RBM, the factors
+``z`` of factor analysis) enter the positive phase as samples of ``p(latents | data)``, chosen
+from the site plan so that the default gives the likelihood gradient:
 
-The negative sampler is any kernel of :mod:`ebm_ppl.kernels` (the module, e.g.
-``ebm_ppl.kernels.mala``, or its name ``"mala"``, ``"ula"``, ``"gibbs"``), or any object with
-``init(position, energy_fn)`` and ``build_kernel(**options)`` following the same contract.
-Continuous sites are sampled on their unconstrained space (``EnergyModel.potential_fn``).
+* binary latents forming one conditionally independent block of an energy affine in each unit
+  (an RBM's hidden layer): their conditional means ``E[h | v]`` (Rao-Blackwellized, exact);
+* other binary latents: ``num_positive_steps`` (default 1) kernel transitions from a fixed
+  start with the data clamped;
+* continuous latents: chains that **persist per training example** (``fit`` passes the data to
+  ``build``; a batch's rows are found in it by hashing) and advance ``num_positive_steps``
+  (default 10) transitions each time their example is in a batch, with the MALA step size
+  adapted toward an acceptance of 0.574 unless ``step_size`` is given. Without the data the
+  objective refuses to guess and asks for ``num_positive_steps``.
+
+or they are marginalized when a ``free_energy_fn`` is given. Sampled positive phases report
+``pos_acceptance_rate`` and, with 4 or more transitions, ``pos_rhat`` (split-R-hat of each
+chain's run against itself, :func:`split_rhat_proxy`) and ``pos_drift_z`` (standardized energy
+drift across the chains, :func:`energy_drift_z`) in the metrics (``fit``'s history). The
+negative phase samples the joint (and, with a ``free_energy_fn``, scores the negative data
+sites by their free energy: the Rao-Blackwellized gradient). Observed sites given in the data
+(a conditional EBM's inputs) are clamped in both phases.
+
+The sampler is ``"auto"`` by default: resolved from the site plan by
+:func:`ebm_ppl.kernels.resolve.resolve_kernel` (MALA on continuous sites, ULA for the replay
+buffer; block Gibbs on binary ones; for mixed models a composite, e.g. block Gibbs with
+Gaussian ``v | h`` and Bernoulli ``h | v`` for a Gaussian–Bernoulli RBM). A name (``"mala"``,
+``"ula"``, ``"gibbs"``, ``"gwg"``) that cannot move a site is refused, naming the site; a
+kernel module or any object with ``init(position, energy_fn)`` and ``build_kernel(**options)``
+is used as given. Continuous sites are sampled on their unconstrained space
+(``EnergyModel.potential_fn``).
 """
 
 from __future__ import annotations
@@ -426,7 +445,7 @@ class _Positive(NamedTuple):
 
     sampler: Sampler | MeanField | None
     num_steps: int
-    index: _ExampleIndex | None  # per-example persistent chains (None: fresh starts)
+    examples: _ExampleIndex | None  # per-example persistent chains (None: fresh starts)
     adapt: bool = False  # adapt the chains' step size (MALA, no step_size given)
 
 
@@ -542,9 +561,9 @@ class _ContrastiveBase:
         self, phases: _Phases, positive: _Positive, rng_key
     ) -> PositiveChains | None:
         """Per-example persistent positive chains, or ``None``."""
-        if positive.index is None:
+        if positive.examples is None:
             return None
-        start = phases.latent_start(rng_key, positive.index.size)
+        start = phases.latent_start(_random.as_key(rng_key), positive.examples.size)
         step = DEFAULT_STEP_SIZE if self.step_size is None else self.step_size
         return PositiveChains(
             phases.model.unconstrain(start), jnp.log(jnp.asarray(step, jnp.float32))
@@ -586,8 +605,8 @@ class _ContrastiveBase:
             key_init, key_run = _random.split(rng_key)
             start = phases.model.unconstrain(phases.latent_start(key_init, n))
             step_size = None
-            if positive.index is not None and table is not None:
-                idx, found = positive.index.lookup(batch)
+            if positive.examples is not None and table is not None:
+                idx, found = positive.examples.lookup(batch)
                 start = {
                     k: jnp.where(
                         found.reshape((n,) + (1,) * (v.ndim - 1)), table.latents[k][idx], v
@@ -608,8 +627,8 @@ class _ContrastiveBase:
                 step_size=step_size,
             )
             z = jax.lax.stop_gradient(z)
-            if positive.index is not None and table is not None:
-                slot = jnp.where(found, idx, positive.index.size)  # not found: dropped
+            if positive.examples is not None and table is not None:
+                slot = jnp.where(found, idx, positive.examples.size)  # not found: dropped
                 log_step = table.log_step_size
                 if positive.adapt:
                     # Robbins–Monro on log ε toward the target acceptance (once per update).
@@ -701,21 +720,27 @@ class ContrastiveDivergence(_ContrastiveBase):
     the chains start at ``(data, latents | data)``.
 
     Args:
-        kernel: the negative sampler: ``"gibbs"``, ``"mala"``, ``"ula"``, a kernel module or a
-            compatible object. Default: ``"gibbs"`` for discrete models, ``"mala"`` otherwise.
+        kernel: ``"auto"`` (default: from the site plan, see the module docstring),
+            ``"gibbs"``, ``"gwg"``, ``"mala"``, ``"ula"``, a kernel module or a compatible
+            object; moves the negatives and the sampled positive latents.
         num_mcmc_steps: ``k``, transitions per update.
         step_size: step size of Langevin kernels (default 0.01).
         kernel_options: structural options passed to ``build_kernel``.
-        num_positive_steps: kernel transitions sampling the latent sites given the data.
+        num_positive_steps: kernel transitions sampling the latent sites given the data per
+            update (default ``None``: 1 for binary latents, 10 for continuous ones, whose
+            chains persist per example; see the module docstring).
         free_energy_fn: optional ``free_energy_fn(params, values) -> scalar``, the energy of the
             data sites with the latents marginalized (``F(v)`` of an RBM); replaces sampling them
             in the positive phase, and scores the negatives' data sites (the chains still
             sample the joint).
         rao_blackwell: unused by CD (its chains start at the sampled positive latents); see
             :class:`PersistentContrastiveDivergence`.
+        persistent_positive: keep one positive-phase chain per training example (needs the
+            data, which ``fit`` passes to ``build``); default ``None``: for continuous latents.
 
     Metrics: ``pos_energy``, ``neg_energy``, ``energy_gap`` (pos − neg), ``acceptance_rate``
-    (negative sampler), ``divergences``.
+    (negative sampler), ``divergences``; with sampled latents ``pos_acceptance_rate``,
+    ``pos_rhat``, ``pos_drift_z`` (and ``pos_step_size`` when it adapts).
 
     Examples:
         >>> import jax, jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -745,7 +770,7 @@ class ContrastiveDivergence(_ContrastiveBase):
 
         def init(rng_key, params, batch):
             del params, batch
-            rng_key = _random.as_key(rng_key)
+            # CD needs a key only for per-example positive chains (None is fine otherwise)
             table = self._init_positive(phases, positive, rng_key)
             return () if table is None else CDState(table)
 
@@ -827,13 +852,17 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
         num_mcmc_steps: transitions per update.
         step_size: step size of Langevin kernels (default 0.01).
         kernel_options: structural options passed to ``build_kernel``.
-        num_positive_steps: kernel transitions sampling the latent sites given the data.
+        num_positive_steps: kernel transitions sampling the latent sites given the data per
+            update (default ``None``: 1 for binary latents, 10 for continuous ones, whose
+            chains persist per example; see the module docstring).
         free_energy_fn: optional marginal energy of the data sites (see
             :class:`ContrastiveDivergence`).
-        rao_blackwell: with the ``"gibbs"`` kernel, binary latents that form one block of
-            conditionally independent units of an energy affine in each unit (an RBM's hidden
-            layer) enter the positive phase through their conditional means ``E[h | v]``
-            instead of samples: the same expected gradient, lower variance, no random numbers.
+        rao_blackwell: with the ``"auto"`` or ``"gibbs"`` kernel, binary latents that form one
+            block of conditionally independent units of an energy affine in each unit (an
+            RBM's hidden layer) enter the positive phase through their conditional means
+            ``E[h | v]`` instead of samples: the same expected gradient, lower variance, no
+            random numbers.
+        persistent_positive: as in :class:`ContrastiveDivergence`.
         num_chains: persistent chains (default: the batch size).
         init: ``"data"`` (start at random training examples, latents from the base measure) or
             ``"base"`` (every site from the base measure, as ``EnergyModel.init_values``).
@@ -974,12 +1003,13 @@ class ReplayBuffer(_ContrastiveBase):
     with ``x⁻`` under ``stop_gradient``.
 
     Args:
-        kernel: the negative sampler (default ``"ula"`` for continuous models, ``"gibbs"`` for
-            discrete ones).
+        kernel: the sampler (default ``"auto"``: as in :class:`ContrastiveDivergence`, with
+            ULA on continuous sites).
         num_mcmc_steps: transitions per update (default 20).
         step_size: step size of Langevin kernels (default 0.01).
         kernel_options: structural options passed to ``build_kernel``.
-        num_positive_steps, free_energy_fn: as in :class:`ContrastiveDivergence`.
+        num_positive_steps, free_energy_fn, persistent_positive: as in
+            :class:`ContrastiveDivergence`.
         rao_blackwell: as in :class:`PersistentContrastiveDivergence`.
         buffer_size: number of stored negatives.
         reinit_prob: probability that a chain restarts from noise.
