@@ -179,8 +179,9 @@ class EnergyModel:
     # ------------------------------------------------------------------ energies
     def _check_values(self, params: Mapping[str, Any] | None, values: Mapping[str, Any]) -> Values:
         # Structure (keys, shapes, discrete supports) is checked on the host before tracing;
-        # concrete values are checked too, traced ones cannot be.
-        params = self.plan.validate_params(params, check_values=False)
+        # concrete parameter values (finite, inside their constraints) are checked too, traced
+        # ones cannot be.
+        params = self.plan.validate_params(params)
         values = self.plan.validate_values(
             values, required=self.state_sites, check_continuous=False
         )

@@ -240,8 +240,10 @@ def sample(
     Args:
         model: NumPyro EBM program, or an :class:`~ebm_ppl.EnergyModel` (its bound arguments
             are used; then ``model_args``/``model_kwargs`` must be empty).
-        params: model parameters (``numpyro.param`` values); ``None`` uses the model's own
-            initial values (``EnergyModel.init_params(PRNGKey(0))``).
+        params: model parameters (``numpyro.param`` values, constrained; a
+            ``numpyro.contrib.module`` network's entry is its parameter pytree), checked against
+            the model before anything compiles (every site, shapes, finite values, constraints);
+            ``None`` uses the model's own initial values (``EnergyModel.init_params(PRNGKey(0))``).
         kernel: a name (``"nuts"``, ``"hmc"``, and every registered kernel, e.g. ``"mala"``,
             ``"gibbs"``) or a ``numpyro.infer.mcmc.MCMCKernel`` instance (then ``params`` must be
             given to the kernel itself).
@@ -351,13 +353,10 @@ def sample(
             )
         if params is None:
             params = em.init_params(jax.random.PRNGKey(0))
-        else:
-            if not isinstance(params, Mapping):
-                raise TypeError(f"params must be a dict site -> array, got {type(params).__name__}")
-            missing = [n for n in em.param_sites if n not in params]
-            if missing:
-                raise ValueError(f"params is missing {missing}")
-        params = {k: jnp.asarray(v) for k, v in params.items()}
+        # Keys, shapes, module structure, finiteness and constraints, before anything compiles
+        # (NaN parameters would otherwise give chains that never move); module parameters
+        # (numpyro.contrib.module) stay pytrees.
+        params = em.plan.validate_params(params)
     else:
         if params is not None:
             raise ValueError(

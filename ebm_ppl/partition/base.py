@@ -7,8 +7,10 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
+from ebm_ppl.energy.view import as_energy_model
 from ebm_ppl.kernels._random import as_key
 
 __all__ = ["LogLikelihood", "LogZEstimate", "log_partition", "register_method"]
@@ -102,7 +104,9 @@ _METHODS: dict[str, str] = {
 def register_method(name: str, target: str) -> None:
     """Register ``log_partition(method=name)`` as ``target`` (``"module:function"``).
 
-    The function is called as ``fn(model, params, *, rng_key, model_args, model_kwargs, **options)``.
+    The function is called as ``fn(model, params, *, rng_key, model_args, model_kwargs, **options)``
+    (by :func:`log_partition`: with ``model`` an :class:`~ebm_ppl.EnergyModel`, its arguments
+    bound and ``model_args``/``model_kwargs`` empty, and ``params`` already validated).
 
     Examples:
         >>> register_method("exact", "ebm_ppl.partition.exact:log_partition_exact")
@@ -124,7 +128,10 @@ def log_partition(
 
     Args:
         model: a NumPyro EBM program (or an :class:`ebm_ppl.EnergyModel`).
-        params: model parameters (``None`` for a model without any).
+        params: model parameters (constrained values; a ``numpyro.contrib.module`` network's
+            entry is its parameter pytree), checked against the model before any method runs;
+            ``None`` uses the model's own initial values (``EnergyModel.init_params(PRNGKey(0))``,
+            as :func:`ebm_ppl.sample` does).
         method: one of the registered methods (``"exact"``, ``"quadrature"``, ``"ais"``, ...).
         rng_key: PRNG key or int seed for stochastic methods (``None`` means ``PRNGKey(0)``).
         model_args, model_kwargs: arguments for ``model``.
@@ -134,8 +141,11 @@ def log_partition(
         :class:`LogZEstimate`.
 
     Raises:
-        ValueError: for an unknown ``method``.
-        TypeError: for an ``rng_key`` that is neither a key nor an int.
+        ValueError: for an unknown ``method``; for ``params`` with unknown or missing sites,
+            wrong shapes or module structure, non-finite values or values outside a constraint
+            (naming the site), before anything is compiled.
+        TypeError: for an ``rng_key`` that is neither a key nor an int, or ``params`` that is
+            not a dict.
 
     Examples:
         >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -148,13 +158,11 @@ def log_partition(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
     rng_key = as_key(rng_key, default=0)
+    em = as_energy_model(model, tuple(model_args), dict(model_kwargs or {}))
+    if params is None:
+        params = em.init_params(jax.random.PRNGKey(0))
+    # Once, for every method: NaN parameters would otherwise give -inf or NaN estimates.
+    params = em.validate_params(params)
     module_name, fn_name = _METHODS[method].split(":")
     fn: Callable[..., LogZEstimate] = getattr(importlib.import_module(module_name), fn_name)
-    return fn(
-        model,
-        params,
-        rng_key=rng_key,
-        model_args=tuple(model_args),
-        model_kwargs=dict(model_kwargs or {}),
-        **options,
-    )
+    return fn(em, params, rng_key=rng_key, model_args=(), model_kwargs={}, **options)

@@ -93,7 +93,9 @@ def log_likelihood(
 
     Args:
         model: a NumPyro EBM program (or an :class:`ebm_ppl.EnergyModel`).
-        params: model parameters.
+        params: model parameters (constrained values; a ``numpyro.contrib.module`` network's
+            entry is its parameter pytree); ``None`` uses the model's initial values
+            (``EnergyModel.init_params(PRNGKey(0))``).
         data: array ``(num_examples, *site_shape)`` (bound as by :func:`ebm_ppl.fit`) or a dict
             site -> array; state sites absent from the data (binary latents) are summed out.
         log_z: a known ``log Z`` (float or :class:`LogZEstimate`); skips its computation.
@@ -110,9 +112,12 @@ def log_likelihood(
         :class:`LogLikelihood`; ``.log_z.method`` says how ``log Z`` was obtained.
 
     Raises:
-        ValueError: for bad data (see :func:`ebm_ppl.energy.binding.bind_data`) or latent sites
-            that cannot be summed out.
-        TypeError: for an ``rng_key`` that is neither a key nor an int.
+        ValueError: for bad data (see :func:`ebm_ppl.energy.binding.bind_data`), latent sites
+            that cannot be summed out, or ``params`` that do not fit the model (unknown or
+            missing sites, shapes, module structure, non-finite values, values outside a
+            constraint; naming the site), before anything is compiled.
+        TypeError: for an ``rng_key`` that is neither a key nor an int, or ``params`` that is
+            not a dict.
 
     Examples:
         >>> import jax.numpy as jnp, numpy as np, math, ebm_ppl as ebm
@@ -123,7 +128,9 @@ def log_likelihood(
         (True, 'exact')
     """
     em = as_energy_model(model, model_args, model_kwargs)
-    params = dict(params or {})
+    if params is None:
+        params = em.init_params(jax.random.PRNGKey(0))
+    params = em.validate_params(params)  # before anything compiles; modules stay pytrees
     bound = bind_data(em, data, data_site)
     key = as_key(rng_key, default=0)
     if log_z is None:

@@ -28,7 +28,11 @@ def _flat_potential(em: EnergyModel, params: Mapping[str, Any] | None):
             "are discrete (use method='exact')"
         )
     view = StateView(em, who="quadrature", unconstrained=True)
-    potential = em.potential_fn(dict(params or {}))
+    if params is None:
+        params = em.init_params(jax.random.PRNGKey(0))
+    # Checked here too (direct calls): NaN parameters would give log Z = -inf and a warning
+    # about the box instead of naming the parameter.
+    potential = em.potential_fn(em.validate_params(params))
     return (lambda z: potential(view.unravel(z))), view.dim
 
 
@@ -117,7 +121,8 @@ def log_partition_quadrature(
         mass on the box's faces), ``resolution_change`` and ``converged``.
 
     Raises:
-        ValueError: for ``d > 3``, discrete state sites, bad bounds or sizes.
+        ValueError: for ``d > 3``, discrete state sites, bad bounds or sizes, or ``params`` that
+            do not fit the model (unknown or missing sites, shapes, non-finite values).
 
     Examples:
         >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm

@@ -48,8 +48,8 @@ class FitResult(NamedTuple):
     """What :func:`fit` returns.
 
     Attributes:
-        params: trained parameters (dict site -> array); after a non-finite update, the last
-            finite ones.
+        params: trained parameters (dict site -> array, or a module's parameter pytree), on
+            their constrained space; after a non-finite update, the last finite ones.
         obj_state: the objective's state (persistent chains, replay buffer, ...).
         history: :class:`~ebm_ppl.train.history.History` of per-update loss and metrics.
         flags: dict with ``"nonfinite"`` (bool), ``"nonfinite_step"`` (int or None: the update
@@ -115,6 +115,13 @@ def resolve_objective(objective: Any) -> Any:
     )
 
 
+def _inside_supports(plan: Any, params: Mapping[str, Any]) -> jax.Array:
+    """Whether the constrained parameters are finite and inside their constraints (traceable)."""
+    ok = [_all_finite(params)]
+    ok += [jnp.all(plan[n].support(params[n])) for n in plan.constrained_params]
+    return jnp.all(jnp.stack(ok))
+
+
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [
         jnp.all(jnp.isfinite(x))
@@ -154,8 +161,16 @@ def fit(
     per-epoch shuffle drawn from ``rng_key``, so a run resumed from a checkpoint reproduces an
     uninterrupted one bit for bit.
 
-    A non-finite loss or parameter stops the run: the last finite parameters, optimizer and
-    objective states are kept, ``flags["nonfinite"]`` is set and a ``RuntimeWarning`` is issued.
+    Parameters are optimized on their unconstrained space and returned constrained, as NumPyro's
+    SVI does: the optimizer state and the scanned carry hold ``EnergyModel.unconstrain_params``
+    of the parameters and the objective is evaluated at their constrained values, so a
+    ``numpyro.param(..., constraint=...)`` stays inside its support whatever the objective.
+    Module parameters (``numpyro.contrib.module``) are pytrees throughout.
+
+    A non-finite loss or parameter (or a constrained parameter that rounds onto the boundary of
+    its support, e.g. a positive one underflowing to 0) stops the run: the last finite
+    parameters, optimizer and objective states are kept, ``flags["nonfinite"]`` is set and a
+    ``RuntimeWarning`` is issued.
     With a ``checkpoint_dir``, that last finite state is checkpointed with the flag and the
     update that failed; calling ``fit`` again on the folder does not re-run into the same values:
     it returns that state at once, with ``flags["nonfinite"]`` set and a ``RuntimeWarning`` that
@@ -181,8 +196,9 @@ def fit(
         batch_size: examples per update (``<=`` the number of examples; the remainder of each
             epoch is dropped).
         rng_key: PRNG key (or an int seed).
-        init_params: initial parameters; default ``EnergyModel.init_params`` with a key split from
-            ``rng_key``.
+        init_params: initial parameters (constrained values, every param site; checked against
+            the model before anything compiles); default ``EnergyModel.init_params`` with a key
+            split from ``rng_key``.
         data_site: site for an array ``data``.
         model_args, model_kwargs: arguments the model is called with.
         checkpoint_dir: folder for checkpoints, created (and checked to be writable) before
@@ -202,8 +218,10 @@ def fit(
         :class:`FitResult` ``(params, obj_state, history, flags)``.
 
     Raises:
-        ValueError: for bad data, sizes or names, or a checkpoint from a different configuration
-            (the message names ``checkpoint_dir``), all before any compilation.
+        ValueError: for bad data, sizes or names, a model without parameters, ``init_params``
+            with unknown or missing sites, wrong shapes, non-finite values or values outside a
+            constraint (the message names the site), or a checkpoint from a different
+            configuration (the message names ``checkpoint_dir``), all before any compilation.
         TypeError: for arguments of the wrong type.
 
     Examples:
@@ -257,6 +275,10 @@ def fit(
         em = model
     else:
         em = EnergyModel(model, *model_args, **model_kwargs)
+    plan = em.plan
+    checked_init = (
+        None if init_params is None else plan.validate_params(init_params, argument="init_params")
+    )
     bound = bind_data(em, data, data_site)
     num_examples = len(next(iter(bound.values())))
     if batch_size > num_examples:
@@ -270,6 +292,11 @@ def fit(
         raise ValueError(
             f"data binds no state site (sites {sorted(bound)} are all observed); a model must "
             "generate at least one of the data sites"
+        )
+    if not plan.param_sites:
+        raise ValueError(
+            "model has no parameters (numpyro.param sites or numpyro.contrib.module networks): "
+            "nothing to fit"
         )
     if isinstance(spec, Objective):
         obj = spec
@@ -314,14 +341,12 @@ def fit(
 
     # ---- state
     init_key, obj_key, shuffle_key = _random.split(key, 3)
-    if init_params is None:
-        params = em.init_params(init_key)
-    else:
-        params = dict(init_params)
-        missing = [n for n in em.param_sites if n not in params]
-        if missing:
-            raise ValueError(f"init_params is missing {missing}")
+    params = em.init_params(init_key) if checked_init is None else checked_init
     params = jax.tree.map(jnp.asarray, params)
+    # As NumPyro's SVI: the optimizer and the scanned carry hold the parameters on their
+    # unconstrained space, the objective sees them constrained (constrain_params inside the
+    # loss), so every update keeps a numpyro.param(..., constraint=...) inside its support.
+    uparams = plan.unconstrain_params(params)
     data_dev = {k: jnp.asarray(v) for k, v in bound.items()}
     steps_per_epoch = num_examples // batch_size
 
@@ -333,7 +358,7 @@ def fit(
         idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
         return {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
 
-    opt_state = optimizer.init(params)
+    opt_state = optimizer.init(uparams)
     first_batch = jax.jit(lambda data: get_batch(data, permutation(0), 0))(data_dev)
     obj_state = obj.init(obj_key, params, first_batch)
 
@@ -347,9 +372,14 @@ def fit(
     }
     start = 0
     if resume is not None:
-        trees = resume.restore({"params": params, "opt_state": opt_state, "obj_state": obj_state})
+        trees = resume.restore(
+            {"unconstrained_params": uparams, "opt_state": opt_state, "obj_state": obj_state}
+        )
         meta = {**resume.metadata, "extra_arrays": resume.extra_arrays}
-        params, opt_state, obj_state = trees["params"], trees["opt_state"], trees["obj_state"]
+        # The unconstrained carry itself, not unconstrain(params): bit for bit what the run
+        # had (constrain then unconstrain is not the identity in floating point).
+        uparams, opt_state = trees["unconstrained_params"], trees["opt_state"]
+        obj_state = trees["obj_state"]
         start = int(meta["step"])
         hist = {
             k[len("history/") :]: v
@@ -376,10 +406,14 @@ def fit(
                 RuntimeWarning,
                 stacklevel=2,
             )
+    params = plan.constrain_params(uparams)
 
     # ---- compiled chunk
+    def constrained_loss(uparams, obj_state, batch, rng_key):
+        return obj.loss(plan.constrain_params(uparams), obj_state, batch, rng_key)
+
     def one_update(data, perms, first_epoch, carry, step):
-        params, opt_state, obj_state, perm, stopped, bad_step = carry
+        uparams, opt_state, obj_state, perm, stopped, bad_step = carry
         epoch = step // steps_per_epoch
         if perms is not None:
             batch = get_batch(data, perms[epoch - first_epoch], step)
@@ -389,27 +423,31 @@ def fit(
             )
             batch = get_batch(data, perm, step)
         step_key = _random.fold_in(key, step)
-        (loss, (new_obj, metrics)), grads = jax.value_and_grad(obj.loss, has_aux=True)(
-            params, obj_state, batch, step_key
+        (loss, (new_obj, metrics)), grads = jax.value_and_grad(constrained_loss, has_aux=True)(
+            uparams, obj_state, batch, step_key
         )
-        updates, new_opt = optimizer.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(new_params)
+        updates, new_opt = optimizer.update(grads, opt_state, uparams)
+        new_uparams = optax.apply_updates(uparams, updates)
+        finite = jnp.isfinite(loss) & _all_finite(new_uparams)
+        if plan.constrained_params:
+            # A finite unconstrained value can still map outside the floats or onto the
+            # support's boundary in floating point (exp overflow or underflow to 0).
+            finite = finite & _inside_supports(plan, plan.constrain_params(new_uparams))
         accept = finite & ~stopped
         # Keep the last finite state: a non-finite update is never applied.
         # Elementwise selects rather than a conditional: they fuse into the update.
-        params, opt_state, obj_state = jax.tree.map(
+        uparams, opt_state, obj_state = jax.tree.map(
             lambda new, old: jnp.where(accept, new, old),
-            (new_params, new_opt, new_obj),
-            (params, opt_state, obj_state),
+            (new_uparams, new_opt, new_obj),
+            (uparams, opt_state, obj_state),
         )
         bad_step = jnp.where(~finite & ~stopped, step, bad_step)
         stopped = stopped | ~finite
         row = {"loss": loss, **metrics}
         row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
-        return (params, opt_state, obj_state, perm, stopped, bad_step), row
+        return (uparams, opt_state, obj_state, perm, stopped, bad_step), row
 
-    def run_chunk(params, opt_state, obj_state, data, first, length):
+    def run_chunk(uparams, opt_state, obj_state, data, first, length):
         # The data are an argument, not a constant folded into the compiled program.
         steps = first + jnp.arange(length)
         # The shuffles of every epoch the chunk touches, drawn up front (a static bound on
@@ -422,11 +460,11 @@ def fit(
         if num_epochs * num_examples <= _MAX_PRESHUFFLED:
             perms = jax.vmap(permutation)(first_epoch + jnp.arange(num_epochs))
         perm = permutation(first_epoch)
-        carry = (params, opt_state, obj_state, perm, jnp.array(False), jnp.array(-1))
+        carry = (uparams, opt_state, obj_state, perm, jnp.array(False), jnp.array(-1))
         update = functools.partial(one_update, data, perms, first_epoch)
         carry, rows = jax.lax.scan(update, carry, steps)
-        params, opt_state, obj_state, _, stopped, bad_step = carry
-        return params, opt_state, obj_state, stopped, bad_step, rows
+        uparams, opt_state, obj_state, _, stopped, bad_step = carry
+        return uparams, opt_state, obj_state, stopped, bad_step, rows
 
     run_chunk_jit = jax.jit(run_chunk, static_argnums=(5,))
     chunk = log_every if checkpoint_every is None else math.gcd(log_every, checkpoint_every)
@@ -435,7 +473,12 @@ def fit(
         arrays = {f"history/{k}": v for k, v in history.items()}
         path = save_checkpoint(
             checkpoint_dir,
-            {"params": params, "opt_state": opt_state, "obj_state": obj_state},
+            {
+                "params": params,  # constrained, for readers
+                "unconstrained_params": uparams,  # what a resumed run continues from
+                "opt_state": opt_state,
+                "obj_state": obj_state,
+            },
             {
                 "step": step,
                 "num_steps": num_steps,
@@ -469,9 +512,10 @@ def fit(
         while step < num_steps and not flags["nonfinite"]:
             end = min(num_steps, (step // chunk + 1) * chunk)
             out = run_chunk_jit(
-                params, opt_state, obj_state, data_dev, jnp.asarray(step, jnp.int32), end - step
+                uparams, opt_state, obj_state, data_dev, jnp.asarray(step, jnp.int32), end - step
             )
-            params, opt_state, obj_state, stopped, bad_step, rows = out
+            uparams, opt_state, obj_state, stopped, bad_step, rows = out
+            params = plan.constrain_params(uparams)
             rows = {k: np.asarray(v) for k, v in rows.items()}
             steps = np.arange(step, end)
             stopped_now = bool(stopped)
