@@ -111,6 +111,14 @@ class SiteSpec:
         dist: the site's distribution as traced (base measure of a state site).
         template: for modules, the pytree of parameters at the prototype (structure and leaf
             shapes a value must match).
+
+    Examples:
+        >>> import numpyro, ebm_ppl as ebm
+        >>> def m():
+        ...     ebm.energy("E", numpyro.sample("s", ebm.Spins((2, 2))).sum())
+        >>> spec = ebm.EnergyModel(m).plan["s"]
+        >>> spec.role, spec.kind, spec.shape, spec.levels, spec.size
+        ('state', 'binary', (2, 2), (-1.0, 1.0), 4)
     """
 
     name: str
@@ -433,8 +441,8 @@ class SitePlan(Mapping[str, SiteSpec]):
 
     @staticmethod
     def _check_module(where: str, spec: SiteSpec, value: Any, check_values: bool) -> Any:
-        want = jax.tree.structure(spec.template)
-        got = jax.tree.structure(value)
+        want: Any = jax.tree.structure(spec.template)
+        got: Any = jax.tree.structure(value)
         if want != got:
             raise ValueError(
                 f"{where} must be a module parameter pytree like the model's "
