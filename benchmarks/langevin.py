@@ -182,7 +182,7 @@ def bench(
             num_chains=num_chains,
             num_warmup=0,
             num_samples=num_steps,
-            init_params=init,
+            init_values=init,
             chain_method="vectorized",
             progress=False,
             rng_key=jax.random.PRNGKey(seed),

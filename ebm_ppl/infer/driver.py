@@ -255,9 +255,9 @@ def sample(
             ``"vectorized"`` (vmap), ``"sequential"`` (one chain after another),
             ``"parallel"`` (one chain per device) or ``"sharded"`` (many vectorized chains per
             device; a chain count the device count does not divide is padded, see
-            :func:`ebm_ppl.infer.chains.map_chains`). Under ``jax.distributed.initialize``
+            :func:`ebm_ppl.kernels.chains.map_chains`). Under ``jax.distributed.initialize``
             every process runs its block of the chains on its own devices and all processes
-            receive all chains (:func:`ebm_ppl.infer.chains.gather_chains`).
+            receive all chains (:func:`ebm_ppl.kernels.chains.gather_chains`).
         devices: devices for the chains: ``None`` (all local devices), an int ``n`` (the
             first ``n``) or a sequence of local ``jax.Device``.
         init_values: dict state site -> array ``(num_chains, *site_shape)`` of constrained
