@@ -51,6 +51,7 @@ _LAZY_ATTRS: dict[str, tuple[str, str]] = {
     "sample": ("ebm_ppl.infer.driver", "sample"),
     "log_partition": ("ebm_ppl.partition.base", "log_partition"),
     "LogZEstimate": ("ebm_ppl.partition.base", "LogZEstimate"),
+    "LogLikelihood": ("ebm_ppl.partition.base", "LogLikelihood"),
     "log_likelihood": ("ebm_ppl.partition.likelihood", "log_likelihood"),
     "fit": ("ebm_ppl.train.fit", "fit"),
     "FitResult": ("ebm_ppl.train.fit", "FitResult"),
