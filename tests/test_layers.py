@@ -61,7 +61,7 @@ LAZY_IMPORT_LAYERS = {"cli"}
 
 #: (importing file, imported module) pairs of function-local imports still to be hoisted; the
 #: module imported has no import back, so hoisting is safe.
-PENDING_LOCAL_IMPORTS = {("ebm_ppl/energy/model.py", "ebm_ppl.energy.conditionals")}
+PENDING_LOCAL_IMPORTS: set[tuple[str, str]] = set()
 
 
 class Import(NamedTuple):

@@ -13,6 +13,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import log_density
 
+from ebm_ppl.energy.conditionals import check_model_affine, conditional_logits
 from ebm_ppl.energy.plan import SitePlan
 
 __all__ = ["EnergyModel", "SiteInfo"]
@@ -161,15 +162,20 @@ class EnergyModel:
         return self.plan.discrete_sites
 
     # ------------------------------------------------------------------ parameters
-    def init_params(self, rng_key: jax.Array) -> Values:
+    def init_params(self, rng_key: jax.Array | int) -> Values:
         """Initial parameters (constrained values) for every param site.
 
         Args:
-            rng_key: PRNG key used by parameter initializers that are callables (networks).
+            rng_key: PRNG key (or an int seed) used by parameter initializers that are callables
+                (networks).
 
         Returns:
             dict site name -> array. Empty if the model has no parameters.
         """
+        if isinstance(rng_key, bool) or not (isinstance(rng_key, int) or hasattr(rng_key, "dtype")):
+            raise TypeError(f"rng_key must be an int or a PRNG key, got {type(rng_key).__name__}")
+        if isinstance(rng_key, int):
+            rng_key = jax.random.PRNGKey(rng_key)
         model = handlers.substitute(
             handlers.seed(self.model, rng_seed=rng_key), substitute_fn=init_to_uniform
         )
@@ -277,8 +283,6 @@ class EnergyModel:
             >>> em.conditional_logits({}, {"s": jnp.ones(3)}, "s").tolist()
             [2.0, 4.0, 2.0]
         """
-        from ebm_ppl.energy.conditionals import conditional_logits
-
         affine = self.affine_sites
         if site not in affine:
             raise ValueError(f"site must be a binary state site {sorted(affine)}, got {site!r}")
@@ -305,8 +309,6 @@ class EnergyModel:
             {'x': True}
         """
         if self._affine is None:
-            from ebm_ppl.energy.conditionals import check_model_affine
-
             self._affine = check_model_affine(self)
         return dict(self._affine)
 
