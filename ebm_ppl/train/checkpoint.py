@@ -1070,9 +1070,12 @@ def load_params(
     path = Path(path)
     where = f"params file {str(path)!r}"
     if not path.is_file():
-        raise ValueError(f"{where} does not exist")
-    with open(path, "rb") as f:
-        lead = f.read(4)
+        raise ValueError(f"{where} {'is not a file' if path.exists() else 'does not exist'}")
+    try:
+        with open(path, "rb") as f:
+            lead = f.read(4)
+    except OSError as err:
+        raise ValueError(f"{where} cannot be read ({err.strerror or err})") from None
     if lead == b"PK\x03\x04":
         return _load_npz(where, path, template)
     try:
