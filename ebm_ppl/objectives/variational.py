@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +45,7 @@ import numpy as np
 import optax
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
-from numpyro.infer.autoguide import AutoGuide, AutoMultivariateNormal
+from numpyro.infer.autoguide import AutoGuide, AutoMultivariateNormal, AutoNormal
 from numpyro.infer.initialization import init_to_uniform
 
 from ebm_ppl.energy.conditionals import binary_levels
@@ -55,11 +55,12 @@ from ebm_ppl.kernels._random import as_key
 from ebm_ppl.objectives.base import Objective
 from ebm_ppl.objectives.contrastive import (
     PersistentContrastiveDivergence,
+    _ExampleIndex,
     _run_chains,
     resolve_kernel,
 )
 
-__all__ = ["MeanFieldPCD", "VariationalML", "mean_field_free_energy"]
+__all__ = ["MeanFieldPCD", "VariationalML", "VariationalState", "mean_field_free_energy"]
 
 Values = dict[str, jax.Array]
 
@@ -100,6 +101,107 @@ def _draw(
     return jax.vmap(one)(jax.random.split(rng_key, num))
 
 
+class VariationalState(NamedTuple):
+    """State of :class:`VariationalML` on a model with latent sites.
+
+    Attributes:
+        guide: SVI state of the negative-phase guide ``q(x, z)`` over every state site.
+        positive: SVI states of the positive-phase guides ``q(z | x_n)``, one per training
+            example (each leaf has a leading ``num_examples`` axis).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> VariationalState((), {"loc": jnp.zeros((5, 2))}).positive["loc"].shape
+        (5, 2)
+    """
+
+    guide: Any
+    positive: Any
+
+
+def _positive_model(em: EnergyModel, data_sites: tuple[str, ...]):
+    """The EBM program for one example: ``x`` observed, parameters fixed and hidden, so its
+    latent sample sites are the latents ``z`` and its log joint is ``-E(x, z)``."""
+
+    def model(params, x):
+        with (
+            handlers.block(hide_fn=lambda msg: msg["type"] == "param"),
+            handlers.substitute(data=dict(params)),
+            handlers.condition(data={n: x[n] for n in data_sites}),
+        ):
+            em.model(*em.args, **em.kwargs)
+
+    return model
+
+
+class _LatentPhase:
+    """Positive phase through NumPyro guides ``q(z | x_n)``, one per training example.
+
+    Each update takes the batch's guides (rows of the persistent table, found by hashing the
+    batch rows in the training data), runs ``num_steps`` SVI steps on each (the per-example
+    ELBO ``E_q[-E_θ(x_n, z)] + H(q) ≤ -F_θ(x_n)``), writes them back, and returns the energies
+    ``E_θ(x_n, z)`` at ``num_particles`` draws of each guide: their θ-gradient estimates
+    ``E_q[∇θ E_θ(x_n, z)]``, which is ``∇θ F_θ(x_n)`` when ``q`` is the posterior.
+    """
+
+    def __init__(self, em, data_sites, latent, data, guide, optimizer, num_steps, num_particles):
+        self.em, self.data_sites, self.latent = em, tuple(data_sites), tuple(latent)
+        self.model = _positive_model(em, self.data_sites)
+        if guide is None:
+            guide = AutoNormal(self.model, init_loc_fn=init_to_uniform)
+        elif isinstance(guide, type) and issubclass(guide, AutoGuide):
+            guide = guide(self.model)
+        self.guide = guide
+        self.svi = SVI(self.model, guide, optimizer, Trace_ELBO(num_particles=num_particles))
+        self.examples = _ExampleIndex({n: data[n] for n in self.data_sites})
+        self.data = {n: jnp.asarray(data[n]) for n in self.data_sites}
+        self.num_steps, self.num_particles = num_steps, num_particles
+
+    def init(self, rng_key, params):
+        keys = jax.random.split(rng_key, self.examples.size)
+        sg = jax.lax.stop_gradient(params)
+        return jax.vmap(lambda k, x: self.svi.init(k, sg, x))(keys, self.data)
+
+    def energies(self, params, table, batch, rng_key):
+        em, svi = self.em, self.svi
+        sg = jax.lax.stop_gradient(params)
+        x = {n: jnp.asarray(batch[n]) for n in self.data_sites}
+        n = jax.tree.leaves(x)[0].shape[0]
+        idx, found = self.examples.lookup(batch)
+        rows = jax.tree.map(lambda t: t[idx], table)
+        k_svi, k_draw = jax.random.split(rng_key)
+
+        def one(state, key, xi):
+            state = state._replace(rng_key=key)
+
+            def step(state, _):
+                return svi.update(state, sg, xi)
+
+            state, losses = jax.lax.scan(step, state, None, length=self.num_steps)
+            return state, -losses[-1]
+
+        rows, elbo = jax.vmap(one)(rows, jax.random.split(k_svi, n), x)
+
+        def draw(guide_params, key, xi):
+            def single(k):
+                tr = handlers.trace(
+                    handlers.seed(handlers.substitute(self.guide, data=dict(guide_params)), k)
+                ).get_trace(sg, xi)
+                return {m: tr[m]["value"] for m in self.latent}
+
+            return jax.vmap(single)(jax.random.split(key, self.num_particles))
+
+        z = jax.vmap(draw)(svi.get_params(rows), jax.random.split(k_draw, n), x)
+        z = jax.lax.stop_gradient(z)  # samples of q: no gradient flows through them
+
+        def energy(xi, zi):
+            return jnp.mean(jax.vmap(lambda zp: em.energy(params, {**xi, **zp}))(zi))
+
+        slot = jnp.where(found, idx, self.examples.size)  # rows not in the data: not stored
+        table = jax.tree.map(lambda t, r: t.at[slot].set(r, mode="drop"), table, rows)
+        return jax.vmap(energy)(x, z), table, jnp.mean(elbo)
+
+
 @dataclasses.dataclass(frozen=True)
 class VariationalML:
     """Variational maximum likelihood: alternate SVI steps on a guide ``q`` and ``θ`` steps.
@@ -116,6 +218,17 @@ class VariationalML:
         num_negatives: draws of ``q`` per ``θ`` update (default: the batch size).
         num_mcmc_steps: MALA steps refining each negative (0: plain draws of ``q``).
         step_size: MALA step size.
+        positive_guide: for models with continuous latent sites ``z`` (state sites the data do
+            not fill): the guide ``q(z | x)`` of one example, a NumPyro guide called with the
+            arguments ``(params, x)`` of the per-example model (``x`` a dict of the data sites
+            of one example), or an autoguide class (default ``AutoNormal``). One guide's
+            parameters per training example persist in the objective state; each update runs
+            ``num_positive_guide_steps`` SVI steps on the batch's guides (SVI is the positive
+            phase) and scores the data by ``E_θ(x, z)`` at ``num_particles`` draws of each.
+            Needs the training data (``fit`` passes it to ``build``).
+        positive_guide_optimizer: Optax optimizer of the positive guides (default
+            ``adam(0.02)``).
+        num_positive_guide_steps: SVI steps per update on each guide of the batch.
 
     Examples:
         >>> import jax, jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -139,9 +252,17 @@ class VariationalML:
     num_negatives: int | None = None
     num_mcmc_steps: int = 0
     step_size: float = 0.01
+    positive_guide: Any = None
+    positive_guide_optimizer: Any = None
+    num_positive_guide_steps: int = 5
 
     def __post_init__(self):
         _check_int(self.num_guide_steps, "num_guide_steps")
+        _check_int(self.num_positive_guide_steps, "num_positive_guide_steps")
+        if self.positive_guide is not None and not callable(self.positive_guide):
+            raise TypeError(
+                f"positive_guide must be a NumPyro guide or a guide class, got {self.positive_guide!r}"
+            )
         _check_int(self.num_particles, "num_particles")
         _check_int(self.num_negatives, "num_negatives", allow_none=True)
         _check_int(self.num_mcmc_steps, "num_mcmc_steps", minimum=0)
@@ -175,18 +296,26 @@ class VariationalML:
         """Build the :class:`Objective` for an :class:`~ebm_ppl.EnergyModel`.
 
         Raises:
-            ValueError: if the data do not fill every state site (latent sites: use
-                :class:`MeanFieldPCD` or PCD) or the model has discrete sites and MALA refinement is
-                asked for.
+            ValueError: for discrete latent sites (use :class:`MeanFieldPCD` or PCD), latent
+                sites without the training data in the context, or MALA refinement asked for
+                on a model with discrete sites.
         """
         em = model if isinstance(model, EnergyModel) else EnergyModel(model)
         names = em.state_sites
         data_sites = tuple(context.get("data_sites") or names)
         latent = [n for n in names if n not in data_sites]
-        if latent:
+        discrete_latent = [n for n in latent if em.plan[n].is_discrete]
+        if discrete_latent:
             raise ValueError(
-                f"VariationalML needs data for every state site; {latent} are latent (use "
-                "ebm_ppl.objectives.MeanFieldPCD or PersistentContrastiveDivergence)"
+                f"VariationalML: latent site(s) {discrete_latent} are discrete; use "
+                "ebm_ppl.objectives.MeanFieldPCD or PersistentContrastiveDivergence"
+            )
+        data = context.get("data")
+        if latent and not (isinstance(data, Mapping) and all(n in data for n in data_sites)):
+            raise ValueError(
+                f"VariationalML: the latent site(s) {latent} get one positive guide q(z | x) per "
+                "training example, which needs the training data: build through ebm.fit (it "
+                "passes data=...)"
             )
         if context.get("condition_sites"):
             raise ValueError("VariationalML does not support conditional models (observed inputs)")
@@ -201,6 +330,23 @@ class VariationalML:
 
         # One SVI for all updates: θ is the model's argument; the guide ignores it.
         svi = SVI(_svi_model(em), lambda params: guide(), optimizer, elbo)
+        positive = None
+        if latent:
+            pos_optimizer = (
+                optax.adam(0.02)
+                if self.positive_guide_optimizer is None
+                else self.positive_guide_optimizer
+            )
+            positive = _LatentPhase(
+                em,
+                data_sites,
+                latent,
+                data,
+                self.positive_guide,
+                pos_optimizer,
+                self.num_positive_guide_steps,
+                self.num_particles,
+            )
 
         def quiet(fn, *args):
             # Binary sites carry one unit per batch element without a plate by design; NumPyro's
@@ -213,11 +359,18 @@ class VariationalML:
 
         def init(rng_key, params, batch):
             del batch
-            return quiet(svi.init, as_key(rng_key), jax.lax.stop_gradient(params))
+            rng_key = as_key(rng_key)
+            state = quiet(svi.init, rng_key, jax.lax.stop_gradient(params))
+            if positive is None:
+                return state
+            return VariationalState(state, positive.init(jax.random.fold_in(rng_key, 1), params))
 
         def loss(params, obj_state, batch, rng_key):
             k_svi, k_neg, k_mcmc = jax.random.split(rng_key, 3)
             sg = jax.lax.stop_gradient(params)
+            table = None
+            if positive is not None:
+                obj_state, table = obj_state.guide, obj_state.positive
             # The step key drives the guide's updates, so a resumed fit reproduces a straight run.
             state = obj_state._replace(rng_key=k_svi)
 
@@ -225,7 +378,7 @@ class VariationalML:
                 return quiet(svi.update, state, sg)
 
             state, guide_losses = jax.lax.scan(guide_step, state, None, length=num_guide_steps)
-            positives = {n: batch[n] for n in names}
+            positives = {n: batch[n] for n in data_sites}
             n = num_neg or jax.tree.leaves(positives)[0].shape[0]
             negatives = _draw(guide, svi.get_params(state), k_neg, names, n)
             if num_mcmc:
@@ -242,16 +395,26 @@ class VariationalML:
                 negatives = em.constrain(z)
             # Negatives are samples, not functions of θ: no gradient flows through them.
             negatives = jax.lax.stop_gradient(negatives)
-            e_pos = jax.vmap(lambda v: em.energy(params, v))(positives)
+            metrics = {}
+            if positive is None:
+                e_pos = jax.vmap(lambda v: em.energy(params, v))(positives)
+            else:
+                k_pos = jax.random.fold_in(rng_key, 3)
+                e_pos, table, pos_elbo = positive.energies(params, table, batch, k_pos)
+                # mean per-example ELBO: a stochastic lower bound on -F(x) (the free energy)
+                metrics["positive_elbo"] = pos_elbo
             e_neg = jax.vmap(lambda v: em.energy(params, v))(negatives)
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
-            metrics = {
-                "positive_energy": jnp.mean(e_pos),
-                "negative_energy": jnp.mean(e_neg),
-                # -loss of SVI = ELBO of q: a stochastic lower bound on log Z(θ).
-                "guide_elbo": -guide_losses[-1],
-            }
-            return value, (state, metrics)
+            metrics.update(
+                {
+                    "positive_energy": jnp.mean(e_pos),
+                    "negative_energy": jnp.mean(e_neg),
+                    # -loss of SVI = ELBO of q: a stochastic lower bound on log Z(θ).
+                    "guide_elbo": -guide_losses[-1],
+                }
+            )
+            new_state = state if positive is None else VariationalState(state, table)
+            return value, (new_state, metrics)
 
         return Objective(init, loss)
 
