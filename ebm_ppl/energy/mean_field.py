@@ -19,7 +19,6 @@ from numpyro import handlers
 from numpyro.distributions import Distribution, constraints
 
 from ebm_ppl.energy.base import bits_support, spins_support
-from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
 
 __all__ = ["BernoulliMeanField", "BinaryBernoulli", "binary_site_levels", "energy_terms"]
@@ -96,13 +95,7 @@ def binary_site_levels(em: EnergyModel) -> dict[str, tuple[float, float]]:
         >>> binary_site_levels(ebm.EnergyModel(ising.model, (2, 2)))
         {'s': (-1.0, 1.0)}
     """
-    out = {}
-    for n in em.discrete_sites:
-        lv = binary_levels(em.sites[n].support)
-        if lv is None:
-            raise ValueError(f"guide: site {n!r} is discrete but not binary; pass guide=")
-        out[n] = lv
-    return out
+    return em.plan.require_binary(who="guide: the mean-field guide", hint="pass guide=")
 
 
 class BernoulliMeanField:

@@ -325,6 +325,40 @@ class SitePlan(Mapping[str, SiteSpec]):
         names = self.binary_sites if names is None else tuple(names)
         return {n: lv for n in names if (lv := self._specs[n].levels) is not None}
 
+    def require_binary(
+        self, names: Iterable[str] | None = None, *, who: str, hint: str = ""
+    ) -> dict[str, tuple[float, float]]:
+        """``site -> (lo, hi)`` of ``names`` (default: every discrete state site), all binary.
+
+        Args:
+            names: state sites that must be binary.
+            who: what needs them binary (starts the message, e.g. ``"exact enumeration"``).
+            hint: what to do instead, appended to the message.
+
+        Raises:
+            ValueError: naming the first site that is not binary, its kind and support.
+
+        Examples:
+            >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist, ebm_ppl as ebm
+            >>> def m():
+            ...     ebm.energy("E", numpyro.sample("c", dist.Categorical(logits=jnp.zeros(3))))
+            >>> ebm.EnergyModel(m).plan.require_binary(who="AIS")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: AIS needs binary state sites (Spins, Bits, Bernoulli); site 'c' is categorical ...
+        """
+        names = self.discrete_sites if names is None else tuple(names)
+        out = {}
+        for n in names:
+            spec = self._specs[n]
+            if spec.levels is None:
+                raise ValueError(
+                    f"{who} needs binary state sites (Spins, Bits, Bernoulli); site {n!r} is "
+                    f"{spec.kind} (support {spec.support})" + (f": {hint}" if hint else "")
+                )
+            out[n] = spec.levels
+        return out
+
     def latent_sites(self, data_names: Iterable[str]) -> tuple[str, ...]:
         """State sites not bound by data (``data_names``): summed out or sampled given the data.
 
@@ -544,7 +578,7 @@ class SitePlan(Mapping[str, SiteSpec]):
             )
         missing = [n for n in (required or ()) if n not in values]
         if missing:
-            raise ValueError(f"{argument} is missing site(s) {missing}")
+            raise ValueError(f"{argument} is missing state site(s) {missing}")
         out: dict[str, Any] = {}
         batch: tuple[int, ...] | None = None
         for name, value in values.items():

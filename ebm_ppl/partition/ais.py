@@ -48,7 +48,6 @@ import numpy as np
 from jax.scipy.optimize import minimize
 from numpyro.distributions import Distribution
 
-from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.energy.view import StateView, as_energy_model
 from ebm_ppl.kernels import gibbs, mala
@@ -408,16 +407,7 @@ def _user_base(em: EnergyModel, base: Any) -> AISBase:
 
 
 def _binary_levels(em: EnergyModel) -> dict[str, tuple[float, float]]:
-    out = {}
-    for n in em.discrete_sites:
-        lv = binary_levels(em.sites[n].support)
-        if lv is None:
-            raise ValueError(
-                f"kernel: AIS transitions handle binary (Spins/Bits) discrete sites only; site "
-                f"{n!r} has support {em.sites[n].support}"
-            )
-        out[n] = lv
-    return out
+    return em.plan.require_binary(who="kernel: AIS transitions")
 
 
 def _resolve_base(em, params, base, data, rng_key) -> AISBase:

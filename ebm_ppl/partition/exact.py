@@ -37,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.energy.view import as_energy_model
 from ebm_ppl.partition.base import LogLikelihood, LogZEstimate, as_log_z_estimate
@@ -99,17 +98,11 @@ def _choose_summed(em: EnergyModel, sites: tuple[str, ...], sum_out: Any) -> str
 
 
 def _binary_sites(em: EnergyModel, sites: tuple[str, ...]) -> dict[str, tuple[float, float]]:
-    out = {}
-    for n in sites:
-        lv = binary_levels(em.sites[n].support)
-        if lv is None:
-            kind = "discrete non-binary" if em.sites[n].is_discrete else "continuous"
-            raise ValueError(
-                f"exact enumeration needs binary state sites; site {n!r} is {kind}: give the model a "
-                "closed form (model.exact_log_partition) or use another method"
-            )
-        out[n] = lv
-    return out
+    return em.plan.require_binary(
+        sites,
+        who="exact enumeration",
+        hint="give the model a closed form (model.exact_log_partition) or use another method",
+    )
 
 
 def _make_log_sum(
