@@ -162,7 +162,7 @@ def test_double_well_through_sample():
         num_chains=8,
         num_warmup=500,
         num_samples=4000,
-        init_params=init,
+        init_values=init,
         progress=False,
         rng_key=jax.random.PRNGKey(4),
     )
