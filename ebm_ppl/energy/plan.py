@@ -218,6 +218,11 @@ def _spec(name: str, site: Mapping[str, Any]) -> SiteSpec | None:
     )
 
 
+def _short(treedef: Any, limit: int = 160) -> str:
+    text = str(treedef)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(x: Any) -> str:
     return f"{type(x).__name__} of shape {np.shape(x)}" if _is_array_like(x) else type(x).__name__
 
@@ -479,8 +484,8 @@ class SitePlan(Mapping[str, SiteSpec]):
         got: Any = jax.tree.structure(value)
         if want != got:
             raise ValueError(
-                f"{where} must be a module parameter pytree like the model's "
-                f"({want.num_leaves} leaves), got {_describe(value)} with {got.num_leaves} leaves"
+                f"{where} must be a module parameter pytree with the model's structure "
+                f"{_short(want)}, got {_describe(value)} with structure {_short(got)}"
             )
         for i, (a, b) in enumerate(
             zip(jax.tree.leaves(spec.template), jax.tree.leaves(value), strict=True)

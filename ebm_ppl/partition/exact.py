@@ -35,7 +35,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro import handlers
 
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.energy.view import as_energy_model
@@ -59,14 +58,9 @@ def _params(em: EnergyModel, params: Mapping[str, Any] | None) -> dict[str, Any]
 
 
 def _declared_blocks(em: EnergyModel) -> dict[str, Any]:
-    model = handlers.substitute(
-        handlers.seed(em.model, rng_seed=0), data=em.init_params(jax.random.PRNGKey(0))
-    )
-    tr = handlers.trace(model).get_trace(*em.args, **em.kwargs)
+    """Declared Gibbs colours (``infer={"blocks": ...}``) of the state sites, from the plan."""
     return {
-        n: np.asarray(site["infer"]["blocks"])
-        for n, site in tr.items()
-        if site["type"] == "sample" and "blocks" in site.get("infer", {})
+        n: np.asarray(em.plan[n].blocks) for n in em.state_sites if em.plan[n].blocks is not None
     }
 
 
