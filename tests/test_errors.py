@@ -86,7 +86,12 @@ CASES = [
         ValueError,
         "chain_method must be one of",
     ),
-    ("sample NUTS on spins", lambda: ebm.sample(_discrete), ValueError, "needs continuous state"),
+    (
+        "sample NUTS on spins",
+        lambda: ebm.sample(_discrete, kernel="nuts"),
+        ValueError,
+        "kernel='nuts' cannot move site 's'",
+    ),
     (
         "sample init_values shape",
         lambda: ebm.sample(_ok_model, num_chains=2, init_values={"x": jnp.zeros(2)}),
@@ -99,7 +104,7 @@ CASES = [
             _discrete, kernel="gibbs", num_chains=1, init_values={"s": jnp.zeros((1, 3))}
         ),
         ValueError,
-        "must take values in the support",
+        "init_values['s'] must hold values in {-1, 1}",
     ),
     (
         "sample init_values unknown site",

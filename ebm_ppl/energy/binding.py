@@ -32,9 +32,11 @@ def bind_data(model: EnergyModel, data: Any, data_site: str | None = None) -> di
         dict site -> float array with a leading example axis.
 
     Raises:
-        ValueError: for NaN/inf values, a trailing shape that does not match the site, unknown
-            sites, different numbers of rows, or an ambiguous site.
-        TypeError: for data that is not an array or a dict.
+        ValueError: for NaN/inf values, values outside a site's support (a discrete site's
+            values, a continuous site's constraint), a trailing shape that does not match the
+            site, unknown sites, different numbers of rows, or an ambiguous site; the message
+            names the site.
+        TypeError: for data that is not an array or a dict, or not real or integer numbers.
 
     Examples:
         >>> import numpyro, jax.numpy as jnp, ebm_ppl as ebm
@@ -43,6 +45,13 @@ def bind_data(model: EnergyModel, data: Any, data_site: str | None = None) -> di
         ...     ebm.energy("E", jnp.sum(x**2))
         >>> bind_data(ebm.EnergyModel(m), np.zeros((5, 2)))["x"].shape
         (5, 2)
+        >>> def ising():
+        ...     s = numpyro.sample("s", ebm.Spins(3))
+        ...     ebm.energy("E", -jnp.sum(s[1:] * s[:-1]))
+        >>> bind_data(ebm.EnergyModel(ising), np.ones((4, 3)) - 1.0)  # 0/1 data for spins
+        Traceback (most recent call last):
+        ...
+        ValueError: data['s'] must hold values in {-1, 1} (the support of a binary site), got e.g. [0.0, 0.0, 0.0]
     """
     sites = model.sites
     bindable = [n for n, s in sites.items() if s.kind in ("state", "data")]
@@ -93,8 +102,10 @@ def bind_data(model: EnergyModel, data: Any, data_site: str | None = None) -> di
     num = None
     for name, value in out.items():
         arr = np.asarray(value)
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"data for site {name!r} must be numeric, got dtype {arr.dtype}")
+        if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(
+                f"data for site {name!r} must be real or integer numbers, got dtype {arr.dtype}"
+            )
         arr = arr.astype(jnp.result_type(float))
         shape = sites[name].shape
         if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
@@ -111,6 +122,9 @@ def bind_data(model: EnergyModel, data: Any, data_site: str | None = None) -> di
             raise ValueError(
                 f"data sites have different numbers of rows: {num} and {len(arr)} ({name!r})"
             )
+        # Against the site plan: values inside a discrete support (0/1 data for a Spins site,
+        # 3.0 for Bits) and inside a continuous site's constraint.
+        model.plan.validate_values({name: arr}, argument="data", batch_ndim=1)
         num = len(arr)
         bound[name] = arr
     return bound

@@ -1,12 +1,14 @@
 """NumPyro ``MCMCKernel`` adapters of the library's kernels, and the kernel registry.
 
 Every adapter is exported here: the Langevin family (:class:`MALA`, :class:`ULA`,
-:class:`SGLD`) and the binary-state samplers (:class:`BlockGibbs`,
-:class:`GibbsWithGradients`), all built on :class:`KernelAdapter`. :func:`ebm_ppl.sample` finds
+:class:`SGLD`), the binary-state samplers (:class:`BlockGibbs`,
+:class:`GibbsWithGradients`) and the composite of mixed models (:class:`Composite`), all built
+on :class:`KernelAdapter`. :func:`ebm_ppl.sample` finds
 them by name through :func:`register_kernel`.
 """
 
 from ebm_ppl.infer.adapter import AdapterState, KernelAdapter
+from ebm_ppl.infer.composite import Composite
 from ebm_ppl.infer.discrete import BlockGibbs, GibbsWithGradients
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
 from ebm_ppl.infer.registry import available_kernels, register_kernel
@@ -17,6 +19,7 @@ __all__ = [
     "ULA",
     "AdapterState",
     "BlockGibbs",
+    "Composite",
     "GibbsWithGradients",
     "KernelAdapter",
     "available_kernels",

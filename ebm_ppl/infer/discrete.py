@@ -48,9 +48,10 @@ import numpy as np
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
 
-from ebm_ppl.energy.conditionals import binary_levels, check_affine
+from ebm_ppl.energy.conditionals import check_affine
+from ebm_ppl.energy.plan import SitePlan, SiteSpec
 from ebm_ppl.infer.adapter import KernelAdapter
-from ebm_ppl.infer.registry import register_kernel
+from ebm_ppl.infer.registry import kernels_for_site, register_kernel
 from ebm_ppl.kernels import gibbs, gwg
 
 __all__ = ["BlockGibbs", "GibbsWithGradients"]
@@ -70,12 +71,42 @@ def _stand_in(x: Any) -> Any:
     return x
 
 
-def _is_real(support: Any) -> bool:
-    from numpyro.distributions import constraints
+def _with_param_init(model: Callable[..., Any]) -> Callable[..., Any]:
+    """``model`` whose parameters with a callable initializer (networks, random weights) get it
+    with ``PRNGKey(0)``, as ``EnergyModel.init_params(PRNGKey(0))``; substituted values (e.g.
+    the driver's) win."""
 
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return support is constraints.real
+    def init_param(site: dict) -> Any:
+        # only when no inner handler (e.g. the driver's substitute) set the value already
+        if site["type"] == "param" and site["value"] is None and not site["args"]:
+            return handlers.seed(site["fn"], rng_seed=0)()
+        return None
+
+    return handlers.substitute(model, substitute_fn=init_param)
+
+
+def _trace_plan(
+    model: Callable[..., Any], position: Mapping[str, Any], model_args: tuple, model_kwargs: dict
+) -> SitePlan:
+    """The site plan of ``model`` traced at ``position`` (state sites absent from it drawn by
+    ``init_to_uniform``).
+
+    Only sample sites enter the plan: parameter values may be traced here (inside ``jit``), and
+    the kernels need the state sites alone. The plan is built eagerly
+    (``jax.ensure_compile_time_eval``), so the finite supports it enumerates are concrete even
+    while an enclosing function is traced.
+    """
+
+    def value_of(site: dict) -> Any:
+        if site["name"] in position:
+            return position[site["name"]]
+        return init_to_uniform(site)
+
+    tr = handlers.trace(
+        handlers.substitute(handlers.seed(model, rng_seed=0), substitute_fn=value_of)
+    ).get_trace(*model_args, **model_kwargs)
+    with jax.ensure_compile_time_eval():
+        return SitePlan.from_trace({n: s for n, s in tr.items() if s["type"] == "sample"})
 
 
 class _BinaryAdapter(KernelAdapter):
@@ -124,56 +155,63 @@ class _BinaryAdapter(KernelAdapter):
         )
         self._conditionals = conditionals
         self._levels: dict[str, tuple[float, float]] = {}
+        self._plan: SitePlan | None = None  # set at init (model=): the state sites' plan
         self._affine: dict[str, bool] = {}
         self._declared: dict[str, Any] = {}
 
     def _bound_model(self) -> Callable[..., Any]:
         model = super()._bound_model()
-        if self._params is not None:
-            return model
-
-        # Without params=, parameters with a callable initializer get it with PRNGKey(0)
-        # (as EnergyModel.init_params(PRNGKey(0))); substituted values (e.g. the driver's) win.
-        def init_param(site: dict) -> Any:
-            # only when no inner handler (e.g. the driver's substitute) set the value already
-            if site["type"] == "param" and site["value"] is None and not site["args"]:
-                return handlers.seed(site["fn"], rng_seed=0)()
-            return None
-
-        return handlers.substitute(model, substitute_fn=init_param)
+        return model if self._params is not None else _with_param_init(model)
 
     # ------------------------------------------------------------------ model analysis
     def _analyse_model(
         self, position: Mapping[str, Any], model_args: tuple, model_kwargs: dict
     ) -> None:
         model = self._bound_model()
-        tr = handlers.trace(
-            handlers.substitute(handlers.seed(model, rng_seed=0), data=dict(position))
-        ).get_trace(*model_args, **model_kwargs)
+        plan = _trace_plan(model, position, model_args, model_kwargs)
         levels, declared, gaussian = {}, {}, []
-        for name, site in tr.items():
-            if site["type"] != "sample" or site["is_observed"] or name not in position:
+        for name in plan.state_sites:
+            if name not in position:
                 continue
-            support = site["fn"].support
-            lv = binary_levels(support)
-            if lv is None and self._gaussian_ok and _is_real(support) and "blocks" in site["infer"]:
+            spec = plan[name]
+            if spec.levels is not None:  # binary: Spins, Bits, NumPyro's Bernoulli
+                levels[name] = spec.levels
+            elif (
+                self._gaussian_ok
+                and spec.kind == "continuous"
+                and spec.blocks is not None
+                and not spec.is_constrained
+            ):
                 # a declared continuous block: Gaussian conditionals (checked at init)
                 gaussian.append(name)
-                declared[name] = site["infer"]["blocks"]
-                continue
-            if lv is None:
-                kind = "discrete non-binary" if support.is_discrete else "continuous"
-                raise ValueError(
-                    f"{type(self).__name__} samples binary sites (Bits/Spins) only; site {name!r} "
-                    f"is {kind} ({support}): put it in its own block of numpyro.infer.Gibbs "
-                    "(e.g. with MALA or NUTS)"
-                )
-            levels[name] = lv
-            if "blocks" in site["infer"]:
-                declared[name] = site["infer"]["blocks"]
+            else:
+                raise ValueError(self._cannot_move(spec))
+            if spec.blocks is not None:
+                declared[name] = spec.blocks
+        self._plan = plan
         self._levels = levels
         self._declared = declared
         self._gaussian = tuple(gaussian)
+
+    def _cannot_move(self, spec: SiteSpec) -> str:
+        if spec.support_values is not None:
+            values = ", ".join(f"{v:g}" for v in spec.support_values)
+            what = f"{spec.kind} with support {{{values}}}"
+        else:
+            what = f"{spec.kind} ({spec.support})"
+        moves = "binary sites (Spins, Bits, NumPyro's Bernoulli)"
+        if self._gaussian_ok:
+            moves += " and real-valued sites declared as Gaussian blocks (infer={'blocks': ...})"
+        can = kernels_for_site(spec)
+        hint = (
+            f"kernels that can move it: {', '.join(repr(k) for k in can)}"
+            if can
+            else "no kernel of ebm_ppl moves it"
+        )
+        return (
+            f"site {spec.name!r} is {what}, but {type(self).__name__} samples {moves} only; "
+            f"{hint} (in a block of numpyro.infer.Gibbs, or ebm.sample(kernel='auto'))"
+        )
 
     def _affinity(
         self, position: Mapping[str, Any], model_args: tuple, model_kwargs: dict
@@ -194,7 +232,24 @@ class _BinaryAdapter(KernelAdapter):
         position = super()._initialize_model(rng_key, init_params, model_args, model_kwargs)
         position = {n: jnp.asarray(v) for n, v in dict(position).items()}
         self._analyse_model(position, model_args, model_kwargs)
+        # Kernels and gradients work on floats: discrete values of the model's own dtype
+        # (int32 for NumPyro's Bernoulli) are cast once here, and back in postprocess_fn.
+        plan = self._plan
+        assert plan is not None
+        position = plan.to_kernel(position)
+        self._postprocess_fn_gen = lambda *args, **kwargs: plan.from_kernel
         self._affine = self._affinity(position, model_args, model_kwargs)
+        return position
+
+    def _init_position(self, key_model, init_params, model_args, model_kwargs):
+        position = super()._init_position(key_model, init_params, model_args, model_kwargs)
+        if self._model is None and isinstance(position, Mapping):
+            # potential_fn=: the sites named in levels are moved as floats
+            ftype = jnp.result_type(float)
+            position = {
+                n: (jnp.asarray(v, ftype) if n in (self._user_levels or {}) else v)
+                for n, v in position.items()
+            }
         return position
 
     def _validate_position(self, position: Any) -> None:
@@ -215,7 +270,7 @@ class _BinaryAdapter(KernelAdapter):
                 bad = value[(value != lo) & (value != hi)].ravel()[:3].tolist()
                 raise ValueError(
                     f"init_params[{name!r}] must hold only the values {lo:g} and {hi:g} "
-                    f"(a {'Spins' if lo == -1.0 else 'Bits'} site), got e.g. {bad}"
+                    f"(a binary site), got e.g. {bad}"
                 )
 
     def _step(self, rng_key, state, model_args, model_kwargs):

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 from numpyro.infer.mcmc import MCMCKernel
@@ -24,10 +23,11 @@ from numpyro.infer.mcmc import MCMCKernel
 from ebm_ppl.diagnostics import to_inference_data
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.infer.adapter import check_finite_starts
-from ebm_ppl.infer.registry import get_kernel_factory
+from ebm_ppl.infer.registry import check_kernel_moves, get_kernel_factory
 from ebm_ppl.kernels import chains as _chains
 from ebm_ppl.kernels._random import as_key
 from ebm_ppl.kernels.chains import CHAIN_METHODS
+from ebm_ppl.kernels.resolve import auto_kernel_name
 
 __all__ = ["sample", "CHAIN_METHODS"]
 
@@ -199,6 +199,27 @@ def _build_runner(
     return _Runner(kernel, init, steps_one, draws_one, {}, {})
 
 
+def _select_kernel(kernel: str, plan: Any) -> str:
+    """The registered kernel ``sample`` runs for ``kernel`` (a name or ``"auto"``) on ``plan``.
+
+    ``"auto"``: NUTS on all-continuous models, block Gibbs on binary ones and the composite
+    adapter on mixed ones (:func:`ebm_ppl.kernels.resolve.auto_kernel_name`, which also refuses
+    sites no kernel moves). A named kernel is checked against every state site.
+    """
+    name = kernel.lower()
+    if name != "auto":
+        get_kernel_factory(name)  # an unknown name lists the known ones
+        check_kernel_moves(name, plan)
+        return name
+    name = auto_kernel_name(plan, purpose="sample")
+    if plan.continuous_sites and plan.discrete_sites:
+        # One Gibbs sweep over binary sites and Gaussian blocks, or blocks of several
+        # kernels: the composite adapter runs both (and moves a declared real block that is
+        # not conditionally Gaussian with MALA).
+        name = "composite"
+    return name
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
@@ -211,7 +232,7 @@ def sample(
     model: Callable[..., Any] | EnergyModel,
     *,
     params: Mapping[str, Any] | None = None,
-    kernel: str | MCMCKernel = "nuts",
+    kernel: str | MCMCKernel = "auto",
     num_chains: int = 4,
     num_warmup: int = 500,
     num_samples: int = 1000,
@@ -244,9 +265,13 @@ def sample(
             ``numpyro.contrib.module`` network's entry is its parameter pytree), checked against
             the model before anything compiles (every site, shapes, finite values, constraints);
             ``None`` uses the model's own initial values (``EnergyModel.init_params(PRNGKey(0))``).
-        kernel: a name (``"nuts"``, ``"hmc"``, and every registered kernel, e.g. ``"mala"``,
-            ``"gibbs"``) or a ``numpyro.infer.mcmc.MCMCKernel`` instance (then ``params`` must be
-            given to the kernel itself).
+        kernel: ``"auto"`` (default: NUTS on all-continuous models, block Gibbs on binary ones,
+            :class:`~ebm_ppl.infer.composite.Composite` on mixed ones), a name (``"nuts"``,
+            ``"hmc"``, and every registered kernel, e.g. ``"mala"``, ``"gibbs"``, ``"gwg"``,
+            ``"composite"``) or a ``numpyro.infer.mcmc.MCMCKernel`` instance (then ``params``
+            must be given to the kernel itself). A named kernel that cannot move a state site
+            (e.g. ``"mala"`` on a ``Spins`` site) is a ``ValueError`` naming the site and the
+            kernels that can.
         num_chains: number of chains (>= 1).
         num_warmup: adaptation steps per chain, discarded (>= 0).
         num_samples: draws kept per chain (>= 1).
@@ -344,13 +369,8 @@ def sample(
     if not user_kernel:
         if not isinstance(kernel, str):
             raise TypeError(f"kernel must be a name or an MCMCKernel, got {type(kernel).__name__}")
-        factory = get_kernel_factory(kernel)
-        kernel_name = kernel.lower()
-        if kernel_name in ("nuts", "hmc") and em.discrete_sites:
-            raise ValueError(
-                f"kernel={kernel!r} needs continuous state, but site(s) {list(em.discrete_sites)} "
-                "are discrete; use kernel='gibbs' (or a Gibbs composite)"
-            )
+        kernel_name = _select_kernel(kernel, em.plan)
+        factory = get_kernel_factory(kernel_name)
         if params is None:
             params = em.init_params(jax.random.PRNGKey(0))
         # Keys, shapes, module structure, finiteness and constraints, before anything compiles
@@ -374,28 +394,22 @@ def sample(
             raise TypeError(
                 f"init_values must be a dict site -> array, got {type(init_values).__name__}"
             )
-        unknown = [n for n in init_values if n not in em.state_sites]
-        if unknown:
-            raise ValueError(
-                f"init_values has unknown site(s) {unknown}; state sites: {list(em.state_sites)}"
-            )
-        z_init = {}
-        for name in em.state_sites:
-            if name not in init_values:
-                raise ValueError(f"init_values is missing state site {name!r}")
-            value = jnp.asarray(init_values[name])
-            want = (num_chains, *em.sites[name].shape)
-            if value.shape != want:
+        for name, value in init_values.items():
+            want = (num_chains, *em.plan[name].shape) if name in em.state_sites else None
+            if want is not None and np.shape(value) != want:
                 raise ValueError(
-                    f"init_values[{name!r}] must have shape {want} (num_chains first), got {value.shape}"
+                    f"init_values[{name!r}] must have shape {want} (num_chains first), "
+                    f"got {np.shape(value)}"
                 )
-            support = em.sites[name].support
-            if not bool(jnp.all(support(value))):
-                raise ValueError(
-                    f"init_values[{name!r}] must take values in the support of site {name!r} "
-                    f"({support}), got values outside it"
-                )
-            z_init[name] = value
+        # Against the plan, on the host: unknown or missing sites, dtypes, values outside a
+        # discrete support or a constraint, non-finite values.
+        z_init = em.plan.validate_values(
+            init_values,
+            argument="init_values",
+            batch_ndim=1,
+            required=em.state_sites,
+            allow_data=False,
+        )
         z_init = em.unconstrain(z_init)
     elif init_strategy is not None and init_state is None:
         z_init = _strategy_init(
