@@ -50,9 +50,9 @@ from numpyro.distributions import Distribution
 
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.energy.view import StateView, as_energy_model
-from ebm_ppl.kernels import gibbs, mala
 from ebm_ppl.kernels._random import as_key
 from ebm_ppl.kernels.chains import map_chains
+from ebm_ppl.kernels.resolve import Sampler, resolve_kernel
 from ebm_ppl.partition.base import LogZEstimate
 
 __all__ = [
@@ -73,7 +73,8 @@ Values = dict[str, jax.Array]
 TARGET_ACCEPTANCE = 0.574
 #: the weights count as degenerate below this effective-sample fraction (a warning is issued).
 MIN_ESS_FRACTION = 0.05
-_KERNELS = ("mala", "gibbs")
+#: kernels without a Metropolis correction, refused as AIS transitions.
+_BIASED_KERNELS = ("ula", "sgld")
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -436,65 +437,34 @@ def _resolve_base(em, params, base, data, rng_key) -> AISBase:
 
 
 # ----------------------------------------------------------------------------- transitions
-class _Transition(NamedTuple):
-    init: Callable[..., Any]
-    step: Callable[..., tuple[Any, Any]]  # (key, state, energy_fn, step_size) -> (state, info)
-    uses_step_size: bool
-    name: str
+def _resolve_transition(em: EnergyModel, params, kernel: Any, kernel_options) -> Sampler:
+    """The AIS transition, through the one kernel resolution of :mod:`ebm_ppl.kernels.resolve`.
 
-
-def _gibbs_colours(em: EnergyModel, params, levels) -> dict[str, Any]:
-    declared: dict[str, Any] = {}
-    for n in levels:
-        blocks = em._trace[n].get("infer", {}).get("blocks")  # declared Gibbs blocks, if any
-        if blocks is not None:
-            declared[n] = np.asarray(blocks)
-    colours: dict[str, Any] = declared
-    if len(declared) != len(levels):
-        values = em.init_values(jax.random.PRNGKey(0), 1)
-        position = {n: v[0] for n, v in values.items()}
-        colours = gibbs.interaction_colouring(lambda pos: em.energy(params, pos), position, levels)
-    return colours
-
-
-def _resolve_transition(em: EnergyModel, params, kernel: Any, kernel_options) -> _Transition:
-    discrete = bool(em.discrete_sites)
+    ``"auto"`` (default) gives block Gibbs on binary states and MALA on continuous ones. ULA is
+    refused: AIS needs transitions that leave every intermediate distribution invariant.
+    """
     if kernel is None:
-        kernel = "gibbs" if discrete else "mala"
-    options = dict(kernel_options or {})
-    if isinstance(kernel, str):
-        if kernel not in _KERNELS:
-            raise ValueError(f"kernel must be one of {_KERNELS} or a kernel module, got {kernel!r}")
-        if (kernel == "gibbs") != discrete:
-            raise ValueError(
-                f"kernel={kernel!r} does not fit the model's "
-                f"{'discrete' if discrete else 'continuous'} state; use "
-                f"{'gibbs' if discrete else 'mala'}"
-            )
-        if kernel == "gibbs":
-            levels = _binary_levels(em)
-            options.setdefault("levels", levels)
-            options.setdefault("colours", _gibbs_colours(em, params, levels))
-            # The base adds an affine term per unit, so the target's affinity carries over.
-            affine = em.affine_sites
-            affine = affine() if callable(affine) else affine
-            options.setdefault("affine", {n: bool(affine.get(n, False)) for n in levels})
-            sweep = gibbs.build_kernel(**options)
-            return _Transition(gibbs.init, lambda k, s, f, eps: sweep(k, s, f), False, "gibbs")
-        return _Transition(mala.init, mala.build_kernel(**options), True, "mala")
-    if not (
-        callable(getattr(kernel, "init", None)) and callable(getattr(kernel, "build_kernel", None))
-    ):
-        raise TypeError(
-            f"kernel must be one of {_KERNELS} or a module with init(position, energy_fn) and "
-            f"build_kernel(**options), got {type(kernel).__name__}"
+        kernel = "auto"
+    if isinstance(kernel, str) and kernel.lower() in _BIASED_KERNELS:
+        raise ValueError(
+            f"kernel={kernel!r} cannot be an AIS transition: it does not leave the intermediate "
+            "distributions invariant (no Metropolis correction); use 'auto', 'mala', 'gibbs' "
+            "or 'gwg'"
         )
-    transition = kernel.build_kernel(**options)
-    uses = not discrete
-    name = getattr(kernel, "__name__", type(kernel).__name__).rsplit(".", 1)[-1]
-    if uses:
-        return _Transition(kernel.init, transition, True, name)
-    return _Transition(kernel.init, lambda k, s, f, eps: transition(k, s, f), False, name)
+    probe = None
+    if em.discrete_sites:
+        values = em.plan.to_kernel(em.init_values(jax.random.PRNGKey(0), 1))
+        position = {n: v[0] for n, v in values.items()}
+        # The base adds one term per unit, so the target's colouring and affinity carry over.
+        probe = (lambda pos: em.energy(params, pos), position)
+    return resolve_kernel(
+        kernel,
+        plan=em.plan,
+        purpose="train",
+        kernel_options=kernel_options,
+        affine=em.affine_sites if em.discrete_sites else None,
+        probe=probe,
+    )
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -506,7 +476,7 @@ def ais_chain(
     target_energy: Callable[[Values], jax.Array],
     base_energy: Callable[[Values], jax.Array],
     schedule: Any,
-    transition: _Transition,
+    transition: Sampler,
     num_mcmc_steps: int = 1,
 ) -> tuple[jax.Array, jax.Array]:
     """One AIS chain along ``schedule``: its log weight (pure, jittable, chain-mappable).
