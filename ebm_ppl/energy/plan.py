@@ -82,7 +82,9 @@ def _finite_support(fn: Any) -> tuple[float, ...] | None:
     if not getattr(base, "has_enumerate_support", False):
         return None
     try:
-        values = np.asarray(base.enumerate_support(expand=False))
+        # concrete even while an enclosing function is traced (the plan is static)
+        with jax.ensure_compile_time_eval():
+            values = np.asarray(base.enumerate_support(expand=False))
     except Exception:  # noqa: BLE001  (not enumerable at these parameters)
         return None
     if values.ndim == 0 or values.shape[0] == 0:
@@ -177,9 +179,9 @@ def _spec(name: str, site: Mapping[str, Any]) -> SiteSpec | None:
         value = site["value"]
         support = site["kwargs"].get("constraint", constraints.real)
         if _is_array_like(value):
-            arr = np.asarray(value)
-            dtype = np.dtype(jnp.result_type(arr))  # Python floats follow JAX's default
-            return SiteSpec(name, "param", "array", tuple(arr.shape), dtype, support)
+            # shape and dtype only: the value may be traced (a plan built inside jit)
+            dtype = np.dtype(jnp.result_type(value))  # Python floats follow JAX's default
+            return SiteSpec(name, "param", "array", tuple(np.shape(value)), dtype, support)
         # numpyro.contrib.module parameters: a pytree (equinox module, flax dict)
         return SiteSpec(name, "param", "module", (), None, None, template=value)
     if site["type"] != "sample":
@@ -465,7 +467,8 @@ class SitePlan(Mapping[str, SiteSpec]):
                 raise ValueError(
                     f"{where} must have shape {spec.shape}, got shape {np.shape(value)}"
                 )
-            arr = value if isinstance(value, jax.Array) else jnp.asarray(value)
+            # NumPy, not jnp: converting on the host compiles nothing
+            arr = value if isinstance(value, jax.Array) else np.asarray(value, dtype=dtype)
             if check_values and is_concrete(arr):
                 a = np.asarray(arr)
                 if not np.all(np.isfinite(a)):
