@@ -48,7 +48,6 @@ from numpyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
 from numpyro.infer.autoguide import AutoGuide, AutoMultivariateNormal, AutoNormal
 from numpyro.infer.initialization import init_to_uniform
 
-from ebm_ppl.energy.conditionals import binary_levels
 from ebm_ppl.energy.mean_field import BernoulliMeanField, BinaryBernoulli, energy_terms
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels._random import as_key
@@ -460,12 +459,7 @@ def mean_field_free_energy(
     """
     params = dict(params or {})
     latent = [n for n in em.state_sites if n not in values]
-    levels = {}
-    for n in latent:
-        lv = binary_levels(em.sites[n].support) if em.sites[n].is_discrete else None
-        if lv is None:
-            raise ValueError(f"mean-field latents must be binary; site {n!r} is not")
-        levels[n] = lv
+    levels = em.plan.require_binary(latent, who="mean-field latents")
     values = dict(values)
     sg_params = jax.lax.stop_gradient(params)
     sg_values = jax.lax.stop_gradient(values)
