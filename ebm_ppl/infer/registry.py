@@ -17,6 +17,7 @@ from typing import Any
 from numpyro.distributions import constraints
 
 from ebm_ppl.energy.plan import SitePlan, SiteSpec
+from ebm_ppl.kernels.resolve import KERNEL_MOVES
 
 __all__ = [
     "available_kernels",
@@ -33,15 +34,17 @@ _FACTORIES: dict[str, KernelFactory] = {}
 _MOVES: dict[str, frozenset[str]] = {}
 _TAGS = ("continuous", "binary", "categorical", "discrete", "gaussian-block")
 _CONTINUOUS = frozenset({"continuous"})
-# What the library's own kernels move (a re-registration with moves= overrides it).
+# What the library's own kernels move (a re-registration with moves= overrides it): the pure
+# kernels' table of the one kernel resolution, plus the NumPyro-only kernels.
 _BUILTIN_MOVES: dict[str, frozenset[str]] = {
     "nuts": _CONTINUOUS,
     "hmc": _CONTINUOUS,
-    "mala": _CONTINUOUS,
-    "ula": _CONTINUOUS,
     "sgld": _CONTINUOUS,
-    "gibbs": frozenset({"binary", "gaussian-block"}),
-    "gwg": frozenset({"binary"}),
+    **{
+        name: frozenset("gaussian-block" if kind == "gaussian" else kind for kind in kinds)
+        for name, kinds in KERNEL_MOVES.items()
+        if name != "auto"
+    },
     "composite": frozenset({"continuous", "binary", "gaussian-block"}),
 }
 

@@ -60,8 +60,10 @@ from ebm_ppl.kernels.gibbs import interaction_colouring
 __all__ = [
     "DEFAULT_STEP_SIZE",
     "KERNEL_MODULES",
+    "KERNEL_MOVES",
     "Sampler",
     "auto_kernel_name",
+    "gaussian_sites",
     "kernel_name",
     "resolve_kernel",
 ]
@@ -80,7 +82,7 @@ _STEP_SIZE_KERNELS = ("mala", "ula")
 DEFAULT_STEP_SIZE = 0.01
 _PURPOSES = ("train", "sample")
 # Which kinds of site each named kernel moves ("gaussian": a real site declared as a block).
-_MOVES: dict[str, tuple[str, ...]] = {
+KERNEL_MOVES: dict[str, tuple[str, ...]] = {
     "mala": ("continuous", "gaussian"),
     "ula": ("continuous", "gaussian"),
     "gibbs": ("binary", "gaussian"),
@@ -275,13 +277,13 @@ def _auto_blocks(
 
 
 def _refuse(name: str, kinds: Mapping[str, str]) -> None:
-    movable = _MOVES.get(name)
+    movable = KERNEL_MOVES.get(name)
     if movable is None:
         return
     for site, kind in kinds.items():
         if kind in movable:
             continue
-        can = sorted(k for k, moves in _MOVES.items() if kind in moves)
+        can = sorted(k for k, moves in KERNEL_MOVES.items() if kind in moves)
         what = {
             "continuous": "continuous, with no Gaussian Gibbs block declared "
             "(infer={'blocks': ...})",
@@ -381,9 +383,22 @@ def _colours(
     return out
 
 
-def _check_gaussian(probe: Any, names: tuple[str, ...]) -> tuple[str, ...]:
-    """The sites among ``names`` whose energy is quadratic with constant positive curvature
-    in each unit at the probe (two random points); all of them without a probe."""
+def gaussian_sites(probe: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The sites among ``names`` whose energy is quadratic with constant positive curvature in
+    each unit at the probe (two random points): conditionally Gaussian, so block Gibbs can draw
+    them exactly. All of them without a probe; none if the probe cannot be evaluated.
+
+    Args:
+        probe: ``(energy_fn, position)`` (see :func:`resolve_kernel`) or ``None``.
+        names: real-valued sites declared as Gibbs blocks.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> probe = (lambda p: jnp.sum(p["v"] ** 2) + jnp.sum(p["w"] ** 4), {"v": jnp.zeros(2),
+        ...          "w": jnp.zeros(2)})
+        >>> gaussian_sites(probe, ("v", "w"))
+        ('v',)
+    """
     if probe is None or not names:
         return names
     energy_fn, position = probe
@@ -539,7 +554,7 @@ def resolve_kernel(
     if name == "auto":
         _, chosen = _auto_blocks(plan, names, affine, purpose)
         in_gibbs = tuple(n for k, s in chosen if k == "gibbs" for n in s if kinds[n] == "gaussian")
-        gauss_ok = _check_gaussian(probe, in_gibbs)
+        gauss_ok = gaussian_sites(probe, in_gibbs)
         if len(gauss_ok) < len(in_gibbs):
             # a declared real block that is not conditionally Gaussian: Langevin moves it
             kinds = {
@@ -552,7 +567,7 @@ def resolve_kernel(
         chosen = [(name, names)]
         if name == "gibbs":
             bad = [
-                n for n in names if kinds[n] == "gaussian" and n not in _check_gaussian(probe, (n,))
+                n for n in names if kinds[n] == "gaussian" and n not in gaussian_sites(probe, (n,))
             ]
             if bad:
                 raise ValueError(
