@@ -251,7 +251,9 @@ def fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-site", help="site the data bind to (data_site)")
     p.add_argument("--model-kwargs", help="model keyword arguments: k=v,k2=v2 (Python literals)")
     p.add_argument("--objective", help="cd, pcd, replay, nce, fce, sm, ssm, dsm (default: pcd)")
-    p.add_argument("--kernel", help="negative sampler: gibbs, mala, ula (kernel)")
+    p.add_argument(
+        "--kernel", help="negative sampler: auto (default, from the model), gibbs, gwg, mala, ula"
+    )
     p.add_argument("--mcmc-steps", type=positive_int, help="num_mcmc_steps")
     p.add_argument("--num-chains", type=positive_int, help="num_chains (PCD, replay)")
     p.add_argument("--step-size", type=positive_float, help="Langevin step_size")

@@ -51,7 +51,12 @@ def sample_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="params: the params.ebmparams of `ebm-ppl fit` (data only, checked against the model)",
     )
-    p.add_argument("--kernel", default="nuts", help="kernel name: nuts, hmc, mala, ula, gibbs, ...")
+    p.add_argument(
+        "--kernel",
+        default="auto",
+        help="kernel name: auto (default: NUTS, block Gibbs or a composite, from the model), nuts, "
+        "hmc, mala, ula, gibbs, gwg, composite",
+    )
     p.add_argument(
         "--num-chains",
         "--chains",
