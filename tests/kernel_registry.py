@@ -208,9 +208,7 @@ def _gibbs_exact_build(energy_fn: Callable[..., Any]):
 
 def _gwg_build(energy_fn: Callable[..., Any]):
     kernel = gwg.build_kernel(levels=_SPIN_LEVELS)
-    return (lambda: gwg.init(_SPINS0, energy_fn, _SPIN_LEVELS)), (
-        lambda key, s: kernel(key, s, energy_fn)
-    )
+    return (lambda: gwg.init(_SPINS0, energy_fn)), (lambda key, s: kernel(key, s, energy_fn))
 
 
 KERNELS += [

@@ -145,7 +145,7 @@ def test_pure_kernels_cache_the_energy():
             w, _ = _GWG(k, w, _ising_energy)
             return (g, w), None
 
-        init = (gibbs.init(_S0, _ising_energy), gwg.init(_S0, _ising_energy, {"s": (-1.0, 1.0)}))
+        init = (gibbs.init(_S0, _ising_energy), gwg.init(_S0, _ising_energy))
         return jax.lax.scan(body, init, jax.random.split(key, 20))[0]
 
     for final in run(jax.random.PRNGKey(0)):

@@ -162,7 +162,7 @@ def test_pure_kernels_divergence_is_energy_error_above_threshold():
     levels = {"s": (-1.0, 1.0)}
     cliff = lambda p: 1e4 * jax.nn.relu(p["s"][0])  # noqa: E731
     kernel = jax.jit(gwg.build_kernel(levels=levels), static_argnums=2)
-    state = gwg.init({"s": -jnp.ones(4)}, cliff, levels)
+    state = gwg.init({"s": -jnp.ones(4)}, cliff)
     infos = []
     for k in jax.random.split(jax.random.PRNGKey(3), 40):
         state, info = kernel(k, state, cliff)

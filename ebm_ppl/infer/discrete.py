@@ -478,11 +478,11 @@ class GibbsWithGradients(_BinaryAdapter):
         )
 
     def _init_kernel_state(self, position, energy_fn):
-        return gwg.init(position, energy_fn, self._levels)
+        return gwg.init(position, energy_fn)
 
     def _build(self):
         return (
-            lambda position, energy_fn: gwg.init(position, energy_fn, self._levels),
+            gwg.init,
             gwg.build_kernel(levels=self._levels, max_delta_energy=self._max_delta_energy),
         )
 

@@ -28,7 +28,7 @@ Examples:
     >>> from ebm_ppl.kernels import gwg
     >>> energy_fn = lambda pos: -jnp.sum(pos["x"] * jnp.arange(4.0))
     >>> levels = {"x": (0.0, 1.0)}
-    >>> state = gwg.init({"x": jnp.zeros(4)}, energy_fn, levels)
+    >>> state = gwg.init({"x": jnp.zeros(4)}, energy_fn)
     >>> step = jax.jit(gwg.build_kernel(levels=levels), static_argnums=2)
     >>> state, info = step(jax.random.PRNGKey(0), state, energy_fn)
     >>> state.position["x"].shape, info.acceptance_rate.shape
@@ -106,27 +106,28 @@ def _value_and_grad(energy_fn: EnergyFn, position: Position, names: tuple[str, .
     return energy, grad
 
 
-def init(
-    position: Mapping[str, Any], energy_fn: EnergyFn, levels: Mapping[str, tuple[float, float]]
-) -> GWGState:
-    """Initial state: position, energy and gradient with respect to the binary sites.
+def init(position: Mapping[str, Any], energy_fn: EnergyFn) -> GWGState:
+    """Initial state: position, energy and its gradient with respect to every site.
+
+    The kernel contract of every module of :mod:`ebm_ppl.kernels`: which sites are binary is
+    structural and given to :func:`build_kernel` (``levels``). Binary sites are floats here
+    (``SitePlan.to_kernel``) so the gradient exists.
 
     Args:
-        position: dict site -> array.
+        position: dict site -> float array.
         energy_fn: position -> scalar energy.
-        levels: dict binary site -> ``(lo, hi)``.
 
     Returns:
         :class:`GWGState`.
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> s = init({"x": jnp.ones(2)}, lambda p: jnp.sum(p["x"] ** 2), {"x": (0.0, 1.0)})
+        >>> s = init({"x": jnp.ones(2)}, lambda p: jnp.sum(p["x"] ** 2))
         >>> s.energy_grad["x"].tolist()
         [2.0, 2.0]
     """
     position = {n: jnp.asarray(v) for n, v in position.items()}
-    energy, grad = _value_and_grad(energy_fn, position, tuple(sorted(levels)))
+    energy, grad = _value_and_grad(energy_fn, position, tuple(sorted(position)))
     return GWGState(position, energy, grad)
 
 
@@ -151,7 +152,7 @@ def build_kernel(
         >>> f = lambda p: jnp.sum(p["s"])
         >>> levels = {"s": (-1.0, 1.0)}
         >>> state, info = build_kernel(levels=levels)(
-        ...     jax.random.PRNGKey(0), init({"s": jnp.ones(3)}, f, levels), f)
+        ...     jax.random.PRNGKey(0), init({"s": jnp.ones(3)}, f), f)
         >>> float(state.energy) in (1.0, 3.0)
         True
     """
@@ -187,7 +188,8 @@ def build_kernel(
             flipped = flat.at[j].set(jnp.where(hit, lo + hi - flat[j], flat[j]))
             new[n] = flipped.reshape(x[n].shape)
             offset += size
-        energy_new, grad_new = _value_and_grad(energy_fn, new, names)
+        # the gradient of the same sites as the state's (init differentiates every site)
+        energy_new, grad_new = _value_and_grad(energy_fn, new, tuple(sorted(state.energy_grad)))
         logq_rev = jax.nn.log_softmax(flip_scores(new, grad_new) / 2.0)
         log_ratio = state.energy - energy_new + logq_rev[i] - logq[i]
         finite = jnp.isfinite(energy_new) & jnp.all(

@@ -46,7 +46,6 @@ Examples:
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -334,14 +333,7 @@ def _gwg(levels: Mapping[str, tuple[float, float]], options: Mapping[str, Any]) 
     options = dict(options)
     levels = dict(options.pop("levels", levels))
     transition = gwg.build_kernel(levels=levels, **options)
-    params = inspect.signature(gwg.init).parameters
-
-    def init(position, energy_fn):
-        if "levels" in params:
-            return gwg.init(position, energy_fn, levels)
-        return gwg.init(position, energy_fn)
-
-    return Sampler(init, _no_step_size(transition), "gwg")
+    return Sampler(gwg.init, _no_step_size(transition), "gwg")
 
 
 def _gibbs(options: Mapping[str, Any]) -> Sampler:
