@@ -368,7 +368,7 @@ INIT_ROWS = [
         {"x": np.zeros((2, 3)), "y": np.zeros(2)},
         r" has unknown site.*'y'",
     ),
-    ("missing site", bits_param, {}, r" is missing site\(s\) \['x'\]"),
+    ("missing site", bits_param, {}, r" is missing state site\(s\) \['x'\]"),
     ("num chains", bits_param, {"x": np.zeros((3, 3))}, r"\['x'\] must have shape \(2, 3\)"),
 ]
 
