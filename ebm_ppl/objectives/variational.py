@@ -459,7 +459,12 @@ def mean_field_free_energy(
     """
     params = dict(params or {})
     latent = [n for n in em.state_sites if n not in values]
-    levels = em.plan.require_binary(latent, who="mean-field latents")
+    levels = em.plan.require_binary(
+        latent,
+        who="mean-field latents",
+        hint="for continuous latents use VariationalML (a NumPyro guide per example as the "
+        "positive phase)",
+    )
     values = dict(values)
     sg_params = jax.lax.stop_gradient(params)
     sg_values = jax.lax.stop_gradient(values)
