@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "TRUST_NOTE",
+    "model_arguments",
     "UsageError",
     "check_model_kwargs",
     "load_model",
@@ -59,6 +60,30 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------- flag value types
+def model_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the flags every command that reads a model shares: the spec, its kwargs, ``--params``.
+
+    Examples:
+        >>> p = argparse.ArgumentParser()
+        >>> model_arguments(p)
+        >>> p.parse_args(["m:f", "--model-kwargs", "n=3"]).model_kwargs
+        'n=3'
+    """
+    p.epilog = TRUST_NOTE
+    p.add_argument(
+        "model",
+        help="MODEL_SPEC: package.module:function or path/to/file.py:function (imported: its "
+        "code runs)",
+    )
+    p.add_argument("--model-kwargs", default="", help="model keyword arguments: k=v,k2=v2")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="params: the params.ebmparams of `ebm-ppl fit` (data only, checked against the model)",
+    )
+
+
 def positive_int(text: str) -> int:
     """An ``argparse`` type: an integer ``>= 1``.
 

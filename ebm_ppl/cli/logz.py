@@ -11,13 +11,12 @@ onto ``log_partition`` arguments; method-specific flags are passed only when giv
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ebm_ppl.cli.common import (
-    TRUST_NOTE,
     check_model_kwargs,
     load_model,
+    model_arguments,
     nonnegative_int,
     parse_kwargs,
     positive_float,
@@ -49,19 +48,7 @@ def logz_arguments(p: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["m:f", "--method", "ais", "--num-chains", "8"]).num_chains
         8
     """
-    p.epilog = TRUST_NOTE
-    p.add_argument(
-        "model",
-        help="MODEL_SPEC: package.module:function or path/to/file.py:function (imported: its "
-        "code runs)",
-    )
-    p.add_argument("--model-kwargs", default="", help="model keyword arguments: k=v,k2=v2")
-    p.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help="params: the params.ebmparams of `ebm-ppl fit` (data only, checked against the model)",
-    )
+    model_arguments(p)
     p.add_argument(
         "--method", default="exact", help="method: exact, quadrature, ais, elbo, importance"
     )

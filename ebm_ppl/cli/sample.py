@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from ebm_ppl.cli.common import (
-    TRUST_NOTE,
     check_model_kwargs,
     load_model,
+    model_arguments,
     nonnegative_int,
     parse_kwargs,
     positive_int,
@@ -38,19 +38,7 @@ def sample_arguments(p: argparse.ArgumentParser) -> None:
     """
     from ebm_ppl.infer.chains import CHAIN_METHODS
 
-    p.epilog = TRUST_NOTE
-    p.add_argument(
-        "model",
-        help="MODEL_SPEC: package.module:function or path/to/file.py:function (imported: its "
-        "code runs)",
-    )
-    p.add_argument("--model-kwargs", default="", help="model keyword arguments: k=v,k2=v2")
-    p.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help="params: the params.ebmparams of `ebm-ppl fit` (data only, checked against the model)",
-    )
+    model_arguments(p)
     p.add_argument(
         "--kernel",
         default="auto",
