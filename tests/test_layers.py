@@ -15,8 +15,10 @@ rank  layer         modules
       objectives,   one layer of three packages that do not import each other (a helper
       partition     two of them need lives in a lower layer)
 5     train         ``ebm_ppl/train/``: ``fit``, checkpoints, history
-6     models        ``models/`` (installed as ``ebm_ppl.models``): the zoo, on top of the
-                    library; the library never imports it
+6     models,       ``models/`` (installed as ``ebm_ppl.models``): the zoo, on top of the
+      apps          library; the library never imports it. ``ebm_ppl/apps.py``: applications
+                    of any trained model (scores, inpainting, denoising); apps and the zoo
+                    do not import each other
 7     cli           ``ebm_ppl/cli`` (module or package), any ``command.py``, and the package
                     facade ``ebm_ppl/__init__.py`` (which loads the rest lazily by name)
 ====  ============  ==================================================================
@@ -50,6 +52,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "partition": (4, "partition"),
     "train": (5, "train"),
     "models": (6, "models"),
+    "apps": (6, "apps"),
     "cli": (7, "cli"),
 }
 
