@@ -391,9 +391,11 @@ def log_partition_importance(
     ``log Ẑ = log mean_i exp(-E(x_i) - log q(x_i))`` over ``num_samples`` fresh draws, unbiased
     in ``Z``-space, with the delta-method stderr ``sd(w) / (mean(w) √n)`` and the weights' ESS.
 
+    ``model``, ``params``, ``rng_key``, ``model_args``, ``model_kwargs``, ``guide``,
+    ``num_steps``, ``optimizer``, ``num_particles`` and ``closed_form`` are as in
+    :func:`log_partition_elbo`.
+
     Args:
-        model, params, rng_key, model_args, model_kwargs, guide, num_steps, optimizer,
-            num_particles, closed_form: as in :func:`log_partition_elbo`.
         num_samples: importance draws.
 
     Returns:
