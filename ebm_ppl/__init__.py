@@ -29,7 +29,7 @@ from typing import Any
 # ``ebm_ppl.energy`` is both a subpackage and the declaration function; importing the
 # subpackage first and re-binding the name afterwards keeps ``ebm_ppl.energy(name, E)`` the
 # function (Python only sets the parent attribute when a submodule is first loaded).
-from ebm_ppl.energy import Bits, EnergyModel, Flat, SiteInfo, Spins
+from ebm_ppl.energy import Bits, Categorical, EnergyModel, Flat, SiteInfo, Spins, one_hot
 from ebm_ppl.energy import energy as energy
 
 __version__ = "0.1.0"
@@ -44,6 +44,7 @@ _SUBMODULES = (
     "data",
     "train",
     "cli",
+    "apps",
 )
 
 # Public functions that live in lazily imported subpackages: name -> (module, attribute).
@@ -54,16 +55,19 @@ _LAZY_ATTRS: dict[str, tuple[str, str]] = {
     "LogLikelihood": ("ebm_ppl.partition.base", "LogLikelihood"),
     "log_likelihood": ("ebm_ppl.partition.likelihood", "log_likelihood"),
     "fit": ("ebm_ppl.train.fit", "fit"),
+    "enable_compilation_cache": ("ebm_ppl.kernels.compile_cache", "enable_compilation_cache"),
     "FitResult": ("ebm_ppl.train.fit", "FitResult"),
 }
 
 __all__ = [
     "Bits",
+    "Categorical",
     "EnergyModel",
     "Flat",
     "SiteInfo",
     "Spins",
     "energy",
+    "one_hot",
     *_LAZY_ATTRS,
     *_SUBMODULES,
 ]

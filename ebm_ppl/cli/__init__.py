@@ -26,6 +26,7 @@ from ebm_ppl.cli.diagnose import diagnose_arguments, run_diagnose
 from ebm_ppl.cli.fit import fit_arguments, run_fit
 from ebm_ppl.cli.logz import logz_arguments, run_logz
 from ebm_ppl.cli.sample import run_sample, sample_arguments
+from ebm_ppl.kernels.compile_cache import enable_compilation_cache
 
 __all__ = ["COMMANDS", "USER_ERRORS", "UsageError", "demo_model", "main"]
 
@@ -190,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         command = args.command
+        enable_compilation_cache()  # a second run loads its compiled programs from disk
         return COMMANDS[command][2](args)
     except ModuleNotFoundError as e:
         if e.name is None or e.name.split(".")[0] == "ebm_ppl":

@@ -27,6 +27,7 @@ from ebm_ppl.infer.registry import check_kernel_moves, get_kernel_factory
 from ebm_ppl.kernels import chains as _chains
 from ebm_ppl.kernels._random import as_key
 from ebm_ppl.kernels.chains import CHAIN_METHODS
+from ebm_ppl.kernels.compile_cache import enable_compilation_cache
 from ebm_ppl.kernels.resolve import auto_kernel_name
 
 __all__ = ["sample", "CHAIN_METHODS"]
@@ -327,6 +328,7 @@ def sample(
         >>> idata.posterior["x"].shape
         (2, 100, 2)
     """
+    enable_compilation_cache()  # persistent across processes (EBM_PPL_NO_CACHE=1 opts out)
     # ---------------------------------------------------------------- validation (no compilation)
     if init_params is not None:
         warnings.warn(

@@ -12,6 +12,7 @@ import numpy as np
 
 from ebm_ppl.energy.view import as_energy_model
 from ebm_ppl.kernels._random import as_key
+from ebm_ppl.kernels.compile_cache import enable_compilation_cache
 
 __all__ = ["LogLikelihood", "LogZEstimate", "log_partition", "register_method"]
 
@@ -157,6 +158,7 @@ def log_partition(
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+    enable_compilation_cache()  # persistent across processes (EBM_PPL_NO_CACHE=1 opts out)
     rng_key = as_key(rng_key, default=0)
     em = as_energy_model(model, tuple(model_args), dict(model_kwargs or {}))
     if params is None:

@@ -19,6 +19,7 @@ import optax
 from ebm_ppl.energy.binding import bind_data
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
+from ebm_ppl.kernels.compile_cache import enable_compilation_cache
 from ebm_ppl.objectives.base import Objective
 from ebm_ppl.train.checkpoint import (
     fingerprint,
@@ -240,6 +241,7 @@ def fit(
         >>> [round(float(m), 3) for m in res.params["mu"]], res.flags["nonfinite"]
         ([3.0, 3.0], False)
     """
+    enable_compilation_cache()  # persistent across processes (EBM_PPL_NO_CACHE=1 opts out)
     # ---- configuration checks (all before any compilation)
     num_steps = _positive_int(num_steps, "num_steps")
     batch_size = _positive_int(batch_size, "batch_size")
