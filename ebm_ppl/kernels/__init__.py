@@ -11,6 +11,16 @@ Examples:
     True
 """
 
-from ebm_ppl.kernels import adaptation, composite, gibbs, gwg, mala, resolve, sgld, ula
+from ebm_ppl.kernels import (
+    adaptation,
+    composite,
+    gibbs,
+    gwg,
+    mala,
+    resolve,
+    sgld,
+    tempering,
+    ula,
+)
 
-__all__ = ["adaptation", "composite", "gibbs", "gwg", "mala", "resolve", "sgld", "ula"]
+__all__ = ["adaptation", "composite", "gibbs", "gwg", "mala", "resolve", "sgld", "tempering", "ula"]
