@@ -1,10 +1,14 @@
-"""Exact ``log Z`` and log-likelihoods of binary models by enumeration (up to ~2^24 states).
+"""Exact ``log Z``, expectations and log-likelihoods of discrete models by enumeration.
 
-``log Z = logsumexp_x(-E(x))`` over every configuration of the binary state sites, evaluated
-in vmapped chunks inside one compiled ``lax.map``. One site may be *summed out in closed form*
-when its units are conditionally independent given the rest (declared as one Gibbs block,
-``infer={"blocks": c}`` with a single colour) and the energy is affine in each of them (the
-:attr:`~ebm_ppl.EnergyModel.affine_sites` check): then
+``log Z = logsumexp_x(-E(x))`` over every configuration of the binary and categorical state
+sites (up to ~2^24 states, numbered in mixed radix: one digit of base ``q`` per unit),
+evaluated in vmapped chunks inside one compiled ``lax.map``. One site may be *summed out in
+closed form* when its units are conditionally independent given the rest (declared as one Gibbs
+block, ``infer={"blocks": c}`` with a single colour). A categorical site's sum is
+``e^{-E(x_S = 0)} Π_i Σ_k e^{ℓ_ik}`` with ``ℓ_ik`` the exact single-unit energy differences (the
+categorical RBM: enumerate the hidden layer, sum the visible one). A binary site is summed when
+the energy is also affine in each unit (the :attr:`~ebm_ppl.EnergyModel.affine_sites` check):
+then
 
 .. math::
 
@@ -29,6 +33,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,11 +41,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.energy.conditionals import exact_categorical_logits
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.energy.view import as_energy_model
 from ebm_ppl.partition.base import LogLikelihood, LogZEstimate, as_log_z_estimate
 
-__all__ = ["MAX_STATES", "free_energy", "log_likelihood", "log_partition_exact"]
+__all__ = ["MAX_STATES", "expectations", "free_energy", "log_likelihood", "log_partition_exact"]
 
 #: Largest number of configurations enumerated (2^24).
 MAX_STATES = 2**24
@@ -65,14 +71,23 @@ def _declared_blocks(em: EnergyModel) -> dict[str, Any]:
 
 
 def _choose_summed(em: EnergyModel, sites: tuple[str, ...], sum_out: Any) -> str | None:
-    """The binary site summed in closed form (the largest eligible one), or None."""
+    """The site summed in closed form (the eligible one with most states), or None.
+
+    A binary site is eligible when declared as one block and the energy is affine in each unit
+    (one gradient gives every logit); a categorical site when declared as one block (its
+    conditionally independent units are summed from exact energy differences at one state).
+    """
     if sum_out is None or sum_out is False:
         return None
     declared = _declared_blocks(em)
 
     def eligible(n: str) -> bool:
+        if n not in declared or np.unique(declared[n]).size != 1:
+            return False
+        if em.plan[n].kind == "categorical":
+            return True
         # the affinity check compiles: only run it for sites declared as a single block
-        return n in declared and np.unique(declared[n]).size == 1 and em.affine_sites.get(n, False)
+        return em.affine_sites.get(n, False)
 
     if isinstance(sum_out, str) and sum_out != "auto":
         if sum_out not in sites:
@@ -82,77 +97,126 @@ def _choose_summed(em: EnergyModel, sites: tuple[str, ...], sum_out: Any) -> str
         if not eligible(sum_out):
             raise ValueError(
                 f"sum_out={sum_out!r}: the site must be declared as one block "
-                '(infer={"blocks": c}) and its energy affine in each unit'
+                '(infer={"blocks": c}) and, if binary, its energy affine in each unit'
             )
         return sum_out
     if sum_out not in ("auto", True):
         raise ValueError(f"sum_out must be 'auto', None or a site name, got {sum_out!r}")
     candidates = [n for n in sites if eligible(n)]
-    return max(candidates, key=lambda n: int(np.prod(em.sites[n].shape, dtype=int)), default=None)
+
+    def log_states(n: str) -> float:
+        return em.plan[n].size * math.log(em.plan[n].num_states or 2)
+
+    return max(candidates, key=log_states, default=None)
 
 
-def _binary_sites(em: EnergyModel, sites: tuple[str, ...]) -> dict[str, tuple[float, float]]:
-    return em.plan.require_binary(
-        sites,
-        who="exact enumeration",
-        hint="give the model a closed form (model.exact_log_partition) or use another method",
-    )
+def _finite_sites(em: EnergyModel, sites: tuple[str, ...]) -> dict[str, tuple[float, ...]]:
+    """``site -> support values`` of the enumerated sites (binary or categorical)."""
+    out = {}
+    for n in sites:
+        spec = em.plan[n]
+        if spec.kind not in ("binary", "categorical") or spec.support_values is None:
+            raise ValueError(
+                f"exact enumeration needs binary or categorical state sites (Spins, Bits, "
+                f"Categorical, Bernoulli); site {n!r} is {spec.kind} (support {spec.support}): "
+                "give the model a closed form (model.exact_log_partition) or use another method"
+            )
+        out[n] = spec.support_values
+    return out
 
 
 def _make_log_sum(
     em: EnergyModel,
-    levels: Mapping[str, tuple[float, float]],
+    supports: Mapping[str, tuple[float, ...]],
     summed: str | None,
     *,
     chunk_size: int,
     max_states: int,
-) -> tuple[Callable[[Any, Mapping[str, Any]], jax.Array], int]:
-    """``fn(params, fixed) = log Σ_{enumerated, summed} exp(-E)`` and the number of states."""
-    enum_sites = tuple(n for n in levels if n != summed)
-    shapes = {n: em.sites[n].shape for n in levels}
+    stats_fn: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> tuple[Callable[[Any, Mapping[str, Any]], Any], int]:
+    """``fn(params, fixed) = log Σ_{enumerated, summed} exp(-E)`` and the number of states.
+
+    States are numbered in mixed radix (each unit one digit of base ``q``). With ``stats_fn``
+    (plain enumeration only), ``fn`` returns ``(log_sum, Σ_x e^{-E(x)} f(x) / e^{log_sum})``.
+    """
+    enum_sites = tuple(n for n in supports if n != summed)
+    shapes = {n: em.sites[n].shape for n in supports}
     sizes = [int(np.prod(shapes[n], dtype=int)) for n in enum_sites]
-    num_bits = sum(sizes)
-    num_states = 2**num_bits
-    if num_states > max_states:
+    radices = np.concatenate(
+        [
+            np.full(size, len(supports[n]), dtype=np.int64)
+            for size, n in zip(sizes, enum_sites, strict=True)
+        ]
+        + [np.zeros(0, np.int64)]
+    )
+    log_states = float(np.sum(np.log(radices))) if radices.size else 0.0
+    if log_states > math.log(max_states) + 1e-9:
         raise ValueError(
-            f"exact enumeration of {num_bits} binary units ({num_states} states) exceeds "
-            f"max_states={max_states}; use method='ais' or sum a layer out (sum_out=)"
+            f"exact enumeration of {radices.size} units (about e^{log_states:.1f} = "
+            f"{math.exp(log_states):.3g} states) exceeds max_states={max_states}; use "
+            "method='ais' or sum a layer out (sum_out=)"
         )
+    num_states = int(np.prod(radices)) if radices.size else 1
+    strides = np.concatenate([[1], np.cumprod(radices)[:-1]]).astype(np.int64)
     chunk = int(min(chunk_size, num_states))
     num_chunks = -(-num_states // chunk)
     dtype = jnp.result_type(float)
     offsets = np.cumsum([0, *sizes])
+    tables = {n: jnp.asarray(supports[n], dtype) for n in enum_sites}
 
     def state_of(index):
-        bits = ((index >> jnp.arange(num_bits, dtype=jnp.uint32)) & 1).astype(dtype)
+        digits = (index // jnp.asarray(strides, jnp.uint32)) % jnp.asarray(radices, jnp.uint32)
         out = {}
         for k, n in enumerate(enum_sites):
-            lo, hi = levels[n]
-            b = bits[offsets[k] : offsets[k + 1]]
-            out[n] = (lo + (hi - lo) * b).reshape(shapes[n])
+            d = digits[offsets[k] : offsets[k + 1]].astype(jnp.int32)
+            out[n] = tables[n][d].reshape(shapes[n])
         return out
 
     def term(params, fixed, index):
         pos = {**fixed, **state_of(index)}
         if summed is None:
-            return -em.energy(params, pos)
-        lo, hi = levels[summed]
+            return -em.energy(params, pos), pos
+        support = supports[summed]
+        lo = support[0]
         pos[summed] = jnp.full(shapes[summed], lo, dtype)
+        if em.plan[summed].kind == "categorical":
+            # Units of one declared block are conditionally independent: E is the energy at
+            # state 0 plus one term per unit, read off by exact single-unit differences.
+            energy = em.energy(params, pos)
+            logits = exact_categorical_logits(
+                lambda p: em.energy(params, p), pos, summed, len(support)
+            )
+            return -energy + jnp.sum(jax.scipy.special.logsumexp(logits, axis=-1)), pos
+        hi = support[1]
         energy, grad = jax.value_and_grad(lambda x: em.energy(params, {**pos, summed: x}))(
             pos[summed]
         )
         # Σ over the summed site in closed form: units independent, energy affine in each.
-        return -energy + jnp.sum(jax.nn.softplus(-(hi - lo) * grad))
+        return -energy + jnp.sum(jax.nn.softplus(-(hi - lo) * grad)), pos
+
+    def chunk_terms(params, fixed, c):
+        index = (c * chunk + jnp.arange(chunk)).astype(jnp.uint32)
+        valid = c * chunk + jnp.arange(chunk) < num_states
+        t, pos = jax.vmap(lambda i: term(params, fixed, i))(index)
+        return jnp.where(valid, t, -jnp.inf), pos
 
     def log_sum(params, fixed):
         def one_chunk(c):
-            index = (c * chunk + jnp.arange(chunk)).astype(jnp.uint32)
-            valid = c * chunk + jnp.arange(chunk) < num_states
-            t = jax.vmap(lambda i: term(params, fixed, i))(index)
-            return jax.scipy.special.logsumexp(jnp.where(valid, t, -jnp.inf))
+            return jax.scipy.special.logsumexp(chunk_terms(params, fixed, c)[0])
 
         per_chunk = jax.lax.map(one_chunk, jnp.arange(num_chunks))
-        return jax.scipy.special.logsumexp(per_chunk)
+        total = jax.scipy.special.logsumexp(per_chunk)
+        if stats_fn is None:
+            return total
+
+        def weighted(c):
+            t, pos = chunk_terms(params, fixed, c)
+            w = jnp.exp(t - total)
+            f = jax.vmap(stats_fn)(pos)
+            return jax.tree.map(lambda v: jnp.tensordot(w, v, axes=(0, 0)), f)
+
+        sums = jax.lax.map(weighted, jnp.arange(num_chunks))
+        return total, jax.tree.map(lambda v: jnp.sum(v, axis=0), sums)
 
     return log_sum, num_states
 
@@ -217,10 +281,10 @@ def log_partition_exact(
             "exact",
             {"num_states": None, "summed_out": None, "closed_form": True},
         )
-    levels = _binary_sites(em, em.state_sites)
-    summed = _choose_summed(em, tuple(levels), sum_out)
+    supports = _finite_sites(em, em.state_sites)
+    summed = _choose_summed(em, tuple(supports), sum_out)
     log_sum, num_states = _make_log_sum(
-        em, levels, summed, chunk_size=chunk_size, max_states=max_states
+        em, supports, summed, chunk_size=chunk_size, max_states=max_states
     )
     log_z = jax.jit(log_sum)(params, {})
     return LogZEstimate(
@@ -229,6 +293,51 @@ def log_partition_exact(
         "exact",
         {"num_states": num_states, "summed_out": summed, "closed_form": False},
     )
+
+
+def expectations(
+    model: Any,
+    params: Mapping[str, Any] | None,
+    stats_fn: Callable[[Mapping[str, Any]], Any],
+    *,
+    model_args: tuple = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    chunk_size: int = 2**16,
+    max_states: int = MAX_STATES,
+) -> tuple[float, Any]:
+    """Exact ``log Z`` and ``E[f(x)]`` under the model, by enumerating every state.
+
+    Args:
+        model: NumPyro EBM program with binary or categorical state sites (or ``EnergyModel``).
+        params: parameters (``None``: the model's initial values).
+        stats_fn: ``f(values) -> pytree of arrays`` of one state (a dict site -> array; discrete
+            values as floats).
+        model_args, model_kwargs: arguments of ``model``.
+        chunk_size, max_states: as in :func:`log_partition_exact`.
+
+    Returns:
+        ``(log_z, expectations)``, the expectations with the pytree structure of ``f``'s output.
+
+    Raises:
+        ValueError: too many states; a state site that is neither binary nor categorical.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+        >>> def pair():
+        ...     s = numpyro.sample("s", ebm.Spins(2))
+        ...     ebm.energy("E", -s[0] * s[1])
+        >>> log_z, m = expectations(pair, None, lambda v: v["s"][0] * v["s"][1])
+        >>> round(float(m), 6) == round(float(jnp.tanh(1.0)), 6)
+        True
+    """
+    em = as_energy_model(model, model_args, model_kwargs)
+    params = _params(em, params)
+    supports = _finite_sites(em, em.state_sites)
+    log_sum, _ = _make_log_sum(
+        em, supports, None, chunk_size=chunk_size, max_states=max_states, stats_fn=stats_fn
+    )
+    log_z, means = jax.jit(log_sum)(params, {})
+    return float(log_z), means
 
 
 def free_energy(
@@ -275,9 +384,9 @@ def free_energy(
     latent = tuple(n for n in em.state_sites if n not in data)
     if not latent:
         return jax.jit(jax.vmap(em.energy, in_axes=(None, 0)))(params, data)
-    levels = _binary_sites(em, latent)
-    summed = _choose_summed(em, tuple(levels), sum_out)
-    log_sum, _ = _make_log_sum(em, levels, summed, chunk_size=chunk_size, max_states=max_states)
+    supports = _finite_sites(em, latent)
+    summed = _choose_summed(em, tuple(supports), sum_out)
+    log_sum, _ = _make_log_sum(em, supports, summed, chunk_size=chunk_size, max_states=max_states)
     return -jax.jit(jax.vmap(log_sum, in_axes=(None, 0)))(params, data)
 
 
