@@ -84,6 +84,8 @@ __all__ = [
     "check_schedule",
     "default_schedule",
     "init",
+    "is_improper",
+    "reference_energy",
     "schedule_rounds",
     "tempered_energy",
     "update_schedule",
@@ -303,6 +305,200 @@ def update_schedule(betas: jax.Array, rejection: jax.Array) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------ energies
+def _unwrap_dist(dist: Any) -> Any:
+    while hasattr(dist, "base_dist"):
+        dist = dist.base_dist
+    return dist
+
+
+def is_improper(dist: Any) -> bool:
+    """Whether a base measure is improper (NumPyro's ``ImproperUniform``, e.g. ``ebm.Flat``).
+
+    Read by class name, so this module needs no NumPyro import.
+
+    Examples:
+        >>> import ebm_ppl as ebm, numpyro.distributions as dist
+        >>> is_improper(ebm.Flat(2)), is_improper(dist.Normal(0.0, 1.0)), is_improper(ebm.Spins(3))
+        (True, False, False)
+    """
+    return any(c.__name__ == "ImproperUniform" for c in type(_unwrap_dist(dist)).__mro__)
+
+
+def _base_constraint(c: Any) -> Any:
+    while hasattr(c, "base_constraint"):
+        c = c.base_constraint
+    return c
+
+
+def _same_support(a: Any, b: Any) -> bool:
+    a, b = _base_constraint(a), _base_constraint(b)
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    va, vb = vars(a), vars(b)
+    if set(va) != set(vb):
+        return False
+    try:
+        return all(bool(np.all(np.asarray(va[k]) == np.asarray(vb[k]))) for k in va)
+    except TypeError:
+        return False
+
+
+def _references(plan: Any, names: tuple[str, ...], reference: Any, argument: str) -> dict:
+    improper = tuple(n for n in names if is_improper(plan[n].dist))
+    if reference is None:
+        refs: dict[str, Any] = {}
+    elif isinstance(reference, dict):
+        refs = dict(reference)
+    elif callable(getattr(reference, "log_prob", None)):
+        targets = improper or tuple(n for n in names if plan[n].kind == "continuous")
+        if len(targets) != 1:
+            raise ValueError(
+                f"{argument} is one distribution but the model has {len(targets)} "
+                f"{'improper' if improper else 'continuous'} state sites {list(targets)}: give a "
+                "dict site -> distribution"
+            )
+        refs = {targets[0]: reference}
+    else:
+        raise TypeError(
+            f"{argument} must be a NumPyro distribution or a dict site -> distribution, got "
+            f"{type(reference).__name__}"
+        )
+    for n, d in refs.items():
+        if n not in names:
+            raise ValueError(f"{argument} names {n!r}, which is not a state site {list(names)}")
+        spec = plan[n]
+        if not callable(getattr(d, "log_prob", None)):
+            raise TypeError(
+                f"{argument}[{n!r}] must be a NumPyro distribution, got {type(d).__name__}"
+            )
+        if spec.kind != "continuous":
+            raise ValueError(
+                f"{argument}[{n!r}]: site {n!r} is {spec.kind}; its base measure (proper) is "
+                "the reference"
+            )
+        shape = tuple(getattr(d, "batch_shape", ())) + tuple(getattr(d, "event_shape", ()))
+        if shape != tuple(spec.shape):
+            raise ValueError(
+                f"{argument}[{n!r}] must have batch_shape + event_shape = {tuple(spec.shape)} "
+                f"(the site's shape), got {shape}"
+            )
+        if not _same_support(getattr(d, "support", None), spec.support):
+            raise ValueError(
+                f"{argument}[{n!r}] must have the site's support {spec.support}, got "
+                f"{getattr(d, 'support', None)}"
+            )
+        if is_improper(d):
+            raise ValueError(f"{argument}[{n!r}] must be a proper (normalized) distribution")
+    missing = [n for n in improper if n not in refs]
+    if missing:
+        n = missing[0]
+        raise ValueError(
+            f"{argument}: site {n!r} has an improper base measure ({plan[n].dist!r}), so the "
+            f"tempered path needs a proper reference for it: give {argument}= a NumPyro "
+            f"distribution with batch_shape + event_shape {tuple(plan[n].shape)} and support "
+            f"{plan[n].support} (e.g. dist.Normal(0.0, 3.0).expand({tuple(plan[n].shape)})"
+            f".to_event({len(plan[n].shape)})), or a dict site -> distribution"
+        )
+    return refs
+
+
+def reference_energy(
+    plan: Any,
+    sites: Any = None,
+    reference: Any = None,
+    *,
+    argument: str = "reference",
+) -> tuple[EnergyFn, float | None]:
+    """The reference of the tempered path, on the kernels' space, from the model's site plan.
+
+    ``E_ref(z) = -Σ_sites log ref_site(x) - log|det J(z)|``: for each state site, the
+    distribution given in ``reference`` or else the site's own base measure (proper bases:
+    ``Spins``/``Bits`` counting measures, NumPyro distributions); continuous sites are on
+    their unconstrained space (``x = T(z)``, with the Jacobian, as the model's potential), so
+    ``E_target - E_ref`` has no Jacobian. An improper base (``Flat``) needs a ``reference``.
+
+    Args:
+        plan: the model's site plan (``EnergyModel.plan``; read by duck typing).
+        sites: the state sites of the position (default: every state site).
+        reference: ``None``, a NumPyro distribution (the one improper, or the one continuous,
+            site) or a dict site -> distribution (continuous sites; replaces the base).
+        argument: the argument's name, for messages.
+
+    Returns:
+        ``(reference_energy_fn, log_z_reference)``: ``log ∫ exp(-E_ref)`` is 0 for normalized
+        continuous references and ``Σ_units log Σ_{v in support} base(v)`` for discrete sites
+        (``n log 2`` for ``n`` spins); ``None`` when a discrete base does not factorize over
+        its units.
+
+    Raises:
+        ValueError: naming ``argument``: an improper site without a reference, a reference of
+            the wrong shape or support, an unknown or discrete site.
+        TypeError: a reference that is not a distribution.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist, ebm_ppl as ebm
+        >>> def m():
+        ...     s = numpyro.sample("s", ebm.Spins(3))
+        ...     x = numpyro.sample("x", ebm.Flat(2))
+        ...     ebm.energy("E", jnp.sum(x**2) - jnp.sum(s))
+        >>> plan = ebm.EnergyModel(m).plan
+        >>> fn, log_z = reference_energy(plan, reference=dist.Normal(0.0, 1.0).expand((2,)).to_event(1))
+        >>> round(float(fn({"s": jnp.ones(3), "x": jnp.zeros(2)})), 4), round(log_z, 4)
+        (1.8379, 2.0794)
+        >>> reference_energy(plan)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: reference: site 'x' has an improper base measure (Flat((2,))), ...
+    """
+    names = tuple(plan.state_sites if sites is None else sites)
+    refs = _references(plan, names, reference, argument)
+    log_z: float | None = 0.0
+    for n in names:
+        spec = plan[n]
+        if spec.kind == "continuous":
+            continue
+        values = getattr(spec, "support_values", None)
+        if values is None:
+            log_z = None
+            break
+        with jax.ensure_compile_time_eval():
+            lps = [
+                np.asarray(
+                    spec.dist.log_prob(jnp.full(tuple(spec.shape), v, jnp.result_type(float)))
+                )
+                for v in values
+            ]
+        if any(lp.shape != tuple(spec.shape) for lp in lps):
+            log_z = None
+            break
+        stacked = np.stack(lps).astype(np.float64)
+        top = np.max(stacked, axis=0)
+        per_unit = top + np.log(np.sum(np.exp(stacked - top), axis=0))
+        log_z = float(log_z) + float(np.sum(per_unit))
+    dists = {n: refs.get(n, plan[n].dist) for n in names}
+    transforms = {
+        n: plan[n].transform
+        for n in names
+        if plan[n].kind == "continuous" and getattr(plan[n], "is_constrained", False)
+    }
+
+    def energy(z: ArrayTree) -> jax.Array:
+        total = jnp.zeros((), jnp.result_type(float))
+        for n in names:
+            value = z[n]
+            t = transforms.get(n)
+            if t is not None:
+                x = t(value)
+                total = total - jnp.sum(t.log_abs_det_jacobian(value, x))
+                value = x
+            total = total - jnp.sum(dists[n].log_prob(value))
+        return total
+
+    return energy, log_z
+
+
 def tempered_energy(energy_fn: EnergyFn, reference_energy_fn: EnergyFn, beta: Any) -> EnergyFn:
     """``x -> (1 - β) E_ref(x) + β E(x)``: the energy of ``π_β``.
 
