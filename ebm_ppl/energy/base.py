@@ -2,7 +2,8 @@
 
 The unnormalized density of an EBM is ``base(x) * exp(-E(x))``. The base measure fixes the state
 space: :class:`Flat` is Lebesgue measure on R^shape, :class:`Spins` and :class:`Bits` are
-counting measures on {-1, +1}^shape and {0, 1}^shape.
+counting measures on {-1, +1}^shape and {0, 1}^shape, :class:`Categorical` is the counting
+measure on {0, ..., q-1}^shape.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution, ImproperUniform, constraints
 
-__all__ = ["Bits", "Flat", "Spins"]
+__all__ = ["Bits", "Categorical", "Flat", "Spins"]
 
 
 def _as_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
@@ -167,3 +168,94 @@ class Bits(_Binary):
     _low = 0.0
     _high = 1.0
     support = bits_support
+
+
+class Categorical(Distribution):
+    """Counting measure on categorical states ``{0, ..., num_states - 1}^shape``.
+
+    ``batch_shape = shape`` and ``event_shape = ()``: each unit is one batch element, as for
+    NumPyro's ``dist.Categorical``, so enumeration, NumPyro's discrete samplers and the library's
+    categorical kernels see every unit. Values are integers (``int32``, NumPyro's dtype); an
+    energy uses them as indices (``h[s]``, ``s[i] == s[j]``) or through
+    :func:`ebm_ppl.one_hot` (a ``jax.nn.one_hot`` whose encoding the conditionals can
+    differentiate). ``Categorical(shape, 2)`` holds the same states as :class:`Bits`.
+
+    Args:
+        shape: state shape, an int or a tuple of ints.
+        num_states: number of states ``q >= 2`` of each unit.
+
+    Raises:
+        ValueError: ``num_states < 2``.
+        TypeError: ``num_states`` not an int.
+
+    Examples:
+        >>> import jax
+        >>> base = Categorical((2, 2), 3)
+        >>> base.batch_shape, base.event_shape, base.enumerate_support(expand=False).ravel().tolist()
+        ((2, 2), (), [0, 1, 2])
+        >>> str(base.sample(jax.random.PRNGKey(0)).dtype)
+        'int32'
+    """
+
+    has_enumerate_support = True
+    pytree_data_fields = ()
+    pytree_aux_fields = ("_shape", "num_states")
+
+    def __init__(
+        self, shape: Any = (), num_states: Any = None, *, validate_args: bool | None = None
+    ):
+        if num_states is None:
+            raise TypeError(
+                "Categorical needs num_states, the number of states q >= 2 of each unit"
+            )
+        if isinstance(num_states, bool):
+            raise TypeError(f"num_states must be an int >= 2, got {num_states!r}")
+        try:
+            q = operator.index(num_states)
+        except TypeError:
+            raise TypeError(f"num_states must be an int >= 2, got {num_states!r}") from None
+        if q < 2:
+            raise ValueError(
+                f"num_states must be >= 2 (a unit with one state is a constant), got {q}"
+            )
+        self._shape = _as_shape(shape)
+        self.num_states = q
+        super().__init__(batch_shape=self._shape, event_shape=(), validate_args=validate_args)
+
+    @property
+    def support(self):  # type: ignore[override]
+        return constraints.integer_interval(0, self.num_states - 1)
+
+    @property
+    def is_discrete(self) -> bool:
+        return True
+
+    def sample(self, key, sample_shape=()):
+        """Uniform random states, ``int32`` in ``{0, ..., num_states - 1}``."""
+        shape = tuple(sample_shape) + self.batch_shape
+        return jax.random.randint(key, shape, 0, self.num_states, dtype=jnp.int32)
+
+    def log_prob(self, value):
+        # Counting measure: density 1 on the support, 0 elsewhere.
+        value = jnp.asarray(value)
+        ok = (value >= 0) & (value < self.num_states) & (value == jnp.floor(value))
+        out = jnp.where(ok, 0.0, -jnp.inf)
+        return jnp.broadcast_to(out, jax.lax.broadcast_shapes(out.shape, self.batch_shape))
+
+    def enumerate_support(self, expand: bool = True):
+        values = jnp.arange(self.num_states, dtype=jnp.int32)
+        values = values.reshape((self.num_states,) + (1,) * len(self.batch_shape))
+        if expand:
+            values = jnp.broadcast_to(values, (self.num_states,) + self.batch_shape)
+        return values
+
+    @property
+    def mean(self):
+        return jnp.full(self.batch_shape, 0.5 * (self.num_states - 1))
+
+    @property
+    def variance(self):
+        return jnp.full(self.batch_shape, (self.num_states**2 - 1) / 12.0)
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.batch_shape}, num_states={self.num_states})"

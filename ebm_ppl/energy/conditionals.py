@@ -28,22 +28,33 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
 
 __all__ = [
     "binary_levels",
+    "categorical_logits",
     "check_affine",
+    "check_categorical_affine",
     "check_model_affine",
+    "check_model_categorical_affine",
+    "check_one_hot",
     "conditional_logits",
+    "exact_categorical_logits",
     "exact_logits",
+    "gradient_categorical_logits",
     "gradient_logits",
+    "OneHotError",
     "is_affine",
+    "one_hot",
 ]
 
 Position = Mapping[str, jax.Array]
@@ -368,6 +379,28 @@ def _all_ok(batched: Mapping[str, Any]) -> bool:
     return all(_affine_ok({k: np.asarray(v)[j] for k, v in batched.items()}) for j in range(num))
 
 
+def _perturb(model: Any, k_pert: Any, params: Mapping[str, Any]) -> dict:
+    """Parameters moved randomly on their unconstrained space (network leaves too)."""
+    out = {}
+    for i, (name, value) in enumerate(params.items()):
+        k_i = jax.random.fold_in(k_pert, i)
+        try:
+            t = biject_to(model.sites[name].support)
+            u = t.inv(jnp.asarray(value))
+            noise = jax.random.normal(k_i, jnp.shape(u)).astype(u.dtype)
+            out[name] = t(u + 0.5 * noise)
+        except Exception:  # noqa: BLE001  (network parameters: perturb every float leaf)
+            out[name] = jax.tree.map(
+                lambda a, k=k_i: (
+                    a + 0.5 * jax.random.normal(k, jnp.shape(a)).astype(a.dtype)
+                    if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+                    else a
+                ),
+                value,
+            )
+    return out
+
+
 def check_model_affine(
     model: Any, *, num_states: int = 2, seed: int = 0, num_units: int = 16
 ) -> dict[str, bool]:
@@ -398,8 +431,6 @@ def check_model_affine(
         >>> check_model_affine(ebm.EnergyModel(m))
         {'x': False}
     """
-    from numpyro.distributions.transforms import biject_to
-
     levels = model.plan.levels()
     if not levels:
         return {}
@@ -407,32 +438,12 @@ def check_model_affine(
         n: _units(int(np.prod(model.sites[n].shape, dtype=int)), num_units, seed) for n in levels
     }
 
-    def perturb(k_pert, params):
-        out = {}
-        for i, (name, value) in enumerate(params.items()):
-            k_i = jax.random.fold_in(k_pert, i)
-            try:
-                t = biject_to(model.sites[name].support)
-                u = t.inv(jnp.asarray(value))
-                noise = jax.random.normal(k_i, jnp.shape(u)).astype(u.dtype)
-                out[name] = t(u + 0.5 * noise)
-            except Exception:  # noqa: BLE001  (network parameters: perturb every float leaf)
-                out[name] = jax.tree.map(
-                    lambda a, k=k_i: (
-                        a + 0.5 * jax.random.normal(k, jnp.shape(a)).astype(a.dtype)
-                        if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
-                        else a
-                    ),
-                    value,
-                )
-        return out
-
     def all_stats(key):
         k_par, k_pert, k_state = jax.random.split(key, 3)
         params = model.init_params(k_par)
         states = model.plan.to_kernel(model.init_values(k_state, num_states))
         out = []
-        for p in (params, perturb(k_pert, params)):
+        for p in (params, _perturb(model, k_pert, params)):
             fn = lambda q, p=p: model.energy(p, q)  # noqa: E731
             out.append(
                 jax.vmap(
@@ -449,3 +460,433 @@ def check_model_affine(
     except Exception:  # noqa: BLE001  (any failure selects exact differences)
         return {n: False for n in levels}
     return {n: all(_all_ok(r[n]) for r in results) for n in levels}
+
+
+# ---------------------------------------------------------------------- categorical units
+#
+# For a unit with states {0, ..., q-1} and every other unit fixed, the conditional logits are
+# ``-E(x_i = k)`` for k = 0..q-1 (up to a per-unit constant). When ``E`` is affine in the unit's
+# one-hot vector ``o_i`` (Potts models, categorical RBMs, pairwise couplings J[s_i, s_j]) they are
+# ``-∂E/∂o_ik``: one gradient with respect to the encoding gives every unit's q logits. An
+# integer state has no gradient, so the encoding is made differentiable by :func:`one_hot`: while
+# the conditionals differentiate, it adds a zero "probe" of shape ``site_shape + (q,)`` to the
+# encoding of the site's value, and the gradient with respect to that probe is ``∂E/∂o``.
+
+_PROBES: contextvars.ContextVar[tuple[tuple[Any, Any, str], ...]] = contextvars.ContextVar(
+    "ebm_ppl_one_hot_probes", default=()
+)
+
+
+class OneHotError(ValueError):
+    """An energy one-hot encodes a categorical site with the wrong number of states."""
+
+
+@contextlib.contextmanager
+def _probing(value: Any, probe: Any, site: str) -> Iterator[None]:
+    token = _PROBES.set(_PROBES.get() + ((value, probe, site),))
+    try:
+        yield
+    finally:
+        _PROBES.reset(token)
+
+
+def one_hot(x: Any, num_states: int, *, dtype: Any = None) -> jax.Array:
+    """One-hot encoding of categorical states, shape ``x.shape + (num_states,)``.
+
+    The same values as ``jax.nn.one_hot(x, num_states)`` (integer or integer-valued float
+    states; states outside ``{0, ..., num_states - 1}`` encode as zeros). Applied to the value of a
+    categorical site, it lets :func:`categorical_logits` read all q conditional logits of every
+    unit from one gradient with respect to the encoding (when the energy is affine in it), and it
+    checks ``num_states`` against the site's number of states (:class:`OneHotError`, a
+    ``ValueError``). With ``jax.nn.one_hot`` or integer indexing the conditionals are computed
+    by exact energy differences instead: correct, but ``q`` energies per unit.
+
+    Args:
+        x: integer states, any shape.
+        num_states: number of states q.
+        dtype: float dtype of the result (default JAX's default float).
+
+    Returns:
+        array of shape ``x.shape + (num_states,)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> one_hot(jnp.array([0, 2]), 3).tolist()
+        [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    probe = None
+    for value, p, site in _PROBES.get():
+        if x is value:
+            if p.shape[-1] != num_states:
+                raise OneHotError(
+                    f"the energy one-hot encodes site {site!r} with num_states={num_states}, but "
+                    f"the site has {p.shape[-1]} states (its base measure's num_states)"
+                )
+            probe = p
+    arr = jnp.asarray(x)
+    if not jnp.issubdtype(arr.dtype, jnp.integer):
+        arr = arr.astype(jnp.int32)  # kernels may hold integer-valued floats
+    out = jax.nn.one_hot(arr, num_states, dtype=dtype)
+    if probe is not None:
+        out = out + probe.astype(out.dtype)
+    return out
+
+
+def gradient_categorical_logits(
+    energy_fn: EnergyFn, position: Position, site: str, num_states: int
+) -> jax.Array:
+    """Logits ``-(∂E/∂o_ik - ∂E/∂o_i,x_i)`` of every unit of ``site``, from one gradient.
+
+    ``o`` is the one-hot encoding of the site made by :func:`one_hot` inside the energy. Exact
+    only when ``E`` is affine in each unit's one-hot vector and every use of the site's value
+    goes through :func:`one_hot` (see :func:`check_categorical_affine`).
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array; the site holds integer states.
+        site: the categorical site.
+        num_states: its number of states q.
+
+    Returns:
+        logits of shape ``site_shape + (q,)``, zero at each unit's current state.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> h = jnp.array([0.0, 1.0, 3.0])
+        >>> f = lambda pos: -jnp.sum(one_hot(pos["c"], 3) @ h)
+        >>> gradient_categorical_logits(f, {"c": jnp.array([1, 0])}, "c", 3).tolist()
+        [[-1.0, 0.0, 2.0], [0.0, 1.0, 3.0]]
+    """
+    x = position[site]
+    ftype = jnp.result_type(float)
+
+    def energy_of_probe(probe):
+        with _probing(x, probe, site):
+            return energy_fn({**position, site: x})
+
+    grad = jax.grad(energy_of_probe)(jnp.zeros(jnp.shape(x) + (num_states,), ftype))
+    current = jnp.take_along_axis(grad, jnp.asarray(x, jnp.int32)[..., None], axis=-1)
+    return -(grad - current)
+
+
+def exact_categorical_logits(
+    energy_fn: EnergyFn,
+    position: Position,
+    site: str,
+    num_states: int,
+    index: Any = None,
+) -> jax.Array:
+    """Exact logits ``-(E(x_i = k) - E(x))`` by setting each unit to each state.
+
+    ``q`` energies per unit (vmapped over units and states).
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array of integer states.
+        site: the categorical site.
+        num_states: its number of states q.
+        index: optional 1-D integer array of flat unit indices; default all units.
+
+    Returns:
+        logits of shape ``site_shape + (q,)`` (``index=None``) or ``index.shape + (q,)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda pos: jnp.sum((pos["c"] - 1.0) ** 2)       # not affine in the encoding
+        >>> exact_categorical_logits(f, {"c": jnp.array([0, 1])}, "c", 3).tolist()
+        [[0.0, 1.0, 0.0], [-1.0, 0.0, -1.0]]
+    """
+    x = position[site]
+    flat = jnp.ravel(x)
+    full = index is None
+    idx = jnp.arange(flat.shape[0]) if full else jnp.asarray(index)
+    states = jnp.arange(num_states, dtype=flat.dtype)
+
+    def one(i, k):
+        return energy_fn({**position, site: flat.at[i].set(k).reshape(jnp.shape(x))})
+
+    energies = jax.vmap(lambda i: jax.vmap(lambda k: one(i, k))(states))(idx)
+    energies = energies.astype(jnp.result_type(float))  # an energy of integer states is an int
+    e_0 = jnp.take_along_axis(energies, flat[idx].astype(jnp.int32)[:, None], axis=-1)
+    logits = -(energies - e_0)
+    return logits.reshape(jnp.shape(x) + (num_states,)) if full else logits
+
+
+def categorical_logits(
+    energy_fn: EnergyFn,
+    position: Position,
+    site: str,
+    num_states: int,
+    *,
+    affine: bool = False,
+) -> jax.Array:
+    """The q conditional logits of every unit of a categorical ``site``.
+
+    ``log P(x_i = k | x_-i) = logits[i, k] - logsumexp(logits[i])``. One gradient with respect
+    to the one-hot encoding if ``affine`` (:func:`check_categorical_affine`), else exact energy
+    differences.
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array; the site holds integer states (any integer-valued dtype).
+        site: the categorical site.
+        num_states: its number of states q.
+        affine: whether the energy is affine in each unit's :func:`one_hot` encoding.
+
+    Returns:
+        logits of shape ``site_shape + (q,)``, ``-(E(x_i = k) - E(x))``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda pos: -jnp.sum(pos["c"][1:] == pos["c"][:-1])   # 1-D Potts chain
+        >>> categorical_logits(f, {"c": jnp.array([0, 0, 2])}, "c", 3).tolist()
+        [[0.0, -1.0, -1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]
+    """
+    if affine:
+        return gradient_categorical_logits(energy_fn, position, site, num_states)
+    return exact_categorical_logits(energy_fn, position, site, num_states)
+
+
+def _categorical_stats(energy_fn: EnergyFn, pos: Position, site: str, q: int, idx) -> dict:
+    """Gradient and exact logits of units ``idx`` (one gradient, one vmapped energy)."""
+    grad = gradient_categorical_logits(energy_fn, pos, site, q)
+    grad = grad.reshape(-1, q)[idx]
+    exact = exact_categorical_logits(energy_fn, pos, site, q, index=idx)
+    return {"grad": grad, "exact": exact, "energy": energy_fn(pos)}
+
+
+def _categorical_ok(stats: Mapping[str, Any]) -> bool:
+    grad = np.asarray(stats["grad"], dtype=np.float64)
+    exact = np.asarray(stats["exact"], dtype=np.float64)
+    e0 = float(stats["energy"])
+    if not (np.all(np.isfinite(grad)) and np.all(np.isfinite(exact)) and np.isfinite(e0)):
+        return False
+    eps = float(np.finfo(np.asarray(stats["energy"]).dtype).eps)
+    tol = 1e-4 * (1.0 + np.abs(exact)) + 64.0 * eps * (abs(e0) + 1.0)
+    return bool(np.all(np.abs(grad - exact) <= tol))
+
+
+def _random_categorical(rng_key, position: Position, num_states: Mapping[str, int], n: int):
+    out = []
+    for j in range(n):
+        pos = dict(position)
+        for k, (name, q) in enumerate(sorted(num_states.items())):
+            key = jax.random.fold_in(jax.random.fold_in(rng_key, j), k)
+            x = position[name]
+            pos[name] = jax.random.randint(key, jnp.shape(x), 0, q).astype(jnp.asarray(x).dtype)
+        out.append(pos)
+    return out
+
+
+def check_categorical_affine(
+    energy_fn: EnergyFn,
+    position: Position,
+    num_states: Mapping[str, int],
+    *,
+    num_positions: int = 2,
+    num_units: int = 16,
+    seed: int = 0,
+) -> dict[str, bool]:
+    """Whether the gradient logits of each categorical site are exact, at random states.
+
+    For ``num_positions`` uniformly redrawn states and up to ``num_units`` units, the logits of
+    :func:`gradient_categorical_logits` must equal the exact energy differences (to a tolerance
+    scaled by ``|E|``). This holds when the energy is affine in each unit's one-hot vector and
+    reads the site only through :func:`one_hot`; an energy that indexes with the states or uses
+    ``jax.nn.one_hot`` has a zero gradient and fails the check (exact differences are then used,
+    which are always right). Evaluated eagerly in one compilation. A wrong ``num_states`` in
+    :func:`one_hot` raises; any other failure counts as "not affine".
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array (concrete); categorical sites hold integer states.
+        num_states: dict categorical site -> q.
+        num_positions: random states checked.
+        num_units: units checked per state and site.
+        seed: seed of the states and units.
+
+    Returns:
+        dict site -> bool.
+
+    Raises:
+        OneHotError: :func:`one_hot` is applied to a site with another number of states.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> pos = {"c": jnp.zeros(4, jnp.int32)}
+        >>> J = lambda o: -jnp.sum(o[1:] * o[:-1])                       # Potts chain
+        >>> check_categorical_affine(lambda p: J(one_hot(p["c"], 3)), pos, {"c": 3})
+        {'c': True}
+        >>> check_categorical_affine(lambda p: -jnp.sum(p["c"][1:] == p["c"][:-1]), pos, {"c": 3})
+        {'c': False}
+    """
+    if not num_states:
+        return {}
+    idx = {n: _units(int(np.size(position[n])), num_units, seed) for n in num_states}
+
+    def all_stats(key, pos0):
+        states = _random_categorical(key, pos0, num_states, num_positions)
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+        return jax.vmap(
+            lambda pos: {
+                n: _categorical_stats(energy_fn, pos, n, q, idx[n]) for n, q in num_states.items()
+            }
+        )(stacked)
+
+    try:
+        with jax.ensure_compile_time_eval():
+            results = jax.device_get(jax.jit(all_stats)(jax.random.PRNGKey(seed), dict(position)))
+    except OneHotError:
+        raise
+    except Exception:  # noqa: BLE001  (any failure selects exact differences)
+        return {n: False for n in num_states}
+    return {n: _all_categorical_ok(results[n]) for n in num_states}
+
+
+def _all_categorical_ok(batched: Mapping[str, Any]) -> bool:
+    num = np.shape(batched["energy"])[0]
+    return all(
+        _categorical_ok({k: np.asarray(v)[j] for k, v in batched.items()}) for j in range(num)
+    )
+
+
+def check_one_hot(energy_fn: EnergyFn, position: Position, num_states: Mapping[str, int]) -> None:
+    """Refuse an energy that one-hot encodes a categorical site with the wrong number of states.
+
+    Traces the energy once (nothing is compiled) and looks, in its program, for every
+    ``jax.nn.one_hot`` (or :func:`one_hot`) applied directly to a categorical site's value (or
+    to a cast of it): its number of classes must be the site's ``q``. Not caught: an encoding
+    built by hand (``x[..., None] == jnp.arange(3)``), one applied after other arithmetic on the
+    states, or indexing with the states (``h[s]`` with ``h`` of the wrong length clamps
+    silently, as JAX indexing does).
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array (concrete).
+        num_states: dict categorical site -> q.
+
+    Raises:
+        OneHotError: naming the site, the q of the encoding and the site's q.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> f = lambda p: -jnp.sum(jax.nn.one_hot(p["c"], 2)[:, 0])
+        >>> check_one_hot(f, {"c": jnp.zeros(3, jnp.int32)}, {"c": 3})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ebm_ppl.energy.conditionals.OneHotError: the energy one-hot encodes site 'c' with num_states=2, ...
+    """
+    if not num_states:
+        return
+    names = list(num_states)
+    rest = {n: v for n, v in position.items() if n not in num_states}
+
+    def fn(*xs):
+        with _probing_all(dict(zip(names, xs, strict=True)), num_states):
+            return energy_fn({**rest, **dict(zip(names, xs, strict=True))})
+
+    try:
+        closed = jax.make_jaxpr(fn)(*(position[n] for n in names))
+    except OneHotError:
+        raise
+    except Exception:  # noqa: BLE001  (an energy that cannot be traced here is checked later)
+        return
+    jaxpr = closed.jaxpr
+    _scan_one_hot(jaxpr, {v: n for v, n in zip(jaxpr.invars, names, strict=True)}, num_states)
+
+
+@contextlib.contextmanager
+def _probing_all(values: Mapping[str, Any], num_states: Mapping[str, int]) -> Iterator[None]:
+    ftype = jnp.result_type(float)
+    with contextlib.ExitStack() as stack:
+        for n, x in values.items():
+            probe = jnp.zeros(jnp.shape(x) + (num_states[n],), ftype)
+            stack.enter_context(_probing(x, probe, n))
+        yield
+
+
+_PASS_THROUGH = ("convert_element_type", "copy", "copy_p", "reduce_precision", "round", "floor")
+
+
+def _scan_one_hot(jaxpr: Any, tracked: dict, num_states: Mapping[str, int]) -> None:
+    """Walk a jaxpr, following the site values through casts into ``_one_hot`` calls."""
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        sources = [tracked[v] for v in eqn.invars if not hasattr(v, "val") and v in tracked]
+        if not sources:
+            continue
+        site = sources[0]
+        if name in _PASS_THROUGH:
+            for out in eqn.outvars:
+                tracked[out] = site
+            continue
+        inner = eqn.params.get("jaxpr")
+        if inner is None:
+            continue
+        inner_jaxpr = getattr(inner, "jaxpr", inner)
+        if eqn.params.get("name") == "_one_hot" and len(eqn.outvars) == 1:
+            num = eqn.outvars[0].aval.shape[-1]
+            if num != num_states[site]:
+                raise OneHotError(
+                    f"the energy one-hot encodes site {site!r} with num_states={num}, but the "
+                    f"site has {num_states[site]} states (its base measure's num_states)"
+                )
+            continue
+        sub = {
+            iv: tracked[ov]
+            for iv, ov in zip(inner_jaxpr.invars, eqn.invars, strict=False)
+            if not hasattr(ov, "val") and ov in tracked
+        }
+        _scan_one_hot(inner_jaxpr, sub, num_states)
+
+
+def check_model_categorical_affine(
+    model: Any, *, num_positions: int = 2, seed: int = 0, num_units: int = 16
+) -> dict[str, bool]:
+    """For each categorical state site of an :class:`~ebm_ppl.EnergyModel`: gradient logits exact?
+
+    First :func:`check_one_hot` (a wrong ``num_states`` in a one-hot encoding raises), then
+    :func:`check_categorical_affine` at random states under the model's initial parameters and
+    under a random perturbation of them, in one compilation. ``True`` means
+    :func:`categorical_logits` may use one gradient; ``False`` selects exact differences.
+
+    Args:
+        model: an ``EnergyModel``.
+        num_positions: random states per parameter set.
+        seed: seed of the states, the units and the perturbation.
+        num_units: units checked per state.
+
+    Returns:
+        dict categorical site -> bool (empty if the model has none).
+
+    Raises:
+        OneHotError: the energy one-hot encodes a site with the wrong number of states.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+        >>> def potts():
+        ...     o = ebm.one_hot(numpyro.sample("c", ebm.Categorical(5, 3)), 3)
+        ...     ebm.energy("E", -jnp.sum(o[1:] * o[:-1]))
+        >>> check_model_categorical_affine(ebm.EnergyModel(potts))
+        {'c': True}
+    """
+    num_states = model.plan.num_states()
+    if not num_states:
+        return {}
+    k_par, k_pert, k_state = jax.random.split(jax.random.PRNGKey(seed), 3)
+    with jax.ensure_compile_time_eval():
+        params = model.init_params(k_par)
+        position = {n: v[0] for n, v in model.plan.to_kernel(model.init_values(k_state, 1)).items()}
+    check_one_hot(lambda pos: model.energy(params, pos), position, num_states)
+    out = {n: True for n in num_states}
+    for p in (params, _perturb(model, k_pert, params)):
+        ok = check_categorical_affine(
+            lambda pos, p=p: model.energy(p, pos),
+            position,
+            num_states,
+            num_positions=num_positions,
+            num_units=num_units,
+            seed=seed,
+        )
+        out = {n: out[n] and ok[n] for n in num_states}
+    return out

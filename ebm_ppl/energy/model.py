@@ -13,7 +13,12 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import log_density
 
-from ebm_ppl.energy.conditionals import check_model_affine, conditional_logits
+from ebm_ppl.energy.conditionals import (
+    categorical_logits,
+    check_model_affine,
+    check_model_categorical_affine,
+    conditional_logits,
+)
 from ebm_ppl.energy.plan import SitePlan
 
 __all__ = ["EnergyModel", "SiteInfo"]
@@ -118,6 +123,7 @@ class EnergyModel:
             if self.plan[name].is_constrained
         }
         self._affine: dict[str, bool] | None = None  # see affine_sites (checked on first use)
+        self._categorical_affine: dict[str, bool] | None = None  # categorical_affine_sites
 
     # ------------------------------------------------------------------ structure
     def _prototype_trace(self):
@@ -283,6 +289,17 @@ class EnergyModel:
             >>> em.conditional_logits({}, {"s": jnp.ones(3)}, "s").tolist()
             [2.0, 4.0, 2.0]
         """
+        if site in self.plan.categorical_sites:
+            # q logits per unit, shape site_shape + (q,): energy.conditionals.categorical_logits
+            q = self.plan.num_states()[site]
+            data = self.plan.to_kernel({n: jnp.asarray(v) for n, v in values.items()})
+            return categorical_logits(
+                lambda pos: self.energy(params, pos),
+                data,
+                site,
+                q,
+                affine=self.categorical_affine_sites[site],
+            )
         affine = self.affine_sites
         if site not in affine:
             raise ValueError(f"site must be a binary state site {sorted(affine)}, got {site!r}")
@@ -292,6 +309,18 @@ class EnergyModel:
         return conditional_logits(
             lambda pos: self.energy(params, pos), data, site, levels, affine=affine[site]
         )
+
+    @property
+    def categorical_affine_sites(self) -> dict[str, bool]:
+        """Categorical state site -> whether one gradient gives its conditional logits.
+
+        True when the energy is affine in each unit's :func:`ebm_ppl.one_hot` encoding and reads
+        the site only through it: :func:`ebm_ppl.energy.conditionals.check_model_categorical_affine`
+        (checked once, on first use; a one-hot encoding with the wrong number of states raises).
+        """
+        if self._categorical_affine is None:
+            self._categorical_affine = check_model_categorical_affine(self)
+        return dict(self._categorical_affine)
 
     @property
     def affine_sites(self) -> dict[str, bool]:

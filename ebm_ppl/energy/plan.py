@@ -49,6 +49,8 @@ from numpyro.distributions import constraints
 from numpyro.distributions.distribution import ExpandedDistribution, MaskedDistribution, Unit
 from numpyro.distributions.transforms import biject_to
 
+from ebm_ppl.energy.base import Categorical
+
 __all__ = ["SitePlan", "SiteSpec", "is_concrete"]
 
 ROLES = ("state", "data", "param", "energy")
@@ -93,6 +95,10 @@ def _finite_support(fn: Any) -> tuple[float, ...] | None:
     if flat.shape[1] > 1 and not np.all(flat == flat[:, :1]):
         return None  # units with different supports: not one finite kind
     return tuple(float(v) for v in np.sort(flat[:, 0]))
+
+
+def _declared_categorical(fn: Any) -> bool:
+    return isinstance(_unwrap(fn), Categorical)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +204,9 @@ def _spec(name: str, site: Mapping[str, Any]) -> SiteSpec | None:
         values = _finite_support(fn)
         if values is None:
             kind = "discrete"
+        elif _declared_categorical(fn):
+            # ebm.Categorical is categorical at any q (q = 2 too): its states are integers
+            kind = "categorical"
         elif len(values) == 2:
             kind = "binary"
         elif values == tuple(float(i) for i in range(len(values))):
@@ -638,11 +647,38 @@ class SitePlan(Mapping[str, SiteSpec]):
                 raise ValueError(f"{where} is outside the site's support {spec.support}")
 
     def to_kernel(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Discrete values as floats (what kernels and gradients work on); others unchanged."""
+        """Values as kernels hold them; others unchanged.
+
+        Binary and other discrete values become floats (kernels and gradients work on them);
+        categorical values become ``int32`` (energies index with them, NumPyro's ``Categorical``
+        needs integers, ``jax.nn.one_hot`` wants them).
+        """
         ftype = jnp.result_type(float)
+        out = {}
+        for n, v in values.items():
+            spec = self._specs.get(n)
+            if spec is not None and spec.kind == "categorical":
+                v = jnp.asarray(v).astype(jnp.int32)
+            elif spec is not None and spec.is_discrete:
+                v = jnp.asarray(v, ftype)
+            out[n] = v
+        return out
+
+    def num_states(self, names: Iterable[str] | None = None) -> dict[str, int]:
+        """``site -> q`` for the categorical state sites among ``names`` (default all).
+
+        Examples:
+            >>> import numpyro, ebm_ppl as ebm
+            >>> def m():
+            ...     ebm.energy("E", numpyro.sample("c", ebm.Categorical(4, 3)).sum())
+            >>> ebm.EnergyModel(m).plan.num_states()
+            {'c': 3}
+        """
+        names = self.categorical_sites if names is None else tuple(names)
         return {
-            n: (jnp.asarray(v, ftype) if n in self._specs and self._specs[n].is_discrete else v)
-            for n, v in values.items()
+            n: int(self._specs[n].num_states or 0)
+            for n in names
+            if self._specs[n].kind == "categorical"
         }
 
     def from_kernel(self, values: Mapping[str, Any]) -> dict[str, Any]:
