@@ -55,6 +55,7 @@ _LAZY_ATTRS: dict[str, tuple[str, str]] = {
     "LogLikelihood": ("ebm_ppl.partition.base", "LogLikelihood"),
     "log_likelihood": ("ebm_ppl.partition.likelihood", "log_likelihood"),
     "fit": ("ebm_ppl.train.fit", "fit"),
+    "PseudoLikelihood": ("ebm_ppl.objectives.pseudo_likelihood", "PseudoLikelihood"),
     "enable_compilation_cache": ("ebm_ppl.kernels.compile_cache", "enable_compilation_cache"),
     "FitResult": ("ebm_ppl.train.fit", "FitResult"),
 }

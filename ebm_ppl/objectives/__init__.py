@@ -1,4 +1,5 @@
-"""Learning objectives: contrastive (CD, PCD, replay), NCE, score matching, variational."""
+"""Learning objectives: contrastive (CD, PCD, replay), NCE, score matching, pseudo-likelihood,
+variational."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ebm_ppl.objectives.contrastive import (
     ReplayBuffer,
 )
 from ebm_ppl.objectives.nce import FCE, NCE, FlowContrastiveEstimation
+from ebm_ppl.objectives.pseudo_likelihood import PseudoLikelihood
 from ebm_ppl.objectives.score_matching import (
     DenoisingScoreMatching,
     ScoreMatching,
@@ -28,6 +30,7 @@ __all__ = [
     "Objective",
     "ObjectiveSpec",
     "PersistentContrastiveDivergence",
+    "PseudoLikelihood",
     "ReplayBuffer",
     "ScoreMatching",
     "SlicedScoreMatching",

@@ -162,7 +162,9 @@ def _make_log_sum(
     num_chunks = -(-num_states // chunk)
     dtype = jnp.result_type(float)
     offsets = np.cumsum([0, *sizes])
-    tables = {n: jnp.asarray(supports[n], dtype) for n in enum_sites}
+    # Categorical values are int32 (as kernels hold them), binary ones floats.
+    dtypes = {n: jnp.int32 if em.plan[n].kind == "categorical" else dtype for n in supports}
+    tables = {n: jnp.asarray(supports[n], dtypes[n]) for n in enum_sites}
 
     def state_of(index):
         digits = (index // jnp.asarray(strides, jnp.uint32)) % jnp.asarray(radices, jnp.uint32)
@@ -178,7 +180,7 @@ def _make_log_sum(
             return -em.energy(params, pos), pos
         support = supports[summed]
         lo = support[0]
-        pos[summed] = jnp.full(shapes[summed], lo, dtype)
+        pos[summed] = jnp.full(shapes[summed], lo, dtypes[summed])
         if em.plan[summed].kind == "categorical":
             # Units of one declared block are conditionally independent: E is the energy at
             # state 0 plus one term per unit, read off by exact single-unit differences.
@@ -393,10 +395,10 @@ def free_energy(
 def _check_data(em: EnergyModel, data: Any) -> dict[str, jax.Array]:
     if not isinstance(data, Mapping) or not data:
         raise TypeError(f"data must be a non-empty dict site -> array, got {type(data).__name__}")
-    data = {n: jnp.asarray(v, dtype=jnp.result_type(float)) for n, v in data.items()}
     unknown = [n for n in data if n not in em.state_sites]
     if unknown:
         raise ValueError(f"data has unknown site(s) {unknown}; state sites: {list(em.state_sites)}")
+    data = em.plan.to_kernel({n: jnp.asarray(v) for n, v in data.items()})
     sizes = set()
     for n, v in data.items():
         want = em.sites[n].shape
