@@ -31,7 +31,11 @@ __all__ = [
     "ess",
     "load",
     "mixing_report",
+    "NESTED_RHAT_MAX",
     "nested_rhat",
+    "nested_rhat_threshold",
+    "rstar",
+    "rstar_threshold",
     "plot_energy",
     "plot_rank",
     "plot_samples",
@@ -45,6 +49,8 @@ RHAT_MAX = 1.01
 """Rank-normalized split R-hat threshold (Vehtari et al. 2021)."""
 ESS_MIN = 400.0
 """Minimum bulk and tail ESS in total over chains (Vehtari et al. 2021)."""
+NESTED_RHAT_MAX = 1.01
+"""Nested R-hat threshold ``1 + δ`` with ``δ = 0.01`` (Margossian et al. 2024)."""
 
 # Gradient evaluations per transition of kernels that do not record them (for ESS per gradient).
 _GRADS_PER_STEP = {"mala": 1, "ula": 1, "sgld": 1}
@@ -344,7 +350,9 @@ def _z_scale(arr: np.ndarray) -> np.ndarray:
     return z.reshape(c, d, k)
 
 
-def nested_rhat(draws: Any, groups: Sequence[Any] | np.ndarray) -> np.ndarray:
+def nested_rhat(
+    draws: Any, groups: Sequence[Any] | np.ndarray, *, rank_normalize: bool = True
+) -> np.ndarray:
     """Nested R-hat between groups of chains (Margossian et al. 2024), per component.
 
     With groups (superchains) ``k`` of ``M_k`` chains, ``B`` is the variance of the group means
@@ -353,9 +361,21 @@ def nested_rhat(draws: Any, groups: Sequence[Any] | np.ndarray) -> np.ndarray:
     statistic is invariant to monotone transforms. Near 1 when the groups sample the same
     distribution.
 
+    Valid for any number of draws per chain, down to one (many short chains on an accelerator):
+    the within-chain variance of a one-draw chain is 0 and the between-chain spread inside each
+    group carries ``W``. With one chain per group and ``rank_normalize=False`` it is the
+    ordinary (non-split) R-hat without its ``(N - 1) / N`` factor: ``nR² = R² + 1/N``
+    (Margossian et al., footnote 1). For ``M`` independent chains per group and ``N``
+    independent draws each, ``nR² ≈ 1 + 1/(M N)`` when everything mixes, so ``M`` must be
+    large for a ``1.01`` threshold (:data:`NESTED_RHAT_MAX`; see
+    :func:`nested_rhat_threshold`).
+
     Args:
-        draws: array ``(chain, draw, *shape)``.
-        groups: group label of every chain (length ``chain``), at least two distinct labels.
+        draws: array ``(chain, draw, *shape)`` with ``draw >= 1``.
+        groups: group label of every chain (length ``chain``), at least two distinct labels;
+            in the nested design, the chains of a group (superchain) share their start.
+        rank_normalize: rank-normalize the draws over all chains first (Vehtari et al. 2021);
+            ``False`` gives the statistic of the paper on the raw draws.
 
     Returns:
         Array ``shape``.
@@ -373,17 +393,24 @@ def nested_rhat(draws: Any, groups: Sequence[Any] | np.ndarray) -> np.ndarray:
         >>> x = np.random.default_rng(0).normal(size=(8, 200))
         >>> float(nested_rhat(x, [0, 0, 0, 0, 1, 1, 1, 1])) < 1.01
         True
+        >>> one_draw = np.random.default_rng(1).normal(size=(400, 1))  # 4 groups of 100 chains
+        >>> one_draw[:100] += 3.0  # one superchain stuck elsewhere
+        >>> float(nested_rhat(one_draw, np.repeat(np.arange(4), 100))) > 1.5
+        True
     """
-    arr = _as_chain_draw(draws)
+    arr = _as_short_chains(draws)
     labels = np.asarray([str(g) for g in groups])
     if labels.shape != (arr.shape[0],):
         raise ValueError(f"groups has {labels.size} labels for {arr.shape[0]} chains")
     uniq = list(dict.fromkeys(labels.tolist()))
     if len(uniq) < 2:
         raise ValueError(f"groups needs at least two distinct labels, got {uniq}")
-    flat = _z_scale(arr.reshape(arr.shape[0], arr.shape[1], -1))
+    flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
+    if rank_normalize:
+        flat = _z_scale(flat)
     chain_mean = flat.mean(axis=1)  # (chain, K)
-    chain_var = flat.var(axis=1, ddof=1)
+    # one draw per chain: no within-chain spread (the paper's W-tilde = 0 for N = 1)
+    chain_var = flat.var(axis=1, ddof=1) if flat.shape[1] > 1 else np.zeros_like(chain_mean)
     g_means, w = [], []
     for g in uniq:
         sel = labels == g
@@ -393,6 +420,155 @@ def nested_rhat(draws: Any, groups: Sequence[Any] | np.ndarray) -> np.ndarray:
     b = np.var(np.stack(g_means), axis=0, ddof=1)
     out = np.sqrt(1.0 + b / np.mean(np.stack(w), axis=0))
     return out.reshape(arr.shape[2:])
+
+
+def _as_short_chains(draws: Any) -> np.ndarray:
+    """``(chain, draw, ...)`` float64 array, finite, any number of draws (>= 1)."""
+    try:
+        arr = np.asarray(draws, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"draws must be a numeric array (chain, draw, ...), got {type(draws).__name__}"
+        ) from None
+    if arr.ndim < 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(
+            f"draws must have shape (chain, draw, ...) with draw >= 1, got {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("draws contains NaN or inf")
+    return arr
+
+
+def nested_rhat_threshold(
+    num_chains_per_group: int, num_draws: int, *, delta: float = NESTED_RHAT_MAX - 1.0
+) -> float:
+    """The nested R-hat above which groups of chains are taken not to agree.
+
+    ``sqrt((1 + δ)² + 1/(M N))``: the threshold ``1 + δ`` of Margossian et al. (2024) on top
+    of what independent, well-mixed chains give by chance, ``nR² ≈ 1 + 1/(M N)`` for ``M``
+    chains of ``N`` draws per group, so that a design with few chains per group is not flagged
+    for its own noise (for large ``M N`` it is ``1 + δ``).
+
+    Args:
+        num_chains_per_group: ``M`` (>= 1).
+        num_draws: ``N``, draws per chain (>= 1).
+        delta: the tolerance ``δ`` (> 0).
+
+    Examples:
+        >>> round(nested_rhat_threshold(100, 1), 4)
+        1.0149
+        >>> round(nested_rhat_threshold(10_000, 100), 4)
+        1.01
+    """
+    for name, value in (("num_chains_per_group", num_chains_per_group), ("num_draws", num_draws)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if not delta > 0:
+        raise ValueError(f"delta must be > 0, got {delta!r}")
+    return float(math.sqrt((1.0 + delta) ** 2 + 1.0 / (num_chains_per_group * num_draws)))
+
+
+def rstar_threshold(num_chains: int, num_test: int, *, alpha: float = 0.01) -> float:
+    """The R* above which a classifier tells chains apart better than chance.
+
+    Under mixing, each of ``num_test`` held-out draws is classified right with probability
+    ``1/C`` (``C = num_chains``), so ``R* = C · accuracy`` has mean 1 and standard deviation
+    ``sqrt((C - 1) / num_test)``; the threshold is ``1 + z_{1-α} · sd`` (one-sided). Lambert
+    and Vehtari (2022) read ``R*`` against 1 in the same way, with its sampling spread.
+
+    Examples:
+        >>> round(rstar_threshold(4, 600), 3)
+        1.164
+    """
+    from scipy import stats as sps
+
+    if num_chains < 2 or num_test < 1:
+        raise ValueError(f"need num_chains >= 2 and num_test >= 1, got {num_chains}, {num_test}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    return float(1.0 + sps.norm.ppf(1.0 - alpha) * math.sqrt((num_chains - 1) / num_test))
+
+
+def rstar(
+    draws: Any,
+    *,
+    classifier: Any = None,
+    split: bool = True,
+    training_fraction: float = 0.7,
+    seed: int = 0,
+) -> float:
+    """R*: how well a classifier tells which chain a draw came from (Lambert and Vehtari 2022).
+
+    The draws of all variables form the features, the chain (after splitting each chain in two
+    halves when ``split``) is the label; a classifier is trained on a random
+    ``training_fraction`` of the draws and ``R* = C × accuracy`` on the rest, ``C`` the number
+    of (split) chains. Close to 1 (chance) when the chains sample the same distribution; above
+    :func:`rstar_threshold` they differ in some direction, possibly one no marginal R-hat sees.
+    Needs scikit-learn (the ``sklearn`` extra).
+
+    Args:
+        draws: array ``(chain, draw, *shape)``; all components are features.
+        classifier: an unfitted scikit-learn classifier (default: a random forest of 100
+            trees on one thread, ``RandomForestClassifier``, as the ``posterior`` R package;
+            the paper also uses gradient-boosted trees).
+        split: split each chain in halves (sees chains that drift within themselves).
+        training_fraction: share of the draws to train on, in ``(0, 1)``.
+        seed: seed of the train/test split and of the default classifier.
+
+    Returns:
+        R* as a float.
+
+    Raises:
+        ImportError: without scikit-learn, naming the extra.
+        ValueError: fewer than two chains or too few draws for a test set.
+
+    References:
+        Lambert, Vehtari (2022), "R*: a robust MCMC convergence diagnostic with uncertainty
+        using decision tree classifiers", Bayesian Analysis 17(2).
+
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(4, 300, 2))
+        >>> bool(rstar(x) < rstar_threshold(8, 360))
+        True
+        >>> x[0] += 2.0
+        >>> bool(rstar(x) > rstar_threshold(8, 360))
+        True
+    """
+    try:
+        from sklearn.base import clone
+        from sklearn.ensemble import RandomForestClassifier
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise ImportError("rstar needs scikit-learn: pip install 'ebm_ppl[sklearn]'") from err
+    arr = _as_short_chains(draws)
+    if not 0.0 < training_fraction < 1.0:
+        raise ValueError(f"training_fraction must be in (0, 1), got {training_fraction!r}")
+    c, n = arr.shape[:2]
+    if c < 2 and not split:
+        raise ValueError(f"rstar needs at least two chains, got {c}")
+    x = arr.reshape(c, n, -1)
+    if split:
+        half = n // 2
+        if half < 2:
+            raise ValueError(f"rstar with split=True needs at least 4 draws per chain, got {n}")
+        x = np.concatenate([x[:, :half], x[:, n - half :]], axis=0)
+    num_chains, num_draws, dim = x.shape
+    features = x.reshape(-1, dim)
+    labels = np.repeat(np.arange(num_chains), num_draws)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    num_train = int(round(training_fraction * len(labels)))
+    if num_train < num_chains or len(labels) - num_train < 1:
+        raise ValueError(f"too few draws ({len(labels)}) for a training and a test set")
+    train, test = order[:num_train], order[num_train:]
+    model = (
+        RandomForestClassifier(n_estimators=100, random_state=seed)
+        if classifier is None
+        else clone(classifier)
+    )
+    model.fit(features[train], labels[train])
+    accuracy = float(np.mean(model.predict(features[test]) == labels[test]))
+    return num_chains * accuracy
 
 
 def _group_scores(arr: np.ndarray, labels: np.ndarray, uniq: list[str]) -> np.ndarray:
