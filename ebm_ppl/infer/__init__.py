@@ -12,6 +12,7 @@ from ebm_ppl.infer.composite import Composite
 from ebm_ppl.infer.discrete import BlockGibbs, GibbsWithGradients
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
 from ebm_ppl.infer.registry import available_kernels, register_kernel
+from ebm_ppl.infer.tempering import ParallelTempering, PTState
 
 __all__ = [
     "MALA",
@@ -22,6 +23,8 @@ __all__ = [
     "Composite",
     "GibbsWithGradients",
     "KernelAdapter",
+    "PTState",
+    "ParallelTempering",
     "available_kernels",
     "register_kernel",
 ]

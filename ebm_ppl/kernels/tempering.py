@@ -86,6 +86,7 @@ __all__ = [
     "init",
     "is_improper",
     "reference_energy",
+    "refresh",
     "schedule_rounds",
     "tempered_energy",
     "update_schedule",
@@ -140,8 +141,9 @@ class TemperingState(NamedTuple):
 
     @property
     def position(self) -> ArrayTree:
-        """The target replica's position (slot ``T - 1``, ``β = 1``)."""
-        return jax.tree.map(lambda x: x[-1], self.states.position)
+        """The target replica's position (slot ``T - 1``, ``β = 1``; leading chain axes kept)."""
+        index = (slice(None),) * (jnp.ndim(self.betas) - 1) + (-1,)
+        return jax.tree.map(lambda x: x[index], self.states.position)
 
 
 class TemperingInfo(NamedTuple):
@@ -585,6 +587,28 @@ def init(
         swap_count=jnp.zeros((), jnp.int32),
         iteration=jnp.zeros((), jnp.int32),
     )
+
+
+def refresh(
+    state: TemperingState, energy_fn: EnergyFn, reference_energy_fn: EnergyFn, *, sampler: Any
+) -> TemperingState:
+    """Recompute every slot's cached energies for new energy functions (new parameters or
+    conditioning), keeping positions, schedule, step sizes and statistics.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from ebm_ppl.kernels.resolve import resolve_kernel
+        >>> s = resolve_kernel("mala")
+        >>> ref = lambda x: jnp.sum(x**2) / 2
+        >>> st = init(jnp.ones((3, 1)), lambda x: jnp.sum(x**2), ref, sampler=s, betas=default_schedule(3))
+        >>> st = refresh(st, lambda x: 3.0 * jnp.sum(x**2), ref, sampler=s)
+        >>> st.energy.tolist()
+        [3.0, 3.0, 3.0]
+    """
+    positions = state.states.position
+    energy, reference = _slot_energies(positions, energy_fn, reference_energy_fn)
+    states = _refresh(sampler, positions, state.betas, energy_fn, reference_energy_fn)
+    return state._replace(states=states, energy=energy, reference_energy=reference)
 
 
 # ------------------------------------------------------------------------------ transition
