@@ -47,7 +47,13 @@ from ebm_ppl.infer.adapter import KernelAdapter, check_finite_starts
 from ebm_ppl.infer.discrete import _stand_in, _trace_plan
 from ebm_ppl.kernels import tempering
 
-__all__ = ["PTState", "ParallelTempering", "check_tempering", "tempering_options"]
+__all__ = [
+    "PTState",
+    "ParallelTempering",
+    "check_tempering",
+    "tempered_kernel",
+    "tempering_options",
+]
 
 
 class PTState(NamedTuple):
@@ -181,6 +187,36 @@ def check_tempering(tempering_arg: Any, plan: Any, argument: str = "tempering") 
     )
     tempering.reference_energy(plan, reference=opts.get("reference"), argument="reference")
     return opts
+
+
+_NOT_TEMPERED = ("nuts", "hmc", "sgld")
+
+
+def tempered_kernel(
+    kernel: str, kernel_name: str, plan: Any, tempering_arg: Any
+) -> tuple[str, dict[str, Any]]:
+    """The kernel ``sample(kernel=..., tempering=...)`` wraps, and the checked options.
+
+    ``kernel="auto"`` on an all-continuous model tempers MALA (NUTS is NumPyro's and not
+    wrapped); NUTS, HMC and SGLD named explicitly are refused.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+        >>> def m():
+        ...     s = numpyro.sample("s", ebm.Spins(3))
+        ...     ebm.energy("E", -jnp.sum(s[1:] * s[:-1]))
+        >>> tempered_kernel("auto", "gibbs", ebm.EnergyModel(m).plan, 4)
+        ('gibbs', {'num_temperatures': 4})
+    """
+    if kernel_name in _NOT_TEMPERED:
+        if str(kernel).lower() == "auto" and kernel_name == "nuts":
+            kernel_name = "mala"
+        else:
+            raise ValueError(
+                f"kernel={kernel_name!r} cannot be tempered: tempering wraps 'mala', 'ula', "
+                "'gibbs', 'gwg' or 'composite' (or build ParallelTempering(kernel) yourself)"
+            )
+    return kernel_name, check_tempering(tempering_arg, plan)
 
 
 class ParallelTempering(MCMCKernel):
