@@ -15,7 +15,15 @@ Gaussian–Bernoulli (``visible="gaussian"``, param ``"sigma"`` > 0):
               - \\sum_{ij} \\frac{v_i}{\\sigma_i} W_{ij} h_j, \\qquad
     p(v \\mid h) = \\mathcal N(b + \\sigma \\odot W h, \\operatorname{diag} \\sigma^2).
 
-Sites ``"v"`` (``Bits`` or ``Flat``) and ``"h"`` (``Bits``); with ``marginalize_hidden=True``
+Categorical–Bernoulli (``visible="categorical", num_states=q``; ``v_i ∈ {0, …, q-1}``, one-hot
+``x_i``; ``W`` of shape ``(D, q, H)``, ``b`` of shape ``(D, q)``):
+
+.. math::
+
+    E(v, h) = -\\sum_i b_{i v_i} - c^\\top h - \\sum_{ij} W_{i v_i j} h_j, \\qquad
+    F(v) = -\\sum_i b_{i v_i} - \\sum_j \\operatorname{softplus}(c_j + \\sum_i W_{i v_i j}).
+
+Sites ``"v"`` (``Bits``, ``Flat`` or ``Categorical``) and ``"h"`` (``Bits``); with ``marginalize_hidden=True``
 only ``"v"``, whose energy is the free energy ``F(v)``. The two layers are declared as Gibbs
 blocks (``infer={"blocks": 0}`` on ``"v"``, ``1`` on ``"h"``). :func:`log_partition` sums the
 smaller layer out in closed form; :func:`ebm_ppl.log_partition` (``method="exact"``) uses it
@@ -40,7 +48,8 @@ import numpy as np
 import numpyro
 from numpyro.distributions import constraints
 
-from ebm_ppl.energy.base import Bits, Flat
+from ebm_ppl.energy.base import Bits, Categorical, Flat
+from ebm_ppl.energy.conditionals import one_hot
 from ebm_ppl.energy.declare import energy as declare_energy
 
 __all__ = [
@@ -58,7 +67,7 @@ __all__ = [
 #: Largest layer :func:`log_partition` enumerates (2^24 states).
 MAX_ENUMERATED_UNITS = 24
 
-_VISIBLE = ("bernoulli", "gaussian")
+_VISIBLE = ("bernoulli", "gaussian", "categorical")
 
 
 def _check_visible(visible: str) -> None:
@@ -70,10 +79,24 @@ def _scaled(params: dict[str, Any], v: Any, visible: str) -> Any:
     return v / params["sigma"] if visible == "gaussian" else v
 
 
+def _encode(params: dict[str, Any], v: Any) -> Any:
+    """One-hot ``(..., D, q)`` of categorical visible states (``q`` from ``b``)."""
+    return one_hot(v, params["b"].shape[-1], dtype=jnp.result_type(params["b"].dtype, float))
+
+
 def _visible_energy(params: dict[str, Any], v: Any, visible: str) -> Any:
     if visible == "gaussian":
         return jnp.sum((v - params["b"]) ** 2 / (2.0 * params["sigma"] ** 2), axis=-1)
+    if visible == "categorical":
+        return -jnp.sum(_encode(params, v) * params["b"], axis=(-2, -1))
     return -(v @ params["b"])
+
+
+def _hidden_input(params: dict[str, Any], v: Any, visible: str) -> Any:
+    """``(v/σ)ᵀW`` (or ``Σ_i W[i, v_i]`` for categorical units), shape ``(..., H)``."""
+    if visible == "categorical":
+        return jnp.einsum("...ik,ikj->...j", _encode(params, v), params["W"])
+    return _scaled(params, v, visible) @ params["W"]
 
 
 def energy(params: dict[str, Any], v: Any, h: Any, visible: str = "bernoulli") -> Any:
@@ -86,11 +109,10 @@ def energy(params: dict[str, Any], v: Any, h: Any, visible: str = "bernoulli") -
         -2.0
     """
     _check_visible(visible)
-    x = _scaled(params, v, visible)
     return (
         _visible_energy(params, v, visible)
         - h @ params["c"]
-        - jnp.einsum("...i,ij,...j->...", x, params["W"], h)
+        - jnp.sum(_hidden_input(params, v, visible) * h, axis=-1)
     )
 
 
@@ -104,9 +126,8 @@ def free_energy(params: dict[str, Any], v: Any, visible: str = "bernoulli") -> A
         -0.693147
     """
     _check_visible(visible)
-    x = _scaled(params, v, visible)
     return _visible_energy(params, v, visible) - jnp.sum(
-        jax.nn.softplus(params["c"] + x @ params["W"]), axis=-1
+        jax.nn.softplus(params["c"] + _hidden_input(params, v, visible)), axis=-1
     )
 
 
@@ -119,12 +140,13 @@ def sample_hidden(rng_key: Any, params: dict[str, Any], v: Any, visible: str = "
         >>> sample_hidden(jax.random.PRNGKey(0), p, jnp.ones(2)).tolist()
         [1.0, 1.0, 1.0]
     """
-    logits = params["c"] + _scaled(params, v, visible) @ params["W"]
+    logits = params["c"] + _hidden_input(params, v, visible)
     return jax.random.bernoulli(rng_key, jax.nn.sigmoid(logits)).astype(logits.dtype)
 
 
 def sample_visible(rng_key: Any, params: dict[str, Any], h: Any, visible: str = "bernoulli") -> Any:
-    """Draw ``v ~ p(v | h)``: Bernoulli with logits ``b + Wh``, or ``N(b + σ⊙Wh, σ²)``.
+    """Draw ``v ~ p(v | h)``: Bernoulli with logits ``b + Wh``, ``N(b + σ⊙Wh, σ²)``, or
+    categorical with logits ``b_i + W_i h`` (``int32`` states).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -133,6 +155,9 @@ def sample_visible(rng_key: Any, params: dict[str, Any], h: Any, visible: str = 
         [0.0, 0.0]
     """
     _check_visible(visible)
+    if visible == "categorical":
+        logits = params["b"] + jnp.einsum("ikj,...j->...ik", params["W"], h)
+        return jax.random.categorical(rng_key, logits).astype(jnp.int32)
     act = h @ params["W"].T
     if visible == "gaussian":
         sigma = params["sigma"]
@@ -164,6 +189,8 @@ def log_partition(params: dict[str, Any], visible: str = "bernoulli") -> Any:
         True
     """
     _check_visible(visible)
+    if visible == "categorical":
+        return _categorical_log_partition(params)
     W, b, c = params["W"], params["b"], params["c"]
     nv, nh = W.shape
     dtype = jnp.result_type(W.dtype, float)
@@ -189,6 +216,26 @@ def log_partition(params: dict[str, Any], visible: str = "bernoulli") -> Any:
     vs = _all_states(nv, dtype)
     terms = vs @ b + jnp.sum(jax.nn.softplus(c + vs @ W), axis=-1)
     return jax.scipy.special.logsumexp(terms)
+
+
+def _categorical_log_partition(params: dict[str, Any]) -> Any:
+    """Categorical visible units: the smaller of ``2^H`` and ``q^D`` states enumerated."""
+    W, b, c = params["W"], params["b"], params["c"]
+    nv, q, nh = W.shape
+    dtype = jnp.result_type(W.dtype, float)
+    if nh <= MAX_ENUMERATED_UNITS and nh <= nv * math.log2(q):
+        hs = _all_states(nh, dtype)
+        act = b + jnp.einsum("ikj,sj->sik", W, hs)  # (2^H, D, q)
+        terms = hs @ c + jnp.sum(jax.scipy.special.logsumexp(act, axis=-1), axis=-1)
+        return jax.scipy.special.logsumexp(terms)
+    if nv * math.log2(q) > MAX_ENUMERATED_UNITS:
+        raise ValueError(
+            f"num_hidden={nh} and num_visible={nv} (q={q}) are too large to enumerate "
+            f"(> 2^{MAX_ENUMERATED_UNITS} states)"
+        )
+    index = jnp.arange(q**nv, dtype=jnp.int32)
+    vs = (index[:, None] // q ** jnp.arange(nv, dtype=jnp.int32)) % q
+    return jax.scipy.special.logsumexp(-free_energy(params, vs, "categorical"))
 
 
 def exact_samples(rng_key: Any, params: dict[str, Any], num_samples: int) -> dict[str, Any]:
@@ -231,7 +278,11 @@ def exact_samples(rng_key: Any, params: dict[str, Any], num_samples: int) -> dic
 
 
 def model(
-    num_visible: int, num_hidden: int, visible: str = "bernoulli", marginalize_hidden: bool = False
+    num_visible: int,
+    num_hidden: int,
+    visible: str = "bernoulli",
+    marginalize_hidden: bool = False,
+    num_states: int | None = None,
 ) -> None:
     """RBM: sites ``"v"`` and ``"h"`` (or only ``"v"``), params ``"W"``, ``"b"``, ``"c"``
     (and ``"sigma"`` for Gaussian visible units).
@@ -239,8 +290,14 @@ def model(
     Args:
         num_visible: visible units ``D``.
         num_hidden: hidden units ``H``.
-        visible: ``"bernoulli"`` (``Bits``) or ``"gaussian"`` (``Flat``, with ``σ`` > 0).
+        visible: ``"bernoulli"`` (``Bits``), ``"gaussian"`` (``Flat``, with ``σ`` > 0) or
+            ``"categorical"`` (``Categorical(D, q)``; ``W`` ``(D, q, H)``, ``b`` ``(D, q)``).
         marginalize_hidden: declare only ``"v"`` with the free energy ``F(v)``.
+        num_states: ``q >= 2`` for categorical visible units (only then).
+
+    Raises:
+        ValueError: unknown ``visible``, sizes < 1, or ``num_states`` missing or < 2 for
+            categorical units (given for others).
 
     Examples:
         >>> import ebm_ppl as ebm
@@ -253,22 +310,44 @@ def model(
         raise ValueError(
             f"num_visible and num_hidden must be >= 1, got {num_visible}, {num_hidden}"
         )
+    q = _check_num_states(visible, num_states)
+    wshape = (nv, q, nh) if q else (nv, nh)
     params = {
-        "W": numpyro.param("W", lambda key: 0.01 * jax.random.normal(key, (nv, nh))),
-        "b": numpyro.param("b", jnp.zeros(nv)),
+        "W": numpyro.param("W", lambda key: 0.01 * jax.random.normal(key, wshape)),
+        "b": numpyro.param("b", jnp.zeros((nv, q) if q else nv)),
         "c": numpyro.param("c", jnp.zeros(nh)),
     }
-    if visible == "gaussian":
+    if q:
+        base: Any = Categorical(nv, q)
+    elif visible == "gaussian":
         params["sigma"] = numpyro.param("sigma", jnp.ones(nv), constraint=constraints.positive)
         base = Flat((nv,))
     else:
         base = Bits(nv)
-    v = numpyro.sample("v", base, infer={"blocks": np.int32(0)})
+    # Summing h out couples the visible units: then they are no longer one block.
+    v_infer = {} if marginalize_hidden else {"blocks": np.int32(0)}
+    v = numpyro.sample("v", base, infer=v_infer)
     if marginalize_hidden:
         declare_energy("E", free_energy(params, v, visible))
         return
     h = numpyro.sample("h", Bits(nh), infer={"blocks": np.int32(1)})
     declare_energy("E", energy(params, v, h, visible))
+
+
+def _check_num_states(visible: str, num_states: Any) -> int:
+    """``q`` for categorical visible units, 0 otherwise."""
+    if visible != "categorical":
+        if num_states is not None:
+            raise ValueError(
+                f"num_states applies to visible='categorical' only, got num_states={num_states!r} "
+                f"with visible={visible!r}"
+            )
+        return 0
+    if isinstance(num_states, bool) or not isinstance(num_states, (int, np.integer)):
+        raise ValueError(f"visible='categorical' needs num_states, an int >= 2, got {num_states!r}")
+    if num_states < 2:
+        raise ValueError(f"num_states must be >= 2, got {num_states}")
+    return int(num_states)
 
 
 def _exact_log_partition(
@@ -277,6 +356,7 @@ def _exact_log_partition(
     num_hidden: int,
     visible: str = "bernoulli",
     marginalize_hidden: bool = False,
+    num_states: int | None = None,
 ) -> Any:
     """Hook read by ``ebm_ppl.log_partition(method="exact")``: closed-form ``log Z``."""
     return log_partition(params, visible)
@@ -293,6 +373,7 @@ def _exact_sample(
     num_hidden: int,
     visible: str = "bernoulli",
     marginalize_hidden: bool = False,
+    num_states: int | None = None,
 ) -> dict[str, Any]:
     """Hook read by ``log_partition(method="ais", reverse=True)``: exact joint draws ``(v, h)``."""
     if visible != "bernoulli" or marginalize_hidden:
@@ -304,20 +385,27 @@ model.exact_sample = _exact_sample  # type: ignore[attr-defined]
 
 
 def init_params(
-    rng_key: Any, data: Any, num_hidden: int, visible: str = "bernoulli", scale: float = 0.01
+    rng_key: Any,
+    data: Any,
+    num_hidden: int,
+    visible: str = "bernoulli",
+    scale: float = 0.01,
+    num_states: int | None = None,
 ) -> dict[str, Any]:
     """Initial parameters from data (Hinton's practical guide).
 
     Bernoulli: visible biases at the data log-odds ``log(p / (1 - p))`` (``p`` clipped to
-    ``[1e-3, 1 - 1e-3]``); Gaussian: ``b`` the data mean and ``σ`` the data standard deviation.
-    ``W ~ scale·N(0, 1)``, ``c = 0``.
+    ``[1e-3, 1 - 1e-3]``); Gaussian: ``b`` the data mean and ``σ`` the data standard deviation;
+    categorical: ``b_ik`` the log frequency of state ``k`` at unit ``i`` (one pseudo-count
+    added). ``W ~ scale·N(0, 1)``, ``c = 0``.
 
     Args:
         rng_key: PRNG key for ``W``.
         data: ``(num_examples, num_visible)`` training data.
         num_hidden: hidden units.
-        visible: ``"bernoulli"`` or ``"gaussian"``.
+        visible: ``"bernoulli"``, ``"gaussian"`` or ``"categorical"``.
         scale: standard deviation of ``W``.
+        num_states: ``q`` for categorical units.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -327,6 +415,21 @@ def init_params(
         ((2, 3), 1.0986)
     """
     _check_visible(visible)
+    q = _check_num_states(visible, num_states)
+    if q:
+        arr = np.asarray(data)
+        if arr.ndim != 2:
+            raise ValueError(f"data must have shape (num_examples, num_visible), got {arr.shape}")
+        if not np.all((arr >= 0) & (arr < q) & (arr == np.floor(arr))):
+            raise ValueError(f"data must hold states in {{0, ..., {q - 1}}}")
+        counts = (arr[..., None] == np.arange(q)).sum(axis=0) + 1.0
+        return {
+            "W": scale * jax.random.normal(rng_key, (arr.shape[1], q, int(num_hidden))),
+            "b": jnp.asarray(
+                np.log(counts / counts.sum(axis=-1, keepdims=True)), jnp.result_type(float)
+            ),
+            "c": jnp.zeros(int(num_hidden)),
+        }
     data = jnp.asarray(data, dtype=jnp.result_type(float))
     if data.ndim != 2:
         raise ValueError(f"data must have shape (num_examples, num_visible), got {data.shape}")
