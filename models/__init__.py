@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("boltzmann", "ising", "neural", "rbm")
+_SUBMODULES = ("boltzmann", "dbn", "ising", "neural", "rbm")
 
 __all__ = list(_SUBMODULES)
 
