@@ -3,7 +3,8 @@
 Submodules load on first attribute access, so ``import ebm_ppl.models`` stays cheap:
 ``ising`` (lattice and general-coupling Ising models, Onsager/Kaufman references),
 ``boltzmann`` (fully visible Boltzmann machine), ``rbm`` (Bernoulli and Gaussian–Bernoulli RBMs),
-``neural`` (multilayer-perceptron energies over a flat continuous state).
+``neural`` (multilayer-perceptron energies over a flat continuous state), ``potts`` (q-state
+Potts lattices and Potts Boltzmann machines).
 
 Examples:
     >>> from ebm_ppl import models
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("boltzmann", "dbn", "ising", "neural", "rbm")
+_SUBMODULES = ("boltzmann", "dbn", "ising", "neural", "potts", "rbm")
 
 __all__ = list(_SUBMODULES)
 
