@@ -48,6 +48,7 @@ import numpy as np
 from jax.scipy.optimize import minimize
 from numpyro.distributions import Distribution
 
+from ebm_ppl.energy.conditionals import one_hot
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.energy.view import StateView, as_energy_model
 from ebm_ppl.kernels._random import as_key
@@ -59,12 +60,14 @@ __all__ = [
     "AISBase",
     "ais_chain",
     "base_from_data",
+    "categorical_base_from_data",
     "check_schedule",
     "laplace_base",
     "log_partition_ais",
     "sigmoid_schedule",
     "summarize_log_weights",
     "uniform_binary_base",
+    "uniform_categorical_base",
 ]
 
 Values = dict[str, jax.Array]
@@ -272,6 +275,122 @@ def base_from_data(
     return _bernoulli_base(logits, levels, "data base rates")
 
 
+def _categorical_base(logits: Mapping[str, jax.Array], name: str) -> AISBase:
+    names = tuple(logits)
+
+    def sample(rng_key, num):
+        keys = jax.random.split(rng_key, len(names))
+        return {
+            n: jax.random.categorical(key, logits[n], shape=(num, *logits[n].shape[:-1])).astype(
+                jnp.int32
+            )
+            for key, n in zip(keys, names, strict=True)
+        }
+
+    def energy(values):
+        total = jnp.zeros(())
+        for n in names:
+            log_p = jax.nn.log_softmax(logits[n], axis=-1)
+            # through the library's one_hot, so the tempered energy stays affine in the
+            # encoding and categorical Gibbs keeps its one-gradient conditionals
+            total = total - jnp.sum(one_hot(values[n], log_p.shape[-1], dtype=log_p.dtype) * log_p)
+        return total
+
+    return AISBase(sample, energy, name)
+
+
+def _joint_base(bases: list[AISBase], name: str) -> AISBase:
+    """Independent product of bases on disjoint sites."""
+    if len(bases) == 1:
+        return bases[0]._replace(name=name)
+
+    def sample(rng_key, num):
+        keys = jax.random.split(rng_key, len(bases))
+        out = {}
+        for key, b in zip(keys, bases, strict=True):
+            out.update(b.sample(key, num))
+        return out
+
+    def energy(values):
+        return sum((b.energy(values) for b in bases), jnp.zeros(()))
+
+    return AISBase(sample, energy, name)
+
+
+def uniform_categorical_base(
+    shapes: Mapping[str, tuple[int, ...]], num_states: Mapping[str, int]
+) -> AISBase:
+    """Uniform base on categorical sites (the normalized counting measure of ``Categorical``).
+
+    Args:
+        shapes: dict site -> shape.
+        num_states: dict site -> ``q``.
+
+    Returns:
+        :class:`AISBase` (``int32`` states).
+
+    Examples:
+        >>> b = uniform_categorical_base({"c": (2,)}, {"c": 3})
+        >>> round(float(b.energy({"c": jnp.array([0, 2])})), 4)   # 2 log 3
+        2.1972
+    """
+    logits = {n: jnp.zeros((*tuple(s), int(num_states[n]))) for n, s in shapes.items()}
+    return _categorical_base(logits, "uniform")
+
+
+def categorical_base_from_data(
+    data: Mapping[str, Any],
+    shapes: Mapping[str, tuple[int, ...]],
+    num_states: Mapping[str, int],
+    *,
+    smoothing: float = 1.0,
+) -> AISBase:
+    """Independent categorical base at the data's state frequencies of each unit.
+
+    Unit ``i`` of a site with data takes state ``k`` with probability
+    ``(count_ik + s) / (N + q s)`` (``s`` = ``smoothing``); sites without data are uniform.
+
+    Args:
+        data: dict site -> ``(num_examples, *shape)`` states in ``{0, ..., q-1}``.
+        shapes: dict categorical site -> shape.
+        num_states: dict categorical site -> ``q``.
+        smoothing: pseudo-count added to each state (``> 0``).
+
+    Returns:
+        :class:`AISBase` named ``"data frequencies"``.
+
+    Raises:
+        ValueError: for data of the wrong shape or with values outside ``{0, ..., q-1}``.
+
+    Examples:
+        >>> d = {"c": np.array([[0], [0], [2]])}
+        >>> b = categorical_base_from_data(d, {"c": (1,)}, {"c": 3}, smoothing=1.0)
+        >>> round(float(b.energy({"c": jnp.array([0])})), 4)   # -log(3/6)
+        0.6931
+    """
+    if not float(smoothing) > 0:
+        raise ValueError(f"smoothing must be > 0, got {smoothing!r}")
+    logits = {}
+    for n, shape in shapes.items():
+        q = int(num_states[n])
+        if n not in data:
+            logits[n] = jnp.zeros((*tuple(shape), q))
+            continue
+        arr = np.asarray(data[n], dtype=np.float64)
+        if arr.shape[1:] != tuple(shape):
+            raise ValueError(
+                f"data for site {n!r} has shape {arr.shape}; expected (num_examples, *{tuple(shape)})"
+            )
+        if not np.all((arr >= 0) & (arr < q) & (arr == np.floor(arr))):
+            raise ValueError(
+                f"data for categorical site {n!r} must hold states in {{0, ..., {q - 1}}}"
+            )
+        counts = (arr[..., None] == np.arange(q)).sum(axis=0) + smoothing
+        p = counts / counts.sum(axis=-1, keepdims=True)
+        logits[n] = jnp.asarray(np.log(p), dtype=jnp.result_type(float))
+    return _categorical_base(logits, "data frequencies")
+
+
 def _view(em: EnergyModel):
     return StateView(em, who="ais", unconstrained=True)
 
@@ -419,6 +538,8 @@ def _resolve_base(em, params, base, data, rng_key) -> AISBase:
             f"base: the model mixes discrete {list(em.discrete_sites)} and continuous "
             f"{list(em.continuous_sites)} state sites; no default base fits it (pass base=)"
         )
+    if em.plan.categorical_sites:
+        return _finite_base(em, data)
     if em.discrete_sites:
         levels = _binary_levels(em)
         shapes = {n: em.sites[n].shape for n in em.discrete_sites}
@@ -434,6 +555,41 @@ def _resolve_base(em, params, base, data, rng_key) -> AISBase:
             return base_from_data(data, shapes, levels)
         return uniform_binary_base(shapes, levels)
     return laplace_base(em, params, rng_key)
+
+
+def _finite_base(em: EnergyModel, data: Any) -> AISBase:
+    """Uniform (or data-frequency) base on binary and categorical sites."""
+    plan = em.plan
+    cat = plan.categorical_sites
+    binary = tuple(n for n in em.discrete_sites if n not in cat)
+    levels = plan.require_binary(binary, who="AIS") if binary else {}
+    if data is not None and not isinstance(data, Mapping):
+        if len(em.discrete_sites) != 1:
+            raise ValueError(
+                "data must be a dict site -> array for a model with several state sites "
+                f"{list(em.discrete_sites)}"
+            )
+        data = {em.discrete_sites[0]: data}
+    data = dict(data or {})
+    shapes = {n: em.sites[n].shape for n in em.discrete_sites}
+    bases = [
+        categorical_base_from_data(
+            {n: v for n, v in data.items() if n in cat},
+            {n: shapes[n] for n in cat},
+            plan.num_states(),
+        )
+        if data
+        else uniform_categorical_base({n: shapes[n] for n in cat}, plan.num_states())
+    ]
+    if binary:
+        bshapes = {n: shapes[n] for n in binary}
+        bdata = {n: v for n, v in data.items() if n in binary}
+        bases.append(
+            base_from_data(bdata, bshapes, levels)
+            if bdata
+            else uniform_binary_base(bshapes, levels)
+        )
+    return _joint_base(bases, "data frequencies" if data else "uniform")
 
 
 # ----------------------------------------------------------------------------- transitions

@@ -7,7 +7,7 @@ importance sampling from a NumPyro guide ``q(z | x)`` fitted to each example by 
 (:func:`latent_free_energy`). ``log Z`` comes from ``log_z=`` or is computed, and the result says which method
 produced it: exact enumeration when the model is small enough (or provides a closed form),
 grid quadrature for continuous states of at most two dimensions, and AIS otherwise (with a
-data base-rate base for binary data).
+data base-rate base for binary data, a state-frequency base for categorical data).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def free_energy(
 ) -> jax.Array:
     """``F(x_n) = -log Σ_h exp(-E(x_n, h))`` for every example, summing out the absent sites.
 
-    State sites absent from ``data`` must be binary; they are summed exactly by
+    State sites absent from ``data`` must be binary or categorical; they are summed exactly by
     :func:`ebm_ppl.partition.exact.free_energy` (one conditionally independent block in
     closed form, e.g. all hidden units of an RBM, the rest enumerated).
 
@@ -166,7 +166,9 @@ def _auto_log_z(em, params, data, rng_key, options) -> LogZEstimate:
     if not em.discrete_sites:
         if StateView(em, who="log_likelihood", unconstrained=True).dim <= 2:
             return log_partition(em, params, method="quadrature", rng_key=rng_key, **options)
-    elif not em.continuous_sites and set(em.discrete_sites) == set(em.plan.binary_sites):
+    elif not em.continuous_sites and set(em.discrete_sites) <= set(
+        em.plan.binary_sites + em.plan.categorical_sites
+    ):
         options.setdefault("data", {n: v for n, v in data.items() if n in em.discrete_sites})
     est = log_partition(em, params, method="ais", rng_key=rng_key, **options)
     if skipped is not None:
@@ -201,8 +203,8 @@ def log_likelihood(
         log_z: a known ``log Z`` (float or :class:`LogZEstimate`); skips its computation.
         method: ``log_partition`` method for ``log Z``; default: ``"exact"`` when it applies
             (a closed form, or at most 2^24 enumerated binary states), ``"quadrature"`` for
-            continuous states of dimension ``<= 2``, else ``"ais"`` (for binary data with the
-            data base-rate base); ``info["exact_skipped"]`` then says why exact was not used.
+            continuous states of dimension ``<= 2``, else ``"ais"`` (for binary and categorical
+            data with the data base-rate or state-frequency base); ``info["exact_skipped"]`` then says why exact was not used.
         rng_key: PRNG key or int seed for stochastic methods (``None`` means ``PRNGKey(0)``).
         model_args, model_kwargs: arguments for ``model``.
         data_site: site for an array ``data``.
