@@ -58,6 +58,8 @@ _LAZY_ATTRS: dict[str, tuple[str, str]] = {
     "PseudoLikelihood": ("ebm_ppl.objectives.pseudo_likelihood", "PseudoLikelihood"),
     "enable_compilation_cache": ("ebm_ppl.kernels.compile_cache", "enable_compilation_cache"),
     "FitResult": ("ebm_ppl.train.fit", "FitResult"),
+    "save": ("ebm_ppl.train.saving", "save"),
+    "load": ("ebm_ppl.train.saving", "load"),
 }
 
 __all__ = [

@@ -13,6 +13,7 @@ from ebm_ppl.train.checkpoint import (
 )
 from ebm_ppl.train.fit import FitResult, fit, resolve_objective
 from ebm_ppl.train.history import History
+from ebm_ppl.train.saving import load, model_fingerprint, save
 
 __all__ = [
     "CheckpointWarning",
@@ -22,10 +23,13 @@ __all__ = [
     "fingerprint",
     "fit",
     "latest_checkpoint",
+    "load",
     "load_checkpoint",
     "load_params",
+    "model_fingerprint",
     "read_metadata",
     "resolve_objective",
+    "save",
     "save_checkpoint",
     "save_params",
 ]

@@ -55,8 +55,9 @@ class FitResult(NamedTuple):
         history: :class:`~ebm_ppl.train.history.History` of per-update loss and metrics.
         flags: dict with ``"nonfinite"`` (bool), ``"nonfinite_step"`` (int or None: the update
             whose loss or parameters were not finite), ``"stopped_by_callback"`` (bool),
-            ``"resumed_from"`` (step of the checkpoint resumed from, or None) and ``"step"``
-            (number of updates done).
+            ``"resumed_from"`` (step of the checkpoint resumed from, or None), ``"step"``
+            (number of updates done) and ``"model_fingerprint"`` (of the model and its
+            arguments, checked when a saved result is loaded).
 
     Examples:
         >>> r = FitResult({"w": 1.0}, (), History(), {"nonfinite": False})
@@ -213,7 +214,11 @@ def fit(
         log_every: updates per chunk (progress bar and callbacks refresh once per chunk).
         progress: show a tqdm progress bar with the loss and energies.
         callbacks: functions ``cb(step, params, obj_state, metrics) -> bool | None`` called on the
-            host after each chunk; returning ``True`` stops the run.
+            host after each chunk; returning ``True`` stops the run. A callback that raises
+            stops it too: the state it saw is checkpointed (with a ``checkpoint_dir``) and the
+            error re-raised. A callback's ``close()``, if it has one, is called when the fit
+            ends. Monitors: :mod:`ebm_ppl.train.callbacks`. ``metrics`` hold the objective's
+            metrics, ``loss`` and ``grad_norm`` (global norm of the gradient).
 
     Returns:
         :class:`FitResult` ``(params, obj_state, history, flags)``.
@@ -370,6 +375,7 @@ def fit(
         "nonfinite_step": None,
         "stopped_by_callback": False,
         "resumed_from": None,
+        "model_fingerprint": fingerprints["model"],  # checked by ebm_ppl.load(model=...)
         "step": 0,
     }
     start = 0
@@ -446,6 +452,7 @@ def fit(
         bad_step = jnp.where(~finite & ~stopped, step, bad_step)
         stopped = stopped | ~finite
         row = {"loss": loss, **metrics}
+        row.setdefault("grad_norm", optax.tree.norm(grads))  # for monitors (callbacks)
         row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
         return (uparams, opt_state, obj_state, perm, stopped, bad_step), row
 
@@ -553,9 +560,16 @@ def fit(
                 bar.update(step - bar.n)
             last_metrics = history.last()
             stop = False
-            for cb in callbacks:
-                if cb(step, params, obj_state, last_metrics) is True:
-                    stop = True
+            try:
+                for cb in callbacks:
+                    if cb(step, params, obj_state, last_metrics) is True:
+                        stop = True
+            except BaseException:
+                # A callback that raises (a monitor's alarm, Ctrl-C) keeps the state it saw:
+                # it is checkpointed first, so the run resumes from it, then the error goes on.
+                if checkpoint_dir is not None:
+                    write_checkpoint(step)
+                raise
             if checkpoint_dir is not None:
                 if checkpoint_every is None:
                     due = time.monotonic() - last_write >= _CHECKPOINT_SECONDS
@@ -572,5 +586,9 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+        for cb in callbacks:  # monitors flush and close their files
+            close = getattr(cb, "close", None)
+            if callable(close):
+                close()
     flags["step"] = step
     return FitResult(params, obj_state, history, flags)
