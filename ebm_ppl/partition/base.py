@@ -99,6 +99,7 @@ _METHODS: dict[str, str] = {
     "ais": "ebm_ppl.partition.ais:log_partition_ais",
     "elbo": "ebm_ppl.partition.variational:log_partition_elbo",
     "importance": "ebm_ppl.partition.variational:log_partition_importance",
+    "pt": "ebm_ppl.partition.stepping_stone:log_partition_pt",
 }
 
 
