@@ -9,6 +9,14 @@ A script, not a test. For each lattice side ``L`` (periodic, ``beta = 0.44``), o
       ``ebm_ppl.sample(kernel="gibbs")`` runs, without the driver's collection of draws);
   (a') (a) with ``uniform_bits=16``: two 16-bit uniforms per 32-bit random word (update
       probabilities resolved to 2^-16; validated against Onsager in the test suite);
+  (e) ``ebm_ppl.kernels.lattice``: the compact layout (an ``(L, L/2)`` array per colour, the
+      logits of the updated colour only; the same random bits as (a), so the same chain), with
+      24-bit and 16-bit uniforms;
+  (f) ``ebm_ppl.sample(ising.model, kernel="gibbs")`` end to end on the NumPyro model (the
+      driver, its chunks and the collection of one draw per 100 sweeps), compiled chunks reused;
+  (g) THRML's block Gibbs (``pip install thrml``; skipped when it is not installed): an
+      ``IsingEBM`` on the same torus, a two-block checkerboard ``IsingSamplingProgram``, the
+      same beta and all-up start; its Python model-building time is reported apart;
   (c) a vectorized NumPy checkerboard (float32, neighbour sums by ``np.roll``, one uniform per
       spin per sweep), the reference;
   (d) two random-number ceilings, ``L^2`` float32 uniforms per sweep in the same kind of scan:
@@ -37,9 +45,84 @@ import numpy as np
 from ebm_ppl.models import ising
 
 import ebm_ppl as ebm
-from ebm_ppl.kernels import gibbs
+from ebm_ppl.kernels import gibbs, lattice
 
 BETA = 0.44
+
+
+def lattice_runner(L: int, sweeps: int, uniform_bits: int = 32):
+    kernel = lattice.build_kernel(uniform_bits=uniform_bits)
+
+    @jax.jit
+    def run(key, s0):
+        state = lattice.init(s0, beta=BETA)
+
+        def body(st, k):
+            st, _ = kernel(k, st, BETA)
+            return st, None
+
+        state, _ = jax.lax.scan(body, state, jax.random.split(key, sweeps))
+        return state.black, state.white
+
+    return run
+
+
+def sample_runner(L: int, sweeps: int):
+    """``ebm.sample`` on the NumPyro model: one chain, ``sweeps`` sweeps, a draw every 100."""
+    thin = min(100, sweeps)
+
+    def run(key, s0):
+        del s0  # the driver draws its start
+        return (
+            ebm.sample(
+                ising.model,
+                model_args=((L, L),),
+                model_kwargs={"beta": BETA},
+                kernel="gibbs",
+                num_chains=1,
+                num_warmup=0,
+                num_samples=max(1, sweeps // thin),
+                thinning=thin,
+                rng_key=key,
+                progress=False,
+            )
+            .posterior["s"]
+            .values
+        )
+
+    return run
+
+
+def thrml_runner(L: int, sweeps: int):
+    """THRML's two-block checkerboard program on the same torus; ``None`` without thrml."""
+    try:
+        import thrml
+        from thrml.models.ising import IsingEBM, IsingSamplingProgram
+    except ImportError:
+        return None, float("nan")
+    t0 = time.perf_counter()
+    nodes = [thrml.SpinNode() for _ in range(L * L)]
+    idx = np.arange(L * L).reshape(L, L)
+    pairs = [(idx, np.roll(idx, -1, axis=1)), (idx, np.roll(idx, -1, axis=0))]
+    edges = [
+        (nodes[a], nodes[b]) for x, y in pairs for a, b in zip(x.ravel(), y.ravel(), strict=True)
+    ]
+    model = IsingEBM(
+        nodes, edges, jnp.zeros(L * L), jnp.ones(len(edges)), jnp.asarray(BETA, jnp.float32)
+    )
+    colour = ising.blocks((L, L)).ravel()
+    blocks = [thrml.Block([nodes[i] for i in np.flatnonzero(colour == c)]) for c in (0, 1)]
+    program = IsingSamplingProgram(model, blocks, [])
+    schedule = thrml.SamplingSchedule(n_warmup=sweeps - 1, n_samples=1, steps_per_sample=1)
+    init = [jnp.ones((len(b.nodes),), jnp.bool_) for b in blocks]
+    build = time.perf_counter() - t0
+
+    @jax.jit
+    def run(key, s0):
+        del s0
+        return thrml.sample_states(key, program, schedule, init, [], blocks)
+
+    return run, build
 
 
 def jax_runner(L: int, sweeps: int, energy_fn, uniform_bits: int = 32):
@@ -109,6 +192,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--sweeps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--no-thrml", action="store_true", help="skip THRML")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([4096, 8192] if args.device == "gpu" else [256, 1024])
     print(
@@ -128,11 +212,19 @@ def main(argv=None) -> list[dict]:
             "ebm_ppl gibbs, 16-bit uniforms": jax_runner(
                 L, args.sweeps, lambda p: ising.energy(p["s"], beta=BETA), uniform_bits=16
             ),
+            "ebm_ppl lattice (compact)": lattice_runner(L, args.sweeps),
+            "ebm_ppl lattice, 16-bit uniforms": lattice_runner(L, args.sweeps, uniform_bits=16),
+            "ebm.sample(kernel='gibbs')": sample_runner(L, args.sweeps),
             "jax.random.uniform ceiling": rng_runner(L, args.sweeps),
             "fused Threefry ceiling": rng_runner(L, args.sweeps, fused=True),
         }
         if args.device == "cpu":
             impls["NumPy checkerboard"] = numpy_runner(L, args.sweeps)
+        if not args.no_thrml:
+            run_thrml, build = thrml_runner(L, args.sweeps)
+            if run_thrml is not None:
+                impls["THRML block Gibbs"] = run_thrml
+                print(f"L = {L}: THRML model building (Python, apart) {build:.2f} s")
         s0 = jnp.ones((L, L), jnp.float32)
         key = jax.random.PRNGKey(0)
         for name, fn in impls.items():  # compile / warm up
@@ -157,11 +249,12 @@ def main(argv=None) -> list[dict]:
                 "vs_numpy": (r / ref) if ref else float("nan"),
                 "of_rng_ceiling": r / ceiling,
                 "vs_jax_uniform": r / rate["jax.random.uniform ceiling"],
+                "vs_thrml": r / rate.get("THRML block Gibbs", float("nan")),
             }
             rows.append(row)
     header = (
         f"{'L':>6} {'implementation':<32} {'spin updates/s':>15} {'x NumPy':>8} "
-        f"{'of fused RNG ceiling':>21}"
+        f"{'of fused RNG ceiling':>21} {'x THRML':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -169,7 +262,7 @@ def main(argv=None) -> list[dict]:
         extra = f"  ({row['updates_per_s'] * 1e-9:.3f} flips/ns)" if args.device == "gpu" else ""
         print(
             f"{row['L']:>6} {row['impl']:<32} {row['updates_per_s']:>15.3e} "
-            f"{row['vs_numpy']:>8.2f} {row['of_rng_ceiling']:>21.2f}{extra}"
+            f"{row['vs_numpy']:>8.2f} {row['of_rng_ceiling']:>21.2f} {row['vs_thrml']:>8.2f}{extra}"
         )
     return rows
 
