@@ -34,6 +34,9 @@ __all__ = [
     "NESTED_RHAT_MAX",
     "nested_rhat",
     "nested_rhat_threshold",
+    "TemperingReport",
+    "plot_tempering",
+    "tempering_report",
     "rstar",
     "rstar_threshold",
     "plot_energy",
@@ -647,6 +650,7 @@ class MixingReport:
     bfmi: np.ndarray | None
     timings: dict[str, float]
     group_by: str
+    tempering: TemperingReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -696,6 +700,8 @@ class MixingReport:
             lines.append(f"BFMI per chain: min {self.bfmi.min():.3f} (below 0.3 is poor)")
         if self.timings:
             lines.append("timings: " + ", ".join(f"{k} {v:.4g}" for k, v in self.timings.items()))
+        if self.tempering is not None:
+            lines += ["", str(self.tempering), ""]
         lines.append("OK" if self.ok else "NOT OK: see flags above")
         return "\n".join(lines)
 
@@ -894,7 +900,10 @@ def mixing_report(
     if grads:
         timings["gradients"] = float(grads)
         table["ess_per_grad"] = table["ess_bulk"] / grads
-    return MixingReport(table, groups, bad, nested, z_thr, energy_trace, bfmi, timings, group_by)
+    pt = tempering_report(idata) if has_stats and "swap_acceptance" in ss else None
+    return MixingReport(
+        table, groups, bad, nested, z_thr, energy_trace, bfmi, timings, group_by, pt
+    )
 
 
 def _num_gradients(idata: Any) -> float | None:
@@ -907,6 +916,10 @@ def _num_gradients(idata: Any) -> float | None:
     per_step = _GRADS_PER_STEP.get(str(post.attrs.get("kernel", "")).lower())
     if per_step is None:
         return None
+    if "sample_stats" in idata.groups() and "beta" in idata.sample_stats:
+        # parallel tempering: every replica takes its local step and is re-initialized
+        # after the swaps (one more gradient), so 2 per replica and iteration
+        per_step *= 2 * int(idata.sample_stats["beta"].shape[-1])
     return float(post.sizes["chain"] * post.sizes["draw"] * thinning * per_step)
 
 
@@ -1111,5 +1124,136 @@ def plot_samples(
             ax.set_axis_off()
         else:
             fig.delaxes(ax)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+# ------------------------------------------------------------------------ parallel tempering
+@dataclasses.dataclass
+class TemperingReport:
+    """Communication diagnostics of parallel-tempering chains (print it for a text report).
+
+    Attributes:
+        betas: ``(T,)`` schedule, averaged over chains (each chain adapts its own).
+        swap_acceptance: ``(T-1,)`` mean swap acceptance of each adjacent pair.
+        local_barrier: ``(T-1,)`` ``λ`` on each interval, ``r_i / (β_{i+1} - β_i)`` with ``r_i``
+            the mean rejection (Syed et al. 2022).
+        global_barrier: ``Λ = Σ r_i`` (mean over chains).
+        global_barrier_per_chain: ``(chain,)``.
+        round_trips: ``(chain,)`` round trips (all replicas) during the kept draws.
+        num_iterations: iterations per chain behind the kept draws (draws × thinning).
+        round_trip_rate: round trips per iteration, mean over chains.
+        optimal_rate: ``1 / (2 + 2Λ)``, the rate of the non-reversible scheme with an adapted
+            schedule and many temperatures.
+
+    Examples:
+        >>> import numpy as np
+        >>> stats = {"beta": np.tile([0.0, 0.5, 1.0], (2, 4, 1)),
+        ...          "swap_acceptance": np.full((2, 4, 2), 0.75),
+        ...          "round_trips": np.tile([0, 0, 1, 1], (2, 1))}
+        >>> r = tempering_report(to_inference_data({"x": np.zeros((2, 4))}, stats))
+        >>> round(r.global_barrier, 3), r.local_barrier.tolist(), round(r.optimal_rate, 3)
+        (0.5, [0.5, 0.5], 0.333)
+    """
+
+    betas: np.ndarray
+    swap_acceptance: np.ndarray
+    local_barrier: np.ndarray
+    global_barrier: float
+    global_barrier_per_chain: np.ndarray
+    round_trips: np.ndarray
+    num_iterations: int
+    round_trip_rate: float
+    optimal_rate: float
+
+    def __str__(self) -> str:
+        lines = [
+            f"== parallel tempering: {self.betas.shape[0]} temperatures ==",
+            "beta:            " + " ".join(f"{b:.3f}" for b in self.betas),
+            "swap acceptance: " + " ".join(f"{a:.2f}" for a in self.swap_acceptance),
+            "local barrier:   " + " ".join(f"{v:.2f}" for v in self.local_barrier),
+            f"global barrier Lambda = {self.global_barrier:.3f} (chains "
+            f"{self.global_barrier_per_chain.min():.3f}..{self.global_barrier_per_chain.max():.3f})",
+            f"round trips per chain: {self.round_trips.tolist()} in {self.num_iterations} "
+            "iterations",
+            f"round-trip rate {self.round_trip_rate:.4f} per iteration; 1/(2 + 2 Lambda) = "
+            f"{self.optimal_rate:.4f}",
+        ]
+        return "\n".join(lines)
+
+
+def tempering_report(idata: Any) -> TemperingReport:
+    """Swap acceptance, barriers and round trips of parallel-tempering draws.
+
+    Reads ``sample_stats`` ``beta`` ``(chain, draw, T)``, ``swap_acceptance``
+    ``(chain, draw, T-1)`` and ``round_trips`` ``(chain, draw)`` (what
+    :class:`ebm_ppl.infer.ParallelTempering` records; round trips count from the end of warmup).
+
+    Raises:
+        ValueError: when the draws hold no parallel-tempering statistics.
+    """
+    if "sample_stats" not in idata.groups() or "swap_acceptance" not in idata.sample_stats:
+        raise ValueError(
+            "idata has no parallel-tempering statistics (sample_stats.swap_acceptance); sample "
+            "with ebm_ppl.sample(..., tempering=...)"
+        )
+    ss = idata.sample_stats
+    acc = np.asarray(ss["swap_acceptance"].values, np.float64)
+    betas = np.asarray(ss["beta"].values, np.float64)[:, -1, :]
+    rejection = 1.0 - acc.mean(axis=1)  # (chain, T-1)
+    per_chain = rejection.sum(axis=-1)
+    local = rejection / np.diff(betas, axis=-1)
+    trips = np.asarray(ss["round_trips"].values)[:, -1].astype(np.int64)
+    thinning = int(idata.posterior.attrs.get("thinning", 1))
+    iterations = int(acc.shape[1]) * thinning
+    lam = float(per_chain.mean())
+    return TemperingReport(
+        betas=betas.mean(axis=0),
+        swap_acceptance=acc.mean(axis=(0, 1)),
+        local_barrier=local.mean(axis=0),
+        global_barrier=lam,
+        global_barrier_per_chain=per_chain,
+        round_trips=trips,
+        num_iterations=iterations,
+        round_trip_rate=float(trips.mean() / iterations),
+        optimal_rate=1.0 / (2.0 + 2.0 * lam),
+    )
+
+
+def plot_tempering(idata: Any, *, chain: int = 0, path: Any = None) -> Any:
+    """The local barrier ``λ(β)`` and each replica's temperature index against time.
+
+    Left: ``λ`` on every interval of the (chain-averaged) schedule, a step plot whose area is
+    ``Λ``. Right: for chain ``chain``, the temperature index of every replica over the draws
+    (non-reversible swaps give long sweeps from 0 to ``T - 1`` and back).
+
+    Examples:
+        >>> import numpy as np, matplotlib
+        >>> matplotlib.use("Agg")
+        >>> stats = {"beta": np.tile([0.0, 0.5, 1.0], (1, 4, 1)),
+        ...          "swap_acceptance": np.full((1, 4, 2), 0.75),
+        ...          "round_trips": np.zeros((1, 4), int),
+        ...          "replica": np.tile([[0, 1, 2], [1, 0, 2], [1, 2, 0], [2, 1, 0]], (1, 1, 1))}
+        >>> fig = plot_tempering(to_inference_data({"x": np.zeros((1, 4))}, stats))
+        >>> len(fig.axes)
+        2
+    """
+    import matplotlib.pyplot as plt
+
+    report = tempering_report(idata)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.2))
+    b = report.betas
+    ax0.stairs(report.local_barrier, b)
+    ax0.set_xlabel("beta")
+    ax0.set_ylabel("local barrier lambda(beta)")
+    ax0.set_title(f"Lambda = {report.global_barrier:.2f}")
+    if "replica" in idata.sample_stats:
+        replica = np.asarray(idata.sample_stats["replica"].values)[chain]  # (draw, T)
+        slots = np.argsort(replica, axis=-1)  # slot of each replica at each draw
+        for r in range(slots.shape[1]):
+            ax1.plot(slots[:, r], lw=0.8)
+        ax1.set_xlabel("draw")
+        ax1.set_ylabel("temperature index")
+        ax1.set_title(f"replicas of chain {chain}")
     fig.tight_layout()
     return _finish(fig, path)
