@@ -59,6 +59,7 @@ def test_stateless_objective_converges_to_mle_and_records_history():
         "stopped_by_callback": False,
         "resumed_from": None,
         "step": 130,
+        "model_fingerprint": ebm.train.fingerprint((gaussian_mean, (), {})),
     }
     h = res.history
     assert isinstance(h, History) and len(h) == 130

@@ -218,7 +218,8 @@ def fit(
             stops it too: the state it saw is checkpointed (with a ``checkpoint_dir``) and the
             error re-raised. A callback's ``close()``, if it has one, is called when the fit
             ends. Monitors: :mod:`ebm_ppl.train.callbacks`. ``metrics`` hold the objective's
-            metrics, ``loss`` and ``grad_norm`` (global norm of the gradient).
+            metrics and ``loss``, and ``grad_norm`` (global norm of the gradient, also in the
+            history) when a callback has a true ``needs_grad_norm`` attribute.
 
     Returns:
         :class:`FitResult` ``(params, obj_state, history, flags)``.
@@ -271,6 +272,7 @@ def fit(
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"callbacks must be callables, got {cb!r}")
+    record_grad_norm = any(getattr(cb, "needs_grad_norm", False) for cb in callbacks)
     spec = resolve_objective(objective)
     key = _random.as_key(rng_key)
     model_kwargs = dict(model_kwargs or {})
@@ -452,7 +454,8 @@ def fit(
         bad_step = jnp.where(~finite & ~stopped, step, bad_step)
         stopped = stopped | ~finite
         row = {"loss": loss, **metrics}
-        row.setdefault("grad_norm", optax.tree.norm(grads))  # for monitors (callbacks)
+        if record_grad_norm:  # asked for by monitors (callbacks with needs_grad_norm)
+            row.setdefault("grad_norm", optax.tree.norm(grads))
         row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
         return (uparams, opt_state, obj_state, perm, stopped, bad_step), row
 
