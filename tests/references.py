@@ -82,3 +82,20 @@ def gaussian_log_z(precision) -> float:
     p = np.asarray(precision, dtype=np.float64)
     d = p.shape[0]
     return 0.5 * d * math.log(2 * math.pi) - 0.5 * float(np.linalg.slogdet(p)[1])
+
+# --------------------------------------------------------------------------- 2-D Potts model
+# E(s) = -J sum_<ij> delta(s_i, s_j) on the square lattice, each bond once, J = 1.
+
+#: Critical temperature T_c = 1 / ln(1 + sqrt q) from self-duality (Potts 1952; Baxter 1973,
+#: J. Phys. C 6, L445), q -> T_c.
+POTTS_T_C = {
+    2: 1.134592657,
+    3: 0.994972861,
+    4: 0.910239227,
+    5: 0.851528362,
+    10: 0.701231568,
+}
+
+#: Energy per site at T_c, u_c = -(1 + 1/sqrt q) (self-duality; for q >= 5 the midpoint of the
+#: coexisting branches; Baxter 1973), q -> u_c.
+POTTS_U_C = {2: -1.707107, 3: -1.577350, 4: -1.5}
