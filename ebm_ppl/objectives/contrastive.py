@@ -65,6 +65,7 @@ import numpy as np
 
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
+from ebm_ppl.kernels import tempering as _pt
 from ebm_ppl.kernels.gibbs import interaction_colouring, normalize_colours
 from ebm_ppl.kernels.resolve import (
     DEFAULT_STEP_SIZE,
@@ -807,6 +808,10 @@ class PCDState(NamedTuple):
         positive: ``None``, or the :class:`PositiveChains` of ``p(latents | example)``, one per
             training example, when they persist (continuous latents, see
             ``persistent_positive``).
+        tempering: ``None``, or with ``tempering=`` the chains' parallel-tempering states
+            (:class:`~ebm_ppl.kernels.tempering.TemperingState` batched over chains: replicas,
+            schedule, step sizes, adaptation state, round trips); ``chains`` is then their
+            ``β = 1`` replica.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -819,6 +824,7 @@ class PCDState(NamedTuple):
     energy_trace: jax.Array
     num_updates: jax.Array
     positive: PositiveChains | None = None
+    tempering: Any = None
 
 
 def _trace_diagnostics(trace: np.ndarray, count: int) -> dict[str, float]:
@@ -836,6 +842,204 @@ def _trace_diagnostics(trace: np.ndarray, count: int) -> dict[str, float]:
         "chain_energy_rhat": float(split_gelman_rubin(ordered)),
         "chain_energy_ess": float(effective_sample_size(ordered)),
     }
+
+
+# ---------------------------------------------------------------------------------- tempering
+#: Options of ``PersistentContrastiveDivergence(tempering={...})``.
+TEMPERING_OPTIONS = (
+    "num_temperatures",
+    "betas",
+    "reference",
+    "swap",
+    "num_local_steps",
+    "num_warmup",
+    "adapt_schedule",
+    "adapt_step_size",
+    "target_accept_prob",
+    "schedule_fraction",
+)
+
+
+def tempering_options(value: Any) -> dict[str, Any] | None:
+    """Normalize and check ``PersistentContrastiveDivergence(tempering=...)``.
+
+    ``None`` (no tempering), an int (the number of temperatures) or a dict of options
+    (:data:`TEMPERING_OPTIONS`); checked before anything is built, errors name ``tempering``.
+
+    Examples:
+        >>> tempering_options(6)
+        {'num_temperatures': 6}
+        >>> tempering_options({"num_temperatures": 1})
+        Traceback (most recent call last):
+        ...
+        ValueError: tempering: num_temperatures must be >= 2 (the reference and the target), got 1
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"tempering must be None, an int or a dict of options, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        opts: dict[str, Any] = {"num_temperatures": int(value)}
+    elif isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(TEMPERING_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"tempering has unknown option(s) {unknown}; known: {list(TEMPERING_OPTIONS)}"
+            )
+        opts = dict(value)
+    else:
+        raise TypeError(
+            "tempering must be None, an int (number of temperatures) or a dict of options, "
+            f"got {type(value).__name__}"
+        )
+    try:
+        num = opts.get("num_temperatures")
+        if opts.get("betas") is not None:
+            betas = _pt.check_schedule(opts["betas"], "betas")
+            if num is not None and int(num) != betas.shape[0]:
+                raise ValueError(
+                    f"num_temperatures ({num}) must equal len(betas) ({betas.shape[0]})"
+                )
+        elif num is not None:
+            _pt.default_schedule(num)  # checks the count
+        if opts.get("swap", "deo") not in _pt.SWAP_SCHEMES:
+            raise ValueError(f"swap must be one of {_pt.SWAP_SCHEMES}, got {opts['swap']!r}")
+        _check_int(opts.get("num_local_steps", 1), "num_local_steps")
+        _check_int(opts.get("num_warmup"), "num_warmup", minimum=0, allow_none=True)
+        for name in ("target_accept_prob", "schedule_fraction"):
+            v = opts.get(name)
+            if v is not None and not (isinstance(v, (int, float)) and 0.0 < v < 1.0 + 1e-12):
+                raise ValueError(f"{name} must be in (0, 1), got {v!r}")
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"tempering: {err}") from None
+    return opts
+
+
+class _Tempered(NamedTuple):
+    """The tempered negative phase of a build (one PT iteration kernel, its reference)."""
+
+    sampler: Sampler
+    kernel: Callable[..., Any]
+    reference_fn: Callable[[Values], jax.Array]
+    betas: jax.Array
+    step_size: float
+
+
+def _data_reference(phases: _Phases, opts: Mapping[str, Any]) -> Any:
+    """``opts["reference"]``, or for improper (``Flat``) data sites a diagonal Gaussian fitted
+    to the training data (mean and standard deviation of every coordinate)."""
+    given = opts.get("reference")
+    improper = [n for n in phases.sampled if _pt.is_improper(phases.plan[n].dist)]
+    if given is not None or not improper or phases.data is None:
+        return given
+    import numpyro.distributions as dist
+
+    refs = {}
+    for n in improper:
+        if n not in phases.data:
+            return None  # a latent Flat site: reference_energy names it
+        with jax.ensure_compile_time_eval():
+            x = np.asarray(phases.data[n], np.float64)
+        mean = x.mean(axis=0)
+        sd = np.maximum(x.std(axis=0), 1e-3 * max(float(np.max(x.std(axis=0))), 1e-3))
+        refs[n] = dist.Normal(
+            jnp.asarray(mean, jnp.result_type(float)), jnp.asarray(sd, jnp.result_type(float))
+        ).to_event(x.ndim - 1)
+    return refs
+
+
+def _build_tempered(
+    phases: _Phases,
+    sampler: Sampler,
+    opts: Mapping[str, Any],
+    step_size: float | None,
+    num_mcmc_steps: int,
+    num_steps: int | None,
+) -> _Tempered:
+    reference = _data_reference(phases, opts)
+    try:
+        reference_fn, _ = _pt.reference_energy(
+            phases.plan, phases.sampled, reference, argument="tempering['reference']"
+        )
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{phases.who}: {err}") from None
+    betas = opts.get("betas")
+    if betas is None:
+        betas = _pt.default_schedule(int(opts.get("num_temperatures", 8)))
+    num_warmup = opts.get("num_warmup")
+    if num_warmup is None:
+        # the model moves while it trains: adapt throughout when fit says how long that is
+        num_warmup = (num_steps if num_steps else 1000) * num_mcmc_steps
+    kernel = _pt.build_kernel(
+        sampler,
+        num_warmup=int(num_warmup),
+        swap=opts.get("swap", "deo"),
+        num_local_steps=int(opts.get("num_local_steps", 1)),
+        adapt_step_size=opts.get("adapt_step_size"),
+        adapt_schedule=bool(opts.get("adapt_schedule", True)),
+        target_acceptance_rate=float(opts.get("target_accept_prob", 0.574)),
+        schedule_fraction=float(opts.get("schedule_fraction", 0.75)),
+    )
+    step = DEFAULT_STEP_SIZE if step_size is None else step_size
+    return _Tempered(sampler, kernel, reference_fn, jnp.asarray(betas), float(step))
+
+
+def _init_tempered(
+    phases: _Phases, tempered: _Tempered, params: Any, chains: Values, fixed: Values
+) -> Any:
+    """Per-chain PT states (vmapped), every replica starting at its chain's start."""
+    num = tempered.betas.shape[0]
+    potential = phases.potential(params)
+    z = phases.model.unconstrain(chains)
+
+    def one(position, fx):
+        positions = jax.tree.map(lambda v: jnp.broadcast_to(v, (num, *v.shape)), position)
+        return _pt.init(
+            positions,
+            lambda p: potential(p, fx),
+            tempered.reference_fn,
+            sampler=tempered.sampler,
+            betas=tempered.betas,
+            step_size=tempered.step_size,
+        )
+
+    return jax.vmap(one)(z, fixed)
+
+
+def _run_tempered(phases, tempered, params, pt_states, fixed, rng_key, num_steps):
+    """``num_steps`` PT iterations on every chain at the current (stop-gradient) parameters.
+
+    Returns ``(negatives (constrained), acceptance per chain, divergences per chain, new PT
+    states, metrics)``.
+    """
+    potential = phases.potential(jax.lax.stop_gradient(params))
+    num_chains = pt_states.betas.shape[0]
+    keys = _random.split(rng_key, num_chains)
+
+    def one(key, state, fx):
+        efn = lambda p: potential(p, fx)
+        state = _pt.refresh(state, efn, tempered.reference_fn, sampler=tempered.sampler)
+
+        def body(s, k):
+            s, info = tempered.kernel(k, s, efn, tempered.reference_fn)
+            acc = jnp.asarray(info.acceptance_rate, jnp.float32)
+            div = jnp.asarray(info.is_divergent, jnp.float32)
+            return s, (acc, div, info.swap_acceptance.astype(jnp.float32))
+
+        state, (acc, div, swap) = jax.lax.scan(body, state, _random.split(key, num_steps))
+        return state, jnp.mean(acc), jnp.sum(div), jnp.mean(swap, axis=0)
+
+    states, acc, div, swap = jax.vmap(one)(keys, pt_states, fixed)
+    neg = phases.model.constrain(jax.tree.map(lambda x: x[:, -1], states.states.position))
+    swap = jnp.mean(swap, axis=0)  # (T-1,) over chains
+    metrics = {
+        "swap_acceptance": jnp.mean(swap),
+        "min_swap_acceptance": jnp.min(swap),
+        # Σ rejection ≈ the global communication barrier Λ of the current schedule
+        "barrier": jnp.sum(1.0 - swap),
+        "round_trips": jnp.sum(states.round_trips).astype(jnp.float32),
+    }
+    return jax.lax.stop_gradient(neg), acc, div, states, metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -869,6 +1073,22 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
         diagnostics_window: updates kept in the energy trace of the chains; ``fit`` records their
             split R-hat and ESS (``chain_energy_rhat``, ``chain_energy_ess``) in
             ``history.events`` once the window is full. ``0`` disables the trace.
+        tempering: ``None``, or the number of temperatures, or a dict of options
+            (:data:`TEMPERING_OPTIONS`: ``num_temperatures`` (default 8), ``betas``,
+            ``reference``, ``swap`` (``"deo"`` or ``"reversible"``), ``num_local_steps``,
+            ``num_warmup``, ``adapt_schedule``, ``adapt_step_size``, ``target_accept_prob``,
+            ``schedule_fraction``): every persistent chain becomes a non-reversible
+            parallel-tempering chain (:mod:`ebm_ppl.kernels.tempering`) whose replicas are moved
+            by the negative kernel on ``π_β ∝ ref^{1-β} [base e^{-E_θ}]^β`` and swapped
+            (deterministic even-odd); ``num_mcmc_steps`` PT iterations per update, at the
+            current parameters, and the ``β = 1`` replicas are the negatives. The reference is
+            the base measure when it is proper (spins, bits); an improper ``Flat`` data site
+            gets a diagonal Gaussian fitted to the training data unless ``reference`` is given.
+            Step sizes and schedule adapt during the first ``num_warmup`` PT iterations
+            (default: the whole run, since the model moves while it trains). The PT states
+            live in :attr:`PCDState.tempering`, so ``fit`` checkpoints and resumes them; the
+            metrics add ``swap_acceptance``, ``min_swap_acceptance``, ``barrier`` (``Σ`` swap
+            rejection, the global barrier ``Λ`` of the schedule) and ``round_trips``.
 
     Examples:
         >>> import jax, jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -882,6 +1102,11 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
         >>> state = obj.init(jax.random.PRNGKey(0), {"mu": 0.0}, batch)
         >>> state.chains["x"].shape
         (16,)
+        >>> pt = PersistentContrastiveDivergence("mala", num_chains=4, tempering=3)
+        >>> state = pt.build(ebm.EnergyModel(gauss), data=batch).init(
+        ...     jax.random.PRNGKey(0), {"mu": 0.0}, batch)
+        >>> state.tempering.betas.shape, state.chains["x"].shape
+        ((4, 3), (4,))
 
     References:
         Tieleman, "Training restricted Boltzmann machines using approximations to the
@@ -891,6 +1116,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
     num_chains: int | None = None
     init: str = "data"
     diagnostics_window: int = 100
+    tempering: Any = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -898,6 +1124,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
         if self.init not in ("data", "base"):
             raise ValueError(f"init must be 'data' or 'base', got {self.init!r}")
         _check_int(self.diagnostics_window, "diagnostics_window", minimum=0)
+        tempering_options(self.tempering)
 
     def diagnose(self, obj_state: PCDState) -> dict[str, float]:
         """Split R-hat and bulk ESS of the persistent chains' energies over the last window.
@@ -926,9 +1153,21 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
                 f"clamped to one example), got num_chains={self.num_chains}"
             )
         window = self.diagnostics_window
+        opts = tempering_options(self.tempering)
+        tempered = (
+            None
+            if opts is None
+            else _build_tempered(
+                phases,
+                neg_sampler,
+                opts,
+                self.step_size,
+                self.num_mcmc_steps,
+                context.get("num_steps"),
+            )
+        )
 
         def init(rng_key, params, batch):
-            del params
             rng_key = _random.as_key(rng_key)
             data_values = phases.data_values(batch)
             n_batch = jax.tree.leaves(data_values)[0].shape[0]
@@ -942,7 +1181,10 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
                 chains.update({n: v[idx] for n, v in data_values.items()})
             trace = jnp.zeros((window, num_chains), jnp.float32)
             table = self._init_positive(phases, positive, _random.fold_in(rng_key, 2))
-            return PCDState(chains, trace, jnp.zeros((), jnp.int32), table)
+            pt_states = None
+            if tempered is not None:
+                pt_states = _init_tempered(phases, tempered, params, chains, phases.fixed(batch))
+            return PCDState(chains, trace, jnp.zeros((), jnp.int32), table, pt_states)
 
         def loss(params, obj_state, batch, rng_key):
             key_pos, key_neg = _random.split(rng_key)
@@ -950,9 +1192,21 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
                 phases, positive, params, batch, key_pos, obj_state.positive
             )
             fixed = phases.fixed(batch)
-            neg, acc, div = self._negative(
-                phases, neg_sampler, params, obj_state.chains, fixed, key_neg
-            )
+            pt_states, pt_metrics = None, {}
+            if tempered is None:
+                neg, acc, div = self._negative(
+                    phases, neg_sampler, params, obj_state.chains, fixed, key_neg
+                )
+            else:
+                neg, acc, div, pt_states, pt_metrics = _run_tempered(
+                    phases,
+                    tempered,
+                    params,
+                    obj_state.tempering,
+                    fixed,
+                    key_neg,
+                    self.num_mcmc_steps,
+                )
             e_neg = self._negative_energy(phases, params, fixed, neg)
             value = jnp.mean(e_pos) - jnp.mean(e_neg)
             trace = obj_state.energy_trace
@@ -960,8 +1214,10 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
                 trace = trace.at[obj_state.num_updates % window].set(
                     jax.lax.stop_gradient(e_neg).astype(trace.dtype)
                 )
-            new_state = PCDState(neg, trace, obj_state.num_updates + 1, table)
-            return value, (new_state, self._metrics(e_pos, e_neg, acc, div, pos_metrics))
+            new_state = PCDState(neg, trace, obj_state.num_updates + 1, table, pt_states)
+            metrics = self._metrics(e_pos, e_neg, acc, div, pos_metrics)
+            metrics.update(pt_metrics)
+            return value, (new_state, metrics)
 
         return Objective(init, loss)
 
