@@ -45,7 +45,7 @@ _BUILTIN_MOVES: dict[str, frozenset[str]] = {
         for name, kinds in KERNEL_MOVES.items()
         if name != "auto"
     },
-    "composite": frozenset({"continuous", "binary", "gaussian-block"}),
+    "composite": frozenset({"continuous", "binary", "categorical", "gaussian-block"}),
 }
 
 # Modules that register kernels when imported; imported lazily on the first lookup so that
@@ -118,7 +118,7 @@ def kernels_for_site(spec: SiteSpec) -> tuple[str, ...]:
         ...     s = numpyro.sample("s", ebm.Spins(3))
         ...     ebm.energy("E", -(s[1:] * s[:-1]).sum())
         >>> kernels_for_site(ebm.EnergyModel(m).plan["s"])
-        ('composite', 'gibbs', 'gwg')
+        ('composite', 'dmala', 'dula', 'gibbs', 'gwg')
     """
     _load()
     tags = site_tags(spec)

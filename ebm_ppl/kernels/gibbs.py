@@ -1,4 +1,4 @@
-"""Block Gibbs sampling of binary units (``Bits``/``Spins``): one sweep over colour classes.
+"""Block Gibbs sampling of binary and categorical units: one sweep over colour classes.
 
 Units are partitioned into *blocks* (colour classes) of conditionally independent units: no
 energy term couples two units of one block. A sweep visits the blocks in colour order and
@@ -15,6 +15,12 @@ sweep (drawn once for the whole state, so a sweep costs one uniform per unit how
 blocks there are). Colourings: :func:`lattice_colouring` (checkerboard, or a 3-colouring for a
 periodic lattice with an odd side) and :func:`greedy_colouring` of an interaction graph, which
 :func:`interaction_colouring` reads off the Hessian's sparsity.
+
+Categorical units (states ``{0, ..., q-1}``, held as ``int32``) are drawn the same way from
+their q conditional logits ``-(E(x_i = k) - E(x))`` (a ``logits_fn``: one gradient with
+respect to the one-hot encoding for affine energies, exact energy differences by default), by
+the inverse CDF with one uniform per unit per sweep; :func:`categorical_interaction_colouring`
+finds their blocks from exact energy differences.
 
 Examples:
     >>> import jax, jax.numpy as jnp
@@ -43,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.kernels import _random
+from ebm_ppl.kernels import _categorical, _random
 from ebm_ppl.kernels._shapes import as_shape
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "GibbsState",
     "MAX_COLOURING_UNITS",
     "build_kernel",
+    "categorical_interaction_colouring",
     "greedy_colouring",
     "init",
     "interaction_colouring",
@@ -63,6 +70,8 @@ EnergyFn = Callable[[Position], jax.Array]
 
 #: Largest number of binary units for which blocks are found automatically (Hessian sparsity).
 MAX_COLOURING_UNITS = 4096
+#: Largest number of categorical units for which blocks are found from energy differences.
+MAX_CATEGORICAL_COLOURING_UNITS = 512
 
 
 class GibbsState(NamedTuple):
@@ -280,6 +289,85 @@ def interaction_colouring(
     return {n: colours[offsets[k] : offsets[k + 1]].reshape(shapes[k]) for k, n in enumerate(names)}
 
 
+def categorical_interaction_colouring(
+    energy_fn: EnergyFn,
+    position: Mapping[str, Any],
+    num_states: Mapping[str, int],
+    *,
+    num_positions: int = 2,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Blocks of categorical units from their interaction graph, read off energy differences.
+
+    Units ``i`` and ``j`` interact when moving ``x_j`` changes the conditional logits of
+    ``x_i`` (exact differences, at ``num_positions`` random states with ``x_j`` moved to a
+    random other state), so each site is coloured greedily. Sites are coloured separately and
+    their colours offset (a sweep then visits the sites one after the other, which is exact
+    whatever couples them). Call with concrete values.
+
+    Args:
+        energy_fn: position -> scalar energy (categorical sites hold ``int32`` states).
+        position: dict site -> array.
+        num_states: dict categorical site -> q.
+        num_positions: random states at which the graph is read.
+        seed: seed of the random states.
+
+    Returns:
+        dict site -> int colours of the site's shape.
+
+    Raises:
+        ValueError: for a site of more than ``MAX_CATEGORICAL_COLOURING_UNITS`` units (pass
+            ``blocks=`` or declare them with ``infer={"blocks": colours}``).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda p: -jnp.sum(p["c"][:-1] == p["c"][1:]).astype(jnp.float32)  # Potts chain
+        >>> c = categorical_interaction_colouring(f, {"c": jnp.zeros(4, jnp.int32)}, {"c": 3})
+        >>> c["c"].tolist()
+        [1, 0, 1, 0]
+    """
+    out: dict[str, np.ndarray] = {}
+    offset = 0
+    rng = np.random.default_rng(seed)
+    for name in sorted(num_states):
+        q = int(num_states[name])
+        shape = tuple(np.shape(position[name]))
+        size = int(np.prod(shape, dtype=int))
+        if size > MAX_CATEGORICAL_COLOURING_UNITS:
+            raise ValueError(
+                f"site {name!r} has {size} categorical units (> "
+                f"{MAX_CATEGORICAL_COLOURING_UNITS}) and no declared blocks: pass blocks= "
+                f'or declare them on the site with infer={{"blocks": colours}}'
+            )
+
+        def moved_logits(pos, j, k, name=name, q=q, shape=shape):
+            flat = jnp.ravel(pos[name])
+            moved = {**pos, name: flat.at[j].set(k).reshape(shape)}
+            return _categorical.exact_logits(energy_fn, moved, name, q).reshape(-1, q)
+
+        fn = jax.jit(jax.vmap(moved_logits, in_axes=(None, 0, 0)))
+        adjacency = np.zeros((size, size), dtype=bool)
+        with jax.ensure_compile_time_eval():
+            for _ in range(num_positions):
+                states = rng.integers(0, q, size=size)
+                shift = rng.integers(1, q, size=size)
+                pos = {**position, name: jnp.asarray(states.reshape(shape), jnp.int32)}
+                base = np.asarray(
+                    _categorical.exact_logits(energy_fn, pos, name, q), np.float64
+                ).reshape(size, q)
+                moved = np.asarray(
+                    fn(pos, jnp.arange(size), jnp.asarray((states + shift) % q, jnp.int32)),
+                    np.float64,
+                )
+                scale = 1e-4 * (1.0 + np.abs(base))
+                # row j: how moving unit j changes every unit's logits
+                adjacency |= np.any(np.abs(moved - base[None]) > scale[None], axis=-1)
+        colours = greedy_colouring(adjacency)
+        out[name] = (colours + offset).reshape(shape).astype(np.int32)
+        offset += int(colours.max()) + 1 if size else 0
+    return out
+
+
 # ----------------------------------------------------------------------------- kernel
 def init(position: Mapping[str, Any], energy_fn: EnergyFn) -> GibbsState:
     """Initial state: the position and its energy.
@@ -345,10 +433,12 @@ def _uniforms(key, shape, dtype, bits: int):
 def build_kernel(
     *,
     colours: Mapping[str, Any],
-    levels: Mapping[str, tuple[float, float]],
+    levels: Mapping[str, tuple[float, float]] | None = None,
     affine: bool | Mapping[str, bool] = True,
     uniform_bits: int = 32,
     gaussian: tuple[str, ...] = (),
+    num_states: Mapping[str, int] | None = None,
+    logits_fn: _categorical.LogitsFn | None = None,
 ) -> Callable[..., tuple[GibbsState, GibbsInfo]]:
     """Build a block Gibbs sweep ``kernel(rng_key, state, energy_fn) -> (state, info)``.
 
@@ -379,12 +469,21 @@ def build_kernel(
             RBM). A block update draws ``N(x - g/a, 1/a)`` with ``g = ∂E/∂x`` and
             ``a = ∂²E/∂x²`` (one Hessian-vector product with ones); the caller is responsible
             for the structure (:class:`~ebm_ppl.infer.discrete.BlockGibbs` checks it).
+        num_states: dict categorical site -> q (sites in ``colours`` holding ``int32`` states
+            ``{0, ..., q-1}``). A block's categorical units are drawn from their q conditional
+            logits by the inverse CDF (one uniform per unit); the energy changes by
+            ``-logits[i, new_i]``.
+        logits_fn: ``logits_fn(energy_fn, position, site, q) -> logits`` of shape
+            ``site_shape + (q,)``, ``-(E(x_i = k) - E(x))``; default exact differences of the
+            block's units (``q`` energies per unit). The model layer passes
+            ``ebm_ppl.energy.conditionals.categorical_logits`` (one gradient for energies
+            affine in the one-hot encoding).
 
     Returns:
         ``kernel(rng_key, state, energy_fn)``.
 
     Raises:
-        ValueError: for a site without levels, or ``uniform_bits`` not 16 or 32.
+        ValueError: for a site without levels or num_states, or ``uniform_bits`` not 16 or 32.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -395,32 +494,57 @@ def build_kernel(
         ([1.0, 1.0, 1.0], -300.0)
     """
     gaussian = tuple(gaussian)
-    missing = [n for n in colours if n not in levels and n not in gaussian]
+    levels = dict(levels or {})
+    cat_q = _categorical.check_num_states(num_states)
+    missing = [n for n in colours if n not in levels and n not in gaussian and n not in cat_q]
     if missing:
-        raise ValueError(f"levels is missing site(s) {missing}; blocks may only hold binary sites")
+        raise ValueError(
+            f"levels is missing site(s) {missing}; blocks may only hold binary sites (levels), "
+            "categorical sites (num_states) and Gaussian blocks"
+        )
     if uniform_bits not in (16, 32):
         raise ValueError(f"uniform_bits must be 16 or 32, got {uniform_bits!r}")
-    names = tuple(sorted(n for n in colours if n not in gaussian))
+    cat_names = tuple(sorted(n for n in colours if n in cat_q and n not in levels))
+    names = tuple(sorted(n for n in colours if n not in gaussian and n not in cat_names))
     gauss_names = tuple(sorted(n for n in colours if n in gaussian))
     all_affine = affine if isinstance(affine, bool) else all(bool(affine[n]) for n in names)
-    raw = {n: np.asarray(colours[n]) for n in names + gauss_names}
+    raw = {n: np.asarray(colours[n]) for n in names + gauss_names + cat_names}
+    ftype = jnp.result_type(float)
 
     def kernel(rng_key, state: GibbsState, energy_fn: EnergyFn):
         x = dict(state.position)
-        shapes = {n: jnp.shape(x[n]) for n in names + gauss_names}
+        shapes = {n: jnp.shape(x[n]) for n in names + gauss_names + cat_names}
         cols, num_colours = normalize_colours(raw, shapes)
-        col_arrays = {n: jnp.asarray(cols[n]) for n in names + gauss_names}
+        col_arrays = {n: jnp.asarray(cols[n]) for n in names + gauss_names + cat_names}
         rng_key, key_normal = _random.split(rng_key)
         normals = {
             n: _random.normal(_random.fold_in(key_normal, i), shapes[n], x[n].dtype)
             for i, n in enumerate(gauss_names)
         }
-        keys = _random.split(rng_key, len(names))
+        keys = _random.split(rng_key, len(names) + len(cat_names))
         # One uniform per unit per sweep: the blocks are disjoint, so each unit uses its own.
         u = {
-            n: _uniforms(k, shapes[n], x[n].dtype, uniform_bits)
-            for n, k in zip(names, keys, strict=True)
+            n: _uniforms(k, shapes[n], x[n].dtype if n in names else ftype, uniform_bits)
+            for n, k in zip(names + cat_names, keys, strict=True)
         }
+        # All logits at once when they come from one gradient (or the colours are dynamic);
+        # the exact default then computes only the units of the block being drawn.
+        full_logits = {
+            n: jax.jit(lambda pos, n=n: logits_fn(energy_fn, pos, n, cat_q[n]))  # type: ignore[misc]
+            for n in cat_names
+            if logits_fn is not None
+        }
+
+        def block_logits(pos, n, c):
+            q = cat_q[n]
+            if n in full_logits:
+                return full_logits[n](pos)
+            if isinstance(c, int):
+                index = np.flatnonzero(np.ravel(cols[n] == c)).astype(np.int32)
+                part = _categorical.exact_logits(energy_fn, pos, n, q, index=index)
+                out = jnp.zeros((int(np.prod(shapes[n], dtype=int)), q), part.dtype)
+                return out.at[index].set(part).reshape(shapes[n] + (q,))
+            return _categorical.exact_logits(energy_fn, pos, n, q)
 
         def gauss_terms(pos):
             sub = {n: pos[n] for n in gauss_names}
@@ -446,8 +570,9 @@ def build_kernel(
             if static:
                 g_names = tuple(n for n in gauss_names if (cols[n] == c).any())
                 b_names = tuple(n for n in names if (cols[n] == c).any())
+                c_names = tuple(n for n in cat_names if (cols[n] == c).any())
             else:
-                g_names, b_names = gauss_names, names
+                g_names, b_names, c_names = gauss_names, names, cat_names
             fresh = not static or c == 0
             e0 = energy
 
@@ -484,6 +609,14 @@ def build_kernel(
                 draw = jnp.where(u[n] < jax.nn.sigmoid(logit), hi, lo).astype(xn.dtype)
                 new = in_block(n, draw, xn)
                 change = change + jnp.sum(jnp.where(new != xn, d, 0.0))
+                new_pos[n] = new
+            for n in c_names:
+                xn = pos[n]
+                logits = block_logits(strong, n, c)
+                new = in_block(n, _categorical.draw(u[n], logits).astype(xn.dtype), xn)
+                # logits are -(E(x_i=k) - E(x)): exact changes (a block's units do not interact)
+                picked = jnp.take_along_axis(logits, new.astype(jnp.int32)[..., None], axis=-1)
+                change = change - jnp.sum(jnp.where(new != xn, picked[..., 0], 0.0))
                 new_pos[n] = new
             return new_pos, e0 + change
 

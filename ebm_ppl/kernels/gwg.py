@@ -23,6 +23,13 @@ step is divergent when it exceeds ``max_delta_energy`` (default 1000, NumPyro's 
 a flip has acceptance below ``e^-1000`` and is rejected.
 All binary sites in ``levels`` share one index space; other sites are held fixed.
 
+Categorical units (``num_states``: states ``{0, ..., q-1}`` held as ``int32``) join the same
+index space with one entry per (unit, new state): the estimated change of log density of moving
+unit ``i`` to state ``k`` is its conditional logit ``ℓ_ik = -(E(x_i=k) - E(x))`` read from the
+gradient with respect to the one-hot encoding (``logits_fn``; Grathwohl et al.'s categorical
+proposal), and the current state is excluded. Every state's logits are computed at the current
+and the proposed state (two ``logits_fn`` calls per step).
+
 Examples:
     >>> import jax, jax.numpy as jnp
     >>> from ebm_ppl.kernels import gwg
@@ -49,7 +56,7 @@ import jax.numpy as jnp
 
 __all__ = ["GWGInfo", "GWGState", "build_kernel", "init"]
 
-from ebm_ppl.kernels import _random
+from ebm_ppl.kernels import _categorical, _random
 from ebm_ppl.kernels.ula import check_max_delta_energy
 
 Position = dict[str, jax.Array]
@@ -127,17 +134,27 @@ def init(position: Mapping[str, Any], energy_fn: EnergyFn) -> GWGState:
         [2.0, 2.0]
     """
     position = {n: jnp.asarray(v) for n, v in position.items()}
-    energy, grad = _value_and_grad(energy_fn, position, tuple(sorted(position)))
+    # integer (categorical) sites have no gradient: their logits come from build_kernel's
+    # logits_fn
+    names = tuple(sorted(n for n, v in position.items() if jnp.issubdtype(v.dtype, jnp.inexact)))
+    energy, grad = _value_and_grad(energy_fn, position, names)
     return GWGState(position, energy, grad)
 
 
 def build_kernel(
-    *, levels: Mapping[str, tuple[float, float]], max_delta_energy: Any = 1000.0
+    *,
+    levels: Mapping[str, tuple[float, float]] | None = None,
+    max_delta_energy: Any = 1000.0,
+    num_states: Mapping[str, int] | None = None,
+    logits_fn: _categorical.LogitsFn | None = None,
 ) -> Callable[..., Any]:
     """Build one GWG step ``kernel(rng_key, state, energy_fn) -> (state, info)``.
 
     Args:
         levels: dict binary site -> ``(lo, hi)``: the sites whose units may flip.
+        num_states: dict categorical site -> q: sites whose units may move to another state.
+        logits_fn: ``logits_fn(energy_fn, position, site, q)`` -> conditional logits of shape
+            ``site_shape + (q,)`` of a categorical site (default: exact energy differences).
         max_delta_energy: divergence threshold on the energy error ``-log`` (acceptance
             ratio); ``> 0``, may be ``inf``.
 
@@ -145,7 +162,8 @@ def build_kernel(
         the kernel function.
 
     Raises:
-        ValueError: if ``levels`` is empty or ``max_delta_energy`` is not ``> 0``.
+        ValueError: if ``levels`` and ``num_states`` are both empty or ``max_delta_energy`` is
+            not ``> 0``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -156,25 +174,34 @@ def build_kernel(
         >>> float(state.energy) in (1.0, 3.0)
         True
     """
-    if not levels:
-        raise ValueError("levels must name at least one binary site")
+    levels = dict(levels or {})
+    cat_q = _categorical.check_num_states(num_states)
+    if not levels and not cat_q:
+        raise ValueError("levels or num_states must name at least one binary or categorical site")
     check_max_delta_energy(max_delta_energy)
     names = tuple(sorted(levels))
+    cat_names = tuple(sorted(n for n in cat_q if n not in levels))
+    get_logits = logits_fn or _categorical.exact_logits
 
-    def flip_scores(position, grad):
+    def flip_scores(position, grad, energy_fn):
         # d_i ≈ E(x) - E(flip_i x) = -Δ_i ∂_i E, Δ_i = lo + hi - 2 x_i (the change of x_i).
         parts = []
         for n in names:
             lo, hi = levels[n]
             delta = lo + hi - 2.0 * position[n]
             parts.append(jnp.ravel(-delta * grad[n]))
+        for n in cat_names:
+            # ℓ_ik ≈ E(x) - E(x_i=k); staying put is not a move
+            logits = get_logits(energy_fn, position, n, cat_q[n])
+            current = jax.nn.one_hot(position[n], cat_q[n], dtype=bool)
+            parts.append(jnp.ravel(jnp.where(current, -jnp.inf, logits)))
         return jnp.concatenate(parts)
 
     def kernel(rng_key, state: GWGState, energy_fn: EnergyFn):
         k_idx, k_acc = _random.split(rng_key)
         x = state.position
         sizes = [x[n].size for n in names]
-        d = flip_scores(x, state.energy_grad) / 2.0
+        d = flip_scores(x, state.energy_grad, energy_fn) / 2.0
         logq = jax.nn.log_softmax(d)
         i = jax.random.categorical(k_idx, d)
         # Flip unit i of the concatenated binary sites.
@@ -188,12 +215,30 @@ def build_kernel(
             flipped = flat.at[j].set(jnp.where(hit, lo + hi - flat[j], flat[j]))
             new[n] = flipped.reshape(x[n].shape)
             offset += size
+        # ... or move a categorical unit: entry i = offset + unit * q + state
+        i_rev = i
+        for n in cat_names:
+            q = cat_q[n]
+            flat = jnp.ravel(x[n])
+            size = flat.shape[0] * q
+            rel = jnp.clip(i - offset, 0, size - 1)
+            unit, k = rel // q, rel % q
+            hit = (i >= offset) & (i < offset + size)
+            old = flat[unit]
+            new[n] = (
+                flat.at[unit].set(jnp.where(hit, k, old).astype(flat.dtype)).reshape(x[n].shape)
+            )
+            # the reverse move sends the unit back to its old state
+            i_rev = jnp.where(hit, offset + unit * q + old, i_rev)
+            offset += size
         # the gradient of the same sites as the state's (init differentiates every site)
         energy_new, grad_new = _value_and_grad(energy_fn, new, tuple(sorted(state.energy_grad)))
-        logq_rev = jax.nn.log_softmax(flip_scores(new, grad_new) / 2.0)
-        log_ratio = state.energy - energy_new + logq_rev[i] - logq[i]
+        logq_rev = jax.nn.log_softmax(flip_scores(new, grad_new, energy_fn) / 2.0)
+        log_ratio = state.energy - energy_new + logq_rev[i_rev] - logq[i]
         finite = jnp.isfinite(energy_new) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad_new)])
+            jnp.stack(
+                [jnp.array(True)] + [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad_new)]
+            )
         )
         # NaN/inf proposals are rejections, never crashes inside jit.
         log_ratio = jnp.where(finite & ~jnp.isnan(log_ratio), log_ratio, -jnp.inf)

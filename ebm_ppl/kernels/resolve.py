@@ -17,6 +17,9 @@ colours, ``infer={"blocks": ...}``), ``plan[name].is_constrained``, ``plan.state
 * all-binary sites: block Gibbs (colours declared on the sites, or found from the interaction
   graph of ``probe``; gradient conditionals where ``affine`` says the energy is affine in each
   unit, exact energy differences otherwise);
+* categorical sites: block Gibbs too (their q conditional logits are always available: from
+  ``logits_fn``, one gradient with respect to the one-hot encoding, else exact differences),
+  in the Gibbs block of a composite when other kinds are present;
 * mixed sites: a composite (:mod:`ebm_ppl.kernels.composite`): one block-Gibbs block holding
   the binary sites whose conditionals are exact and cheap (energy affine in each unit, or
   declared blocks) together with the real-valued sites declared as Gibbs blocks (Gaussian
@@ -25,8 +28,9 @@ colours, ``infer={"blocks": ...}``), ``plan[name].is_constrained``, ``plan.state
   ``continuous_kernel="ula"``) for the remaining continuous sites.
 
 A named kernel that cannot move one of the sites is refused with a ``ValueError`` naming the
-site and the kernels that can (``"mala"``/``"ula"`` move continuous sites only, ``"gwg"``
-binary ones, ``"gibbs"`` binary sites and real sites declared as Gibbs blocks).
+site and the kernels that can (``"mala"``/``"ula"`` move continuous sites only; ``"gwg"``,
+``"dula"`` and ``"dmala"`` binary and categorical ones; ``"gibbs"`` binary and categorical
+sites and real sites declared as Gibbs blocks).
 
 Examples:
     >>> import jax, jax.numpy as jnp, numpyro, ebm_ppl as ebm
@@ -40,7 +44,7 @@ Examples:
     >>> resolve_kernel("mala", plan=plan)
     Traceback (most recent call last):
     ...
-    ValueError: kernel 'mala' cannot move site 'h' (binary); kernels that can: 'auto', 'gibbs', 'gwg'
+    ValueError: kernel 'mala' cannot move site 'h' (binary); kernels that can: 'auto', 'dmala', 'dula', 'gibbs', 'gwg'
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.kernels import composite, gibbs, gwg
-from ebm_ppl.kernels.gibbs import interaction_colouring
+from ebm_ppl.kernels import composite, dlangevin, gibbs, gwg
+from ebm_ppl.kernels.gibbs import categorical_interaction_colouring, interaction_colouring
 
 __all__ = [
     "DEFAULT_STEP_SIZE",
@@ -69,6 +73,8 @@ __all__ = [
 
 #: kernel names -> module of :mod:`ebm_ppl.kernels`.
 KERNEL_MODULES: dict[str, str] = {
+    "dmala": "ebm_ppl.kernels.dlangevin",
+    "dula": "ebm_ppl.kernels.dlangevin",
     "gibbs": "ebm_ppl.kernels.gibbs",
     "gwg": "ebm_ppl.kernels.gwg",
     "mala": "ebm_ppl.kernels.mala",
@@ -79,14 +85,19 @@ KERNEL_NAMES: tuple[str, ...] = ("auto", *sorted(KERNEL_MODULES))
 # Kernels whose transition takes a step size (Langevin); the default when none is given.
 _STEP_SIZE_KERNELS = ("mala", "ula")
 DEFAULT_STEP_SIZE = 0.01
+# Discrete Langevin kernels (step size α) and their default α (Zhang et al. use 0.1 to 2).
+_DISCRETE_STEP_SIZE_KERNELS = ("dula", "dmala")
+DEFAULT_DISCRETE_STEP_SIZE = 0.5
 _PURPOSES = ("train", "sample")
 # Which kinds of site each named kernel moves ("gaussian": a real site declared as a block).
 KERNEL_MOVES: dict[str, tuple[str, ...]] = {
     "mala": ("continuous", "gaussian"),
     "ula": ("continuous", "gaussian"),
-    "gibbs": ("binary", "gaussian"),
-    "gwg": ("binary",),
-    "auto": ("continuous", "gaussian", "binary"),
+    "gibbs": ("binary", "categorical", "gaussian"),
+    "gwg": ("binary", "categorical"),
+    "dula": ("binary", "categorical"),
+    "dmala": ("binary", "categorical"),
+    "auto": ("continuous", "gaussian", "binary", "categorical"),
 }
 
 
@@ -147,10 +158,10 @@ def check_kernel(kernel: Any) -> None:
 
     Examples:
         >>> check_kernel("auto"); check_kernel("gibbs")
-        >>> check_kernel("hmc")
+        >>> check_kernel("hmc")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: kernel must be one of ['auto', 'gibbs', 'gwg', 'mala', 'ula'] or a kernel module, got 'hmc'
+        ValueError: kernel must be one of ['auto', 'dmala', 'dula', 'gibbs', 'gwg', ...] or a kernel module, got 'hmc'
     """
     if kernel is None:
         return
@@ -188,10 +199,10 @@ def _kinds(plan: Any, sites: tuple[str, ...]) -> dict[str, str]:
         raise ValueError(f"sites {unknown} are not state sites of the model {list(state)}")
     kinds = {n: _site_kind(plan, n) for n in sites}
     for n, k in kinds.items():
-        if k not in ("continuous", "gaussian", "binary"):
+        if k not in ("continuous", "gaussian", "binary", "categorical"):
             raise ValueError(
-                f"site {n!r} is {k}: no kernel of ebm_ppl.kernels moves it (continuous and "
-                "binary sites only)"
+                f"site {n!r} is {k}: no kernel of ebm_ppl.kernels moves it (continuous, "
+                "binary and categorical sites only)"
             )
     return kinds
 
@@ -250,14 +261,20 @@ def _auto_blocks(
     """``(name, [(kernel, sites), ...])`` chosen by ``"auto"``."""
     kinds = _kinds(plan, names)
     binary = tuple(n for n in names if kinds[n] == "binary")
+    categorical = tuple(n for n in names if kinds[n] == "categorical")
     gaussian = tuple(n for n in names if kinds[n] == "gaussian")
     cont = tuple(n for n in names if kinds[n] == "continuous")
-    if not binary:
+    if not binary and not categorical:
         return ("nuts" if purpose == "sample" else "mala"), [("mala", names)]
     if not cont and not gaussian:
         return "gibbs", [("gibbs", names)]
-    declared = {n: getattr(plan[n], "blocks", None) is not None for n in binary}
-    exact = tuple(n for n in binary if _affine_of(affine, n) is not False or declared[n])
+    declared = {n: getattr(plan[n], "blocks", None) is not None for n in binary + categorical}
+    # categorical units always have exact conditionals (logits_fn or energy differences)
+    exact = tuple(
+        n
+        for n in names
+        if n in categorical or (n in binary and (_affine_of(affine, n) is not False or declared[n]))
+    )
     gwg_sites = tuple(n for n in binary if n not in exact)
     # Gaussian blocks share the Gibbs sweep only with binary sites that declare their colours
     # too (colours of one sweep must be consistent); otherwise they go to the Langevin block.
@@ -336,8 +353,43 @@ def _gwg(levels: Mapping[str, tuple[float, float]], options: Mapping[str, Any]) 
     return Sampler(gwg.init, _no_step_size(transition), "gwg")
 
 
+def _dlangevin(name: str, step_size: Any, options: Mapping[str, Any]) -> Sampler:
+    """DULA (``"dula"``) or DMALA (``"dmala"``): a step size ``α``, dynamic like Langevin's."""
+    if step_size is None:
+        step_size = DEFAULT_DISCRETE_STEP_SIZE
+    _check_step_size(step_size)
+    transition = dlangevin.build_kernel(adjusted=name == "dmala", **dict(options))
+    default = float(step_size)
+
+    def step(rng_key, state, energy_fn, step_size=None, inverse_mass_matrix=None):
+        del inverse_mass_matrix
+        return transition(rng_key, state, energy_fn, default if step_size is None else step_size)
+
+    return Sampler(dlangevin.init, step, name, True)
+
+
+def _discrete_options(
+    plan: Any, sites: tuple[str, ...], options: Mapping[str, Any], logits_fn: Any
+) -> dict[str, Any]:
+    """``levels``/``num_states``/``logits_fn`` of the discrete sites, unless given."""
+    opts = dict(options)
+    kinds = {n: plan[n].kind for n in sites}
+    if "levels" not in opts:
+        opts["levels"] = dict(plan.levels(tuple(n for n in sites if kinds[n] == "binary")))
+    categorical = tuple(n for n in sites if kinds[n] == "categorical")
+    if "num_states" not in opts and categorical:
+        opts["num_states"] = {n: int(plan[n].num_states) for n in categorical}
+    if "logits_fn" not in opts and logits_fn is not None and categorical:
+        opts["logits_fn"] = logits_fn
+    return opts
+
+
 def _gibbs(options: Mapping[str, Any]) -> Sampler:
-    missing = [k for k in ("colours", "levels") if k not in options]
+    missing = [
+        k
+        for k in ("colours", "levels")
+        if k not in options and not (k == "levels" and "num_states" in options)
+    ]
     if missing:
         raise ValueError(
             f"kernel 'gibbs' needs {missing} in kernel_options when resolved without the "
@@ -347,7 +399,11 @@ def _gibbs(options: Mapping[str, Any]) -> Sampler:
 
 
 def _colours(
-    plan: Any, sites: tuple[str, ...], binary: tuple[str, ...], probe: Any
+    plan: Any,
+    sites: tuple[str, ...],
+    binary: tuple[str, ...],
+    probe: Any,
+    categorical: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Colours of the Gibbs block: declared on every site; else the interaction graph's
     colouring at ``probe``; else one colour per unit (a sequential sweep, exact for any
@@ -355,6 +411,28 @@ def _colours(
     declared = {n: getattr(plan[n], "blocks", None) for n in sites}
     if all(v is not None for v in declared.values()):
         return {n: np.asarray(v) for n, v in declared.items()}
+    if categorical:
+        # binary and categorical sites coloured apart, colours offset: sites one after another
+        out: dict[str, Any] = {}
+        if binary:
+            out.update(_colours(plan, binary, binary, probe))
+        offset = max((int(np.max(c)) + 1 for c in out.values() if np.size(c)), default=0)
+        if all(declared[n] is not None for n in categorical):
+            cat = {n: normalize_declared(declared[n], plan[n].shape) for n in categorical}
+        elif probe is not None:
+            energy_fn, position = probe
+            cat = categorical_interaction_colouring(
+                energy_fn, position, {n: int(plan[n].num_states) for n in categorical}
+            )
+        else:
+            cat, k = {}, 0
+            for n in categorical:
+                size = int(np.prod(plan[n].shape, dtype=int))
+                cat[n] = (k + np.arange(size, dtype=np.int32)).reshape(tuple(plan[n].shape))
+                k += size
+        for n, c in cat.items():
+            out[n] = np.asarray(c) + offset
+        return out
     real = [n for n in sites if n not in binary]
     if real:
         undeclared = [n for n, v in declared.items() if v is None]
@@ -373,6 +451,17 @@ def _colours(
         out[n] = (offset + np.arange(size, dtype=np.int32)).reshape(shape)
         offset += size
     return out
+
+
+def normalize_declared(colours: Any, shape: Any) -> np.ndarray:
+    """Declared colours of one site, broadcast to its shape and renumbered ``0..K-1``.
+
+    Examples:
+        >>> normalize_declared(5, (2,)).tolist()
+        [0, 0]
+    """
+    c, _ = gibbs.normalize_colours({"_": np.asarray(colours)}, {"_": tuple(shape)})
+    return c["_"]
 
 
 def gaussian_sites(probe: Any, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -427,9 +516,11 @@ def _gibbs_for(
     affine: Any,
     probe: Any,
     options: Mapping[str, Any],
+    logits_fn: Any = None,
 ) -> Sampler:
     binary = tuple(n for n in sites if kinds[n] == "binary")
     gaussian = tuple(n for n in sites if kinds[n] == "gaussian")
+    categorical = tuple(n for n in sites if kinds[n] == "categorical")
     opts = dict(options)
     if "levels" not in opts:
         opts["levels"] = dict(plan.levels(binary))
@@ -437,8 +528,13 @@ def _gibbs_for(
         opts["affine"] = {n: bool(_affine_of(affine, n)) for n in binary}
     if "gaussian" not in opts:
         opts["gaussian"] = gaussian
+    if categorical:
+        cat_opts = _discrete_options(plan, categorical, opts, logits_fn)
+        opts["num_states"] = cat_opts.get("num_states", {})
+        if "logits_fn" in cat_opts:
+            opts["logits_fn"] = cat_opts["logits_fn"]
     if "colours" not in opts:
-        opts["colours"] = _colours(plan, sites, binary, probe)
+        opts["colours"] = _colours(plan, sites, binary, probe, categorical)
     return _gibbs(opts)._replace(blocks=(sites,), block_names=("gibbs",))
 
 
@@ -463,6 +559,7 @@ def resolve_kernel(
     affine: bool | Mapping[str, bool] | None = None,
     probe: tuple[Callable[[Any], jax.Array], Mapping[str, Any]] | None = None,
     continuous_kernel: str = "mala",
+    logits_fn: Callable[..., jax.Array] | None = None,
 ) -> Sampler:
     """Turn a kernel name, ``"auto"`` or a kernel module into a :class:`Sampler`.
 
@@ -496,6 +593,10 @@ def resolve_kernel(
             declared as Gibbs blocks are conditionally Gaussian (else they get MALA).
         continuous_kernel: ``"mala"`` (default) or ``"ula"``: the kernel ``"auto"`` uses for
             continuous sites (the replay-buffer objective uses ULA).
+        logits_fn: ``logits_fn(energy_fn, position, site, q)`` -> conditional logits
+            ``site_shape + (q,)`` of a categorical site, for Gibbs, GWG, DULA and DMALA
+            (``ebm_ppl.energy.conditionals.categorical_logits`` with the model's
+            ``categorical_affine_sites``); default exact energy differences.
 
     Returns:
         :class:`Sampler`; ``name`` is the kernel's name or ``"composite"``.
@@ -581,9 +682,13 @@ def resolve_kernel(
             module = importlib.import_module(KERNEL_MODULES[k])
             sub = _langevin(module, k, step_size, opts)
         elif k == "gwg":
-            sub = _gwg(plan.levels(block_sites), opts)
+            sub = _gwg(
+                plan.levels(block_sites), _discrete_options(plan, block_sites, opts, logits_fn)
+            )
+        elif k in _DISCRETE_STEP_SIZE_KERNELS:
+            sub = _dlangevin(k, step_size, _discrete_options(plan, block_sites, opts, logits_fn))
         else:
-            sub = _gibbs_for(plan, block_sites, kinds, affine, probe, opts)
+            sub = _gibbs_for(plan, block_sites, kinds, affine, probe, opts, logits_fn)
         samplers.append(sub._replace(blocks=(block_sites,), block_names=(k,)))
     if len(samplers) == 1:
         return samplers[0]
@@ -624,9 +729,19 @@ def _resolve_plain(kernel: Any, name: str, step_size: Any, options: dict[str, An
         if name == "gibbs":
             return _gibbs(options)._replace(block_names=("gibbs",))
         if name == "gwg":
-            if "levels" not in options:
-                raise ValueError("kernel 'gwg' needs kernel_options={'levels': {site: (lo, hi)}}")
-            return _gwg(options["levels"], options)._replace(block_names=("gwg",))
+            if "levels" not in options and "num_states" not in options:
+                raise ValueError(
+                    "kernel 'gwg' needs kernel_options={'levels': {site: (lo, hi)}} or "
+                    "{'num_states': {site: q}}"
+                )
+            return _gwg(options.get("levels", {}), options)._replace(block_names=("gwg",))
+        if name in _DISCRETE_STEP_SIZE_KERNELS:
+            if "levels" not in options and "num_states" not in options:
+                raise ValueError(
+                    f"kernel {name!r} needs kernel_options={{'levels': {{site: (lo, hi)}}}} or "
+                    "{'num_states': {site: q}}"
+                )
+            return _dlangevin(name, step_size, options)._replace(block_names=(name,))
         kernel = importlib.import_module(KERNEL_MODULES[name])
     if name in _STEP_SIZE_KERNELS:
         return _langevin(kernel, name, step_size, options)._replace(block_names=(name,))

@@ -1,0 +1,104 @@
+"""Pieces shared by the kernels that move categorical units (states ``{0, ..., q-1}``).
+
+A categorical site is held by kernels as ``int32`` states. Its conditional logits come from a
+``logits_fn(energy_fn, position, site, num_states) -> logits`` of shape ``site_shape + (q,)``,
+``logits[i, k] = -(E(x_i = k) - E(x))`` (zero at the current state). The kernels take it as a
+structural option: the model layer passes one that reads all logits from one gradient with
+respect to the one-hot encoding when the energy is affine in it
+(``ebm_ppl.energy.conditionals.categorical_logits``); the default here, :func:`exact_logits`, is
+exact for any energy at ``q`` energy evaluations per unit.
+
+Examples:
+    >>> import jax.numpy as jnp
+    >>> f = lambda pos: -jnp.sum(pos["c"][1:] == pos["c"][:-1]).astype(jnp.float32)
+    >>> exact_logits(f, {"c": jnp.array([0, 0, 1])}, "c", 2).tolist()
+    [[0.0, -1.0], [0.0, 0.0], [1.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["LogitsFn", "check_num_states", "draw", "exact_logits"]
+
+Position = Mapping[str, jax.Array]
+EnergyFn = Callable[[Position], jax.Array]
+LogitsFn = Callable[[EnergyFn, Position, str, int], jax.Array]
+
+
+def check_num_states(num_states: Mapping[str, Any] | None) -> dict[str, int]:
+    """``num_states`` as a dict site -> int ``q >= 2``.
+
+    Raises:
+        TypeError: not a dict of ints.
+        ValueError: a ``q < 2``.
+
+    Examples:
+        >>> check_num_states({"c": 3})
+        {'c': 3}
+    """
+    if num_states is None:
+        return {}
+    if not isinstance(num_states, Mapping):
+        raise TypeError(f"num_states must be a dict site -> number of states, got {num_states!r}")
+    out = {}
+    for name, q in num_states.items():
+        if isinstance(q, bool) or not isinstance(q, (int, np.integer)):
+            raise TypeError(f"num_states[{name!r}] must be an int, got {q!r}")
+        if q < 2:
+            raise ValueError(f"num_states[{name!r}] must be >= 2, got {q}")
+        out[str(name)] = int(q)
+    return out
+
+
+def exact_logits(
+    energy_fn: EnergyFn, position: Position, site: str, num_states: int, index: Any = None
+) -> jax.Array:
+    """``-(E(x_i = k) - E(x))`` for units ``index`` (flat; default all) and every state ``k``.
+
+    ``q`` energies per unit, vmapped over units and states.
+
+    Returns:
+        shape ``site_shape + (q,)`` (``index=None``) or ``index.shape + (q,)``.
+    """
+    x = position[site]
+    flat = jnp.ravel(x)
+    full = index is None
+    idx = jnp.arange(flat.shape[0]) if full else jnp.asarray(index)
+    states = jnp.arange(num_states, dtype=flat.dtype)
+
+    def one(i, k):
+        return energy_fn({**position, site: flat.at[i].set(k).reshape(jnp.shape(x))})
+
+    energies = jax.vmap(lambda i: jax.vmap(lambda k: one(i, k))(states))(idx)
+    energies = energies.astype(jnp.result_type(float))  # an energy of integer states is an int
+    e_0 = jnp.take_along_axis(energies, flat[idx].astype(jnp.int32)[:, None], axis=-1)
+    logits = -(energies - e_0)
+    return logits.reshape(jnp.shape(x) + (num_states,)) if full else logits
+
+
+def draw(u: jax.Array, logits: jax.Array) -> jax.Array:
+    """One state per unit from ``softmax(logits)`` by the inverse CDF: one uniform per unit.
+
+    Args:
+        u: uniforms on (0, 1), shape ``S``.
+        logits: shape ``S + (q,)`` (``-inf`` allowed).
+
+    Returns:
+        ``int32`` states of shape ``S``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> draw(jnp.array([0.1, 0.9]), jnp.log(jnp.array([[0.5, 0.5], [0.5, 0.5]]))).tolist()
+        [0, 1]
+    """
+    probs = jax.nn.softmax(logits, axis=-1)
+    cdf = jnp.cumsum(probs, axis=-1)
+    # counting the CDF values below u: rounding in the last entry cannot give state q
+    k = jnp.sum(u[..., None] >= cdf[..., :-1], axis=-1)
+    return k.astype(jnp.int32)
