@@ -370,8 +370,8 @@ def nested_rhat(
     ordinary (non-split) R-hat without its ``(N - 1) / N`` factor: ``nR² = R² + 1/N``
     (Margossian et al., footnote 1). For ``M`` independent chains per group and ``N``
     independent draws each, ``nR² ≈ 1 + 1/(M N)`` when everything mixes, so ``M`` must be
-    large for a ``1.01`` threshold (:data:`NESTED_RHAT_MAX`; see
-    :func:`nested_rhat_threshold`).
+    large for a ``1.01`` threshold (:data:`NESTED_RHAT_MAX`); :func:`nested_rhat_threshold`
+    adds the chance level of a given design.
 
     Args:
         draws: array ``(chain, draw, *shape)`` with ``draw >= 1``.
@@ -443,32 +443,53 @@ def _as_short_chains(draws: Any) -> np.ndarray:
 
 
 def nested_rhat_threshold(
-    num_chains_per_group: int, num_draws: int, *, delta: float = NESTED_RHAT_MAX - 1.0
+    num_groups: int,
+    num_chains_per_group: int,
+    *,
+    delta: float = NESTED_RHAT_MAX - 1.0,
+    alpha: float = 0.01,
 ) -> float:
     """The nested R-hat above which groups of chains are taken not to agree.
 
-    ``sqrt((1 + δ)² + 1/(M N))``: the threshold ``1 + δ`` of Margossian et al. (2024) on top
-    of what independent, well-mixed chains give by chance, ``nR² ≈ 1 + 1/(M N)`` for ``M``
-    chains of ``N`` draws per group, so that a design with few chains per group is not flagged
-    for its own noise (for large ``M N`` it is ``1 + δ``).
+    ``sqrt((1 + δ)² + q / M)`` with ``q`` the ``1 - α`` quantile of ``F(K - 1, K (M - 1))``:
+    the threshold ``1 + δ`` of Margossian et al. (2024) on top of what well-mixed chains give
+    by chance. With ``K`` groups of ``M`` independent chains of one draw, ``M (nR² - 1) = M B /
+    W`` is the F statistic of a one-way analysis of variance (``χ²_{K-1} / (K - 1)`` for
+    ``M = 1``); longer chains only shrink ``B / W`` (by their effective draws), so the bound
+    holds for any chain length. A design with few groups or few chains per group is thus not
+    flagged for its own noise; for large ``M`` the threshold is ``1 + δ``.
 
     Args:
+        num_groups: ``K``, the superchains (>= 2).
         num_chains_per_group: ``M`` (>= 1).
-        num_draws: ``N``, draws per chain (>= 1).
         delta: the tolerance ``δ`` (> 0).
+        alpha: chance of a false alarm for mixed chains beyond ``δ``, in ``(0, 1)``.
 
     Examples:
-        >>> round(nested_rhat_threshold(100, 1), 4)
-        1.0149
-        >>> round(nested_rhat_threshold(10_000, 100), 4)
+        >>> round(nested_rhat_threshold(4, 1000), 4)
+        1.0119
+        >>> round(nested_rhat_threshold(4, 10**8), 4)
         1.01
     """
-    for name, value in (("num_chains_per_group", num_chains_per_group), ("num_draws", num_draws)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    from scipy import stats as sps
+
+    for name, value, low in (
+        ("num_groups", num_groups, 2),
+        ("num_chains_per_group", num_chains_per_group, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
-    return float(math.sqrt((1.0 + delta) ** 2 + 1.0 / (num_chains_per_group * num_draws)))
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    # one-way analysis of variance: for one normal draw per chain, M B / W ~ F(K-1, K(M-1))
+    k, m = int(num_groups), int(num_chains_per_group)
+    if m > 1:
+        q = float(sps.f.ppf(1.0 - alpha, k - 1, k * (m - 1)))
+    else:
+        q = float(sps.chi2.ppf(1.0 - alpha, k - 1)) / (k - 1)
+    return float(math.sqrt((1.0 + delta) ** 2 + q / num_chains_per_group))
 
 
 def rstar_threshold(num_chains: int, num_test: int, *, alpha: float = 0.01) -> float:

@@ -58,7 +58,7 @@ def one_draw():
 
 def test_one_draw_per_chain_mixed_passes(one_draw):
     x, groups = one_draw
-    threshold = dg.nested_rhat_threshold(1000, 1)
+    threshold = dg.nested_rhat_threshold(4, 1000)
     for rank in (True, False):
         assert float(dg.nested_rhat(x, groups, rank_normalize=rank)) < threshold
 
@@ -69,7 +69,7 @@ def test_one_draw_per_chain_detects_a_planted_superchain(one_draw, shift, spread
     x, groups = one_draw
     x = x.copy()
     x[:1000] = shift + spread * x[:1000]
-    threshold = dg.nested_rhat_threshold(1000, 1)
+    threshold = dg.nested_rhat_threshold(4, 1000)
     for rank in (True, False):
         assert float(dg.nested_rhat(x, groups, rank_normalize=rank)) > threshold
     # the ordinary R-hat cannot be computed on one draw per chain at all
@@ -77,10 +77,19 @@ def test_one_draw_per_chain_detects_a_planted_superchain(one_draw, shift, spread
         dg.rhat(x)
 
 
-def test_threshold_is_the_papers_for_many_draws():
-    assert dg.nested_rhat_threshold(10**6, 10**3) == pytest.approx(dg.NESTED_RHAT_MAX, abs=1e-9)
-    # M = 1, N = 1 would flag nothing it could not see by chance
-    assert dg.nested_rhat_threshold(1, 1) == pytest.approx(np.sqrt(1.01**2 + 1))
+def test_threshold_is_the_papers_for_many_chains_and_covers_chance_for_few():
+    assert dg.nested_rhat_threshold(4, 10**9) == pytest.approx(dg.NESTED_RHAT_MAX, abs=1e-7)
+    # few chains per superchain: mixed chains stay below it (but for alpha of the designs)
+    rng = np.random.default_rng(4)
+    k, m = 4, 8
+    threshold = dg.nested_rhat_threshold(k, m, alpha=0.01)
+    values = [
+        float(dg.nested_rhat(rng.normal(size=(k * m, 1)), np.repeat(np.arange(k), m)))
+        for _ in range(1000)
+    ]
+    exceed = np.mean(np.array(values) > threshold)
+    assert exceed < 0.01 + 3 * np.sqrt(0.01 * 0.99 / 1000)
+    assert np.mean(np.array(values) > dg.NESTED_RHAT_MAX) > 0.5  # where 1.01 alone would flag
 
 
 def test_rstar_near_one_when_mixed_and_above_for_a_shifted_chain():
@@ -110,7 +119,8 @@ def test_rstar_threshold_is_chance_plus_sampling_spread():
         (lambda: dg.nested_rhat(np.zeros((4, 0)), [0, 0, 1, 1]), ValueError, "draw >= 1"),
         (lambda: dg.nested_rhat(np.zeros((4, 1)), [0, 1]), ValueError, "2 labels for 4"),
         (lambda: dg.nested_rhat([["a"]], [0]), TypeError, "numeric"),
-        (lambda: dg.nested_rhat_threshold(0, 1), ValueError, "num_chains_per_group"),
+        (lambda: dg.nested_rhat_threshold(4, 0), ValueError, "num_chains_per_group"),
+        (lambda: dg.nested_rhat_threshold(1, 5), ValueError, "num_groups"),
         (lambda: dg.rstar(np.zeros((2, 3))), ValueError, "at least 4 draws"),
         (lambda: dg.rstar(np.zeros((2, 8)), training_fraction=1.0), ValueError, "training_fra"),
         (lambda: dg.rstar_threshold(1, 10), ValueError, "num_chains >= 2"),
