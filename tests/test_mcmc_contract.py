@@ -14,6 +14,7 @@ from numpyro.infer import MCMC, NUTS, DiscreteGibbs, HMCGibbs
 import ebm_ppl as ebm
 from ebm_ppl.infer.discrete import BlockGibbs, GibbsWithGradients
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
+from ebm_ppl.infer.tempering import ParallelTempering
 from ebm_ppl.kernels import gwg, mala, ula
 from tests.kernel_registry import gaussian_model
 
@@ -69,6 +70,12 @@ def _cases():
             lambda: GibbsWithGradients(boltzmann.model),
             (5,),
             lambda d: em_bm.energy(bm_params, d),
+            None,
+        ),
+        "pt-gibbs": (
+            lambda: ParallelTempering(BlockGibbs(ising.model, conditionals="gradient"), 3),
+            ((3, 3),),
+            lambda d: em_ising.energy({}, d),
             None,
         ),
     }

@@ -404,12 +404,11 @@ class ParallelTempering(MCMCKernel):
         def one(key, params):
             return self._init_one(key, params, model_args, model_kwargs)
 
-        if single:
-            state = one(rng_key, init_params)
-        else:
-            state = jax.vmap(one, in_axes=(0, None if init_params is None else 0))(
-                rng_key, init_params
-            )
+        fn = one if single else jax.vmap(one, in_axes=(0, None if init_params is None else 0))
+        if not isinstance(rng_key, jax.core.Tracer):
+            # NumPyro's model initialization run op by op costs seconds: compile it
+            fn = jax.jit(fn)
+        state = fn(rng_key, init_params)
         assert self._sampler is not None
         self._pt_kernel = tempering.build_kernel(
             self._sampler,
