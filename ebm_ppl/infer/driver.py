@@ -24,6 +24,7 @@ from ebm_ppl.diagnostics import to_inference_data
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.infer.adapter import check_finite_starts
 from ebm_ppl.infer.registry import check_kernel_moves, get_kernel_factory
+from ebm_ppl.infer.tempering import ParallelTempering, tempered_kernel
 from ebm_ppl.kernels import chains as _chains
 from ebm_ppl.kernels._random import as_key
 from ebm_ppl.kernels.chains import CHAIN_METHODS
@@ -249,6 +250,7 @@ def sample(
     model_kwargs: Mapping[str, Any] | None = None,
     progress: bool = True,
     init_params: Mapping[str, Any] | None = None,
+    tempering: Any = None,
 ) -> Any:
     """Sample the state of an energy model with MCMC; return ``arviz.InferenceData``.
 
@@ -298,6 +300,13 @@ def sample(
         progress: show a progress bar (updated once per chunk).
         init_params: deprecated name of ``init_values`` (a ``DeprecationWarning``; removed in
             the next release). In :func:`ebm_ppl.fit`, ``init_params`` are model parameters.
+        tempering: ``None``, or non-reversible parallel tempering around the kernel: an int
+            (the number of temperatures) or a dict of
+            :class:`~ebm_ppl.infer.tempering.ParallelTempering` options (``num_temperatures``,
+            ``reference`` for ``Flat`` sites, ``swap``, ...); ``kernel="auto"`` tempers MALA
+            on continuous models. The draws are the ``β = 1`` replica's; ``sample_stats``
+            add ``beta``, ``swap_acceptance``, ``replica``, ``round_trips``, ``energy_gap``
+            (``docs/tempering.md``).
 
     Every chain starts where the energy is finite: drawn starts are redrawn (up to
     :data:`ebm_ppl.infer.adapter.MAX_INIT_TRIES` draws per chain), and a chain that still has
@@ -372,6 +381,8 @@ def sample(
         if not isinstance(kernel, str):
             raise TypeError(f"kernel must be a name or an MCMCKernel, got {type(kernel).__name__}")
         kernel_name = _select_kernel(kernel, em.plan)
+        if tempering is not None:
+            kernel_name, tempering = tempered_kernel(kernel, kernel_name, em.plan, tempering)
         factory = get_kernel_factory(kernel_name)
         if params is None:
             params = em.init_params(jax.random.PRNGKey(0))
@@ -385,6 +396,11 @@ def sample(
                 "params must be None when kernel is an MCMCKernel: give it to the kernel"
             )
         kernel_name = type(kernel).__name__
+        if tempering is not None:
+            raise ValueError(
+                "tempering wraps a named kernel; wrap an MCMCKernel in "
+                "ebm_ppl.infer.ParallelTempering yourself"
+            )
     placement = _chains.place_chains(num_chains, chain_method, devices)
     chain_method, devices = placement.chain_method, placement.devices
 
@@ -432,6 +448,8 @@ def sample(
         run_model = model_fn
     else:
         kernel_obj_key = ("name", kernel_name)
+        if tempering is not None:
+            kernel_obj_key = (*kernel_obj_key, "tempering", _fingerprint(tempering))
         run_model = _with_params(model_fn)
         call_kwargs[_PARAMS_KWARG] = params
     dynamic: list[Any] = []
@@ -448,6 +466,8 @@ def sample(
 
     def make():
         k = kernel if user_kernel else factory(run_model, {})
+        if tempering is not None:
+            k = ParallelTempering(k, **tempering)
         return _build_runner(
             k, num_warmup, chain_method, devices, model_args, call_kwargs, has_init
         )
