@@ -42,6 +42,7 @@ from numpyro.distributions.transforms import biject_to
 __all__ = [
     "binary_levels",
     "categorical_logits",
+    "categorical_value_and_logits",
     "check_affine",
     "check_categorical_affine",
     "check_model_affine",
@@ -645,6 +646,65 @@ def categorical_logits(
     if affine:
         return gradient_categorical_logits(energy_fn, position, site, num_states)
     return exact_categorical_logits(energy_fn, position, site, num_states)
+
+
+def categorical_value_and_logits(
+    energy_fn: EnergyFn,
+    position: Position,
+    num_states: Mapping[str, int],
+    *,
+    affine: Mapping[str, bool] | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """``(E(position), {site: logits})`` for several categorical sites at once.
+
+    The sites marked affine share one ``value_and_grad`` with respect to their one-hot
+    encodings (the energy comes with it, traced once); the others get exact energy differences.
+    This is the ``logits_fn`` the categorical kernels of :mod:`ebm_ppl.kernels` take.
+
+    Args:
+        energy_fn: position -> scalar energy.
+        position: dict site -> array; categorical sites hold integer states.
+        num_states: dict categorical site -> q.
+        affine: dict site -> whether one gradient gives its logits (default: none).
+
+    Returns:
+        the energy (a scalar) and dict site -> logits ``site_shape + (q,)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> f = lambda p: -jnp.sum(one_hot(p["c"], 3) @ jnp.array([0.0, 1.0, 2.0]))
+        >>> e, lg = categorical_value_and_logits(f, {"c": jnp.array([2])}, {"c": 3},
+        ...                                      affine={"c": True})
+        >>> float(e), lg["c"].tolist()
+        (-2.0, [[-2.0, -1.0, 0.0]])
+    """
+    affine = dict(affine or {})
+    grad_sites = [n for n in num_states if affine.get(n, False)]
+    ftype = jnp.result_type(float)
+    out: dict[str, jax.Array] = {}
+    if grad_sites:
+
+        def energy_of_probes(probes):
+            with contextlib.ExitStack() as stack:
+                for n in grad_sites:
+                    stack.enter_context(_probing(position[n], probes[n], n))
+                return energy_fn(dict(position))
+
+        probes0 = {
+            n: jnp.zeros(jnp.shape(position[n]) + (num_states[n],), ftype) for n in grad_sites
+        }
+        energy, grads = jax.value_and_grad(energy_of_probes)(probes0)
+        for n in grad_sites:
+            current = jnp.take_along_axis(
+                grads[n], jnp.asarray(position[n], jnp.int32)[..., None], axis=-1
+            )
+            out[n] = -(grads[n] - current)
+    else:
+        energy = energy_fn(dict(position))
+    for n in num_states:
+        if n not in out:
+            out[n] = exact_categorical_logits(energy_fn, position, n, num_states[n])
+    return jnp.asarray(energy, ftype), out
 
 
 def _categorical_stats(energy_fn: EnergyFn, pos: Position, site: str, q: int, idx) -> dict:

@@ -57,7 +57,7 @@ from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
 
 from ebm_ppl.energy.conditionals import (
-    categorical_logits,
+    categorical_value_and_logits,
     check_affine,
     check_categorical_affine,
     check_one_hot,
@@ -85,14 +85,12 @@ def _stand_in(x: Any) -> Any:
     return x
 
 
-def _logits_fn(affine: Mapping[str, bool]) -> Callable[..., jax.Array]:
+def _logits_fn(affine: Mapping[str, bool]) -> Callable[..., Any]:
     """Categorical conditionals: one gradient for the sites in ``affine`` marked ``True``."""
     affine = dict(affine)
 
-    def logits_fn(energy_fn, position, site, num_states):
-        return categorical_logits(
-            energy_fn, position, site, num_states, affine=affine.get(site, False)
-        )
+    def logits_fn(energy_fn, position, num_states):
+        return categorical_value_and_logits(energy_fn, position, num_states, affine=affine)
 
     return logits_fn
 

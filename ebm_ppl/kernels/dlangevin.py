@@ -121,8 +121,9 @@ def build_kernel(
     Args:
         levels: dict binary site -> ``(lo, hi)`` (float states).
         num_states: dict categorical site -> q (``int32`` states).
-        logits_fn: ``logits_fn(energy_fn, position, site, q)`` -> logits ``site_shape + (q,)``
-            of a categorical site (default: exact energy differences, q energies per unit).
+        logits_fn: ``logits_fn(energy_fn, position, num_states) -> (energy, {site: logits})``,
+            the conditional logits ``site_shape + (q,)`` of the categorical sites (default:
+            exact energy differences, q energies per unit).
         adjusted: ``True`` for DMALA (Metropolis–Hastings correction), ``False`` for DULA.
         max_delta_energy: divergence threshold on ``-log`` of the acceptance ratio.
 
@@ -148,24 +149,31 @@ def build_kernel(
     check_max_delta_energy(max_delta_energy)
     names = tuple(sorted(levels))
     cat_names = tuple(sorted(n for n in cat_q if n not in levels))
-    get_logits = logits_fn or _categorical.exact_logits
+    value_and_logits = logits_fn or _categorical.exact_value_and_logits
+    cat_sub = {n: cat_q[n] for n in cat_names}
 
-    def proposal_logits(energy_fn, pos, alpha):
-        """Per unit: binary flip logit (vs. staying) or the q categorical proposal logits."""
-        out = {}
+    def evaluate(energy_fn, pos):
+        """``(E(pos), binary gradients, categorical logits)``."""
+        energy, grad, logits = None, {}, {}
+        if cat_names:
+            energy, logits = value_and_logits(energy_fn, pos, cat_sub)
         if names:
             sub = {n: pos[n] for n in names}
             rest = {n: v for n, v in pos.items() if n not in sub}
-            grad = jax.grad(lambda s: energy_fn({**rest, **s}))(sub)
-            for n in names:
-                lo, hi = levels[n]
-                delta = lo + hi - 2.0 * pos[n]
-                out[n] = 0.5 * (-delta * grad[n]) - (hi - lo) ** 2 / (2.0 * alpha)
+            energy, grad = jax.value_and_grad(lambda s: energy_fn({**rest, **s}))(sub)
+        return energy, grad, logits
+
+    def proposal_logits(pos, grad, logits, alpha):
+        """Per unit: binary flip logit (vs. staying) or the q categorical proposal logits."""
+        out = {}
+        for n in names:
+            lo, hi = levels[n]
+            delta = lo + hi - 2.0 * pos[n]
+            out[n] = 0.5 * (-delta * grad[n]) - (hi - lo) ** 2 / (2.0 * alpha)
         for n in cat_names:
-            logits = get_logits(energy_fn, pos, n, cat_q[n])
             moved = ~jax.nn.one_hot(pos[n], cat_q[n], dtype=bool)
             # one-hot vectors of two different states are sqrt(2) apart
-            out[n] = 0.5 * logits - jnp.where(moved, 1.0 / alpha, 0.0)
+            out[n] = 0.5 * logits[n] - jnp.where(moved, 1.0 / alpha, 0.0)
         return out
 
     def log_q(props, x_from, x_to):
@@ -190,7 +198,10 @@ def build_kernel(
         x = state.position
         k_units, k_acc = _random.split(rng_key)
         keys = _random.split(k_units, len(names) + len(cat_names))
-        props = proposal_logits(energy_fn, x, alpha)
+        # jitted: evaluated at x and at the proposal, the energy is traced once (per kind)
+        evaluate_fn = jax.jit(lambda pos: evaluate(energy_fn, pos))
+        _, grad_x, logits_x = evaluate_fn(x)
+        props = proposal_logits(x, grad_x, logits_x, alpha)
         new = dict(x)
         # a float count: info fields other than the flags share the energy's dtype
         moved = jnp.zeros((), jnp.result_type(float))
@@ -203,8 +214,9 @@ def build_kernel(
             else:
                 new[n] = _categorical.draw(u, props[n]).astype(x[n].dtype)
             moved = moved + jnp.sum(new[n] != x[n]).astype(moved.dtype)
-        energy_new = jnp.asarray(energy_fn(new))
-        props_rev = proposal_logits(energy_fn, new, alpha)
+        energy_new, grad_new, logits_new = evaluate_fn(new)
+        energy_new = jnp.asarray(energy_new, jnp.result_type(state.energy))
+        props_rev = proposal_logits(new, grad_new, logits_new, alpha)
         log_ratio = state.energy - energy_new + log_q(props_rev, new, x) - log_q(props, x, new)
         finite = jnp.isfinite(energy_new) & ~jnp.isnan(log_ratio)
         # NaN/inf proposals are rejections, never crashes inside jit

@@ -473,11 +473,11 @@ def build_kernel(
             ``{0, ..., q-1}``). A block's categorical units are drawn from their q conditional
             logits by the inverse CDF (one uniform per unit); the energy changes by
             ``-logits[i, new_i]``.
-        logits_fn: ``logits_fn(energy_fn, position, site, q) -> logits`` of shape
-            ``site_shape + (q,)``, ``-(E(x_i = k) - E(x))``; default exact differences of the
-            block's units (``q`` energies per unit). The model layer passes
-            ``ebm_ppl.energy.conditionals.categorical_logits`` (one gradient for energies
-            affine in the one-hot encoding).
+        logits_fn: ``logits_fn(energy_fn, position, num_states) -> (energy, {site: logits})``
+            with logits ``-(E(x_i = k) - E(x))`` of shape ``site_shape + (q,)``; default exact
+            differences of the block's units (``q`` energies per unit). The model layer passes
+            ``ebm_ppl.energy.conditionals.categorical_value_and_logits`` (one gradient for
+            energies affine in the one-hot encoding).
 
     Returns:
         ``kernel(rng_key, state, energy_fn)``.
@@ -527,23 +527,40 @@ def build_kernel(
             n: _uniforms(k, shapes[n], x[n].dtype if n in names else ftype, uniform_bits)
             for n, k in zip(names + cat_names, keys, strict=True)
         }
-        # All logits at once when they come from one gradient (or the colours are dynamic);
-        # the exact default then computes only the units of the block being drawn.
-        full_logits = {
-            n: jax.jit(lambda pos, n=n: logits_fn(energy_fn, pos, n, cat_q[n]))  # type: ignore[misc]
-            for n in cat_names
-            if logits_fn is not None
-        }
+        # Given a logits_fn (one gradient for affine energies), every site's logits at once;
+        # else exact differences of the block's units only. Both jitted, so the energy is
+        # traced once however many colours are unrolled.
+        cat_sub = {n: cat_q[n] for n in cat_names}
+        full_logits = (
+            jax.jit(lambda pos: logits_fn(energy_fn, pos, cat_sub)[1])
+            if logits_fn is not None and cat_names
+            else None
+        )
+        # the units of each colour, padded to a common length with an out-of-bounds index
+        # (its energies are computed and dropped)
+        block_index = {}
+        for n in cat_names:
+            size = int(np.prod(shapes[n], dtype=int))
+            per = [np.flatnonzero(np.ravel(cols[n] == c)) for c in range(num_colours)]
+            width = max(1, max(len(p) for p in per))
+            block_index[n] = [
+                np.concatenate([p, np.full(width - len(p), size)]).astype(np.int32) for p in per
+            ]
+        exact_block = jax.jit(
+            lambda pos, n, index: _categorical.exact_logits(energy_fn, pos, n, cat_q[n], index),
+            static_argnums=1,
+        )
 
         def block_logits(pos, n, c):
             q = cat_q[n]
-            if n in full_logits:
-                return full_logits[n](pos)
+            if full_logits is not None:
+                return full_logits(pos)[n]
+            size = int(np.prod(shapes[n], dtype=int))
             if isinstance(c, int):
-                index = np.flatnonzero(np.ravel(cols[n] == c)).astype(np.int32)
-                part = _categorical.exact_logits(energy_fn, pos, n, q, index=index)
-                out = jnp.zeros((int(np.prod(shapes[n], dtype=int)), q), part.dtype)
-                return out.at[index].set(part).reshape(shapes[n] + (q,))
+                index = block_index[n][c]
+                part = exact_block(pos, n, jnp.asarray(index))
+                out = jnp.zeros((size, q), part.dtype)
+                return out.at[index].set(part, mode="drop").reshape(shapes[n] + (q,))
             return _categorical.exact_logits(energy_fn, pos, n, q)
 
         def gauss_terms(pos):

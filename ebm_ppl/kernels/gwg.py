@@ -153,8 +153,9 @@ def build_kernel(
     Args:
         levels: dict binary site -> ``(lo, hi)``: the sites whose units may flip.
         num_states: dict categorical site -> q: sites whose units may move to another state.
-        logits_fn: ``logits_fn(energy_fn, position, site, q)`` -> conditional logits of shape
-            ``site_shape + (q,)`` of a categorical site (default: exact energy differences).
+        logits_fn: ``logits_fn(energy_fn, position, num_states) -> (energy, {site: logits})``,
+            the conditional logits ``site_shape + (q,)`` of the categorical sites (default:
+            exact energy differences, ``q`` energies per unit).
         max_delta_energy: divergence threshold on the energy error ``-log`` (acceptance
             ratio); ``> 0``, may be ``inf``.
 
@@ -181,9 +182,10 @@ def build_kernel(
     check_max_delta_energy(max_delta_energy)
     names = tuple(sorted(levels))
     cat_names = tuple(sorted(n for n in cat_q if n not in levels))
-    get_logits = logits_fn or _categorical.exact_logits
+    value_and_logits = logits_fn or _categorical.exact_value_and_logits
+    cat_sub = {n: cat_q[n] for n in cat_names}
 
-    def flip_scores(position, grad, energy_fn):
+    def flip_scores(position, grad, logits):
         # d_i ≈ E(x) - E(flip_i x) = -Δ_i ∂_i E, Δ_i = lo + hi - 2 x_i (the change of x_i).
         parts = []
         for n in names:
@@ -192,16 +194,31 @@ def build_kernel(
             parts.append(jnp.ravel(-delta * grad[n]))
         for n in cat_names:
             # ℓ_ik ≈ E(x) - E(x_i=k); staying put is not a move
-            logits = get_logits(energy_fn, position, n, cat_q[n])
             current = jax.nn.one_hot(position[n], cat_q[n], dtype=bool)
-            parts.append(jnp.ravel(jnp.where(current, -jnp.inf, logits)))
+            parts.append(jnp.ravel(jnp.where(current, -jnp.inf, logits[n])))
         return jnp.concatenate(parts)
 
     def kernel(rng_key, state: GWGState, energy_fn: EnergyFn):
         k_idx, k_acc = _random.split(rng_key)
         x = state.position
         sizes = [x[n].size for n in names]
-        d = flip_scores(x, state.energy_grad, energy_fn) / 2.0
+        grad_names = tuple(sorted(state.energy_grad))
+
+        def evaluate(pos):
+            logits: dict[str, jax.Array] = {}
+            energy = None
+            if cat_names:
+                energy, logits = value_and_logits(energy_fn, pos, cat_sub)
+            if grad_names or energy is None:
+                energy, grad = _value_and_grad(energy_fn, pos, grad_names)
+            else:
+                grad = {}
+            return energy, grad, logits
+
+        # jitted: evaluated at x and at the proposal, the energy is traced once
+        evaluate_fn = jax.jit(evaluate) if cat_names else evaluate
+        logits_x = evaluate_fn(x)[2] if cat_names else {}
+        d = flip_scores(x, state.energy_grad, logits_x) / 2.0
         logq = jax.nn.log_softmax(d)
         i = jax.random.categorical(k_idx, d)
         # Flip unit i of the concatenated binary sites.
@@ -231,9 +248,10 @@ def build_kernel(
             # the reverse move sends the unit back to its old state
             i_rev = jnp.where(hit, offset + unit * q + old, i_rev)
             offset += size
-        # the gradient of the same sites as the state's (init differentiates every site)
-        energy_new, grad_new = _value_and_grad(energy_fn, new, tuple(sorted(state.energy_grad)))
-        logq_rev = jax.nn.log_softmax(flip_scores(new, grad_new, energy_fn) / 2.0)
+        # the gradient of the same sites as the state's (init differentiates every float site)
+        energy_new, grad_new, logits_new = evaluate_fn(new)
+        energy_new = jnp.asarray(energy_new, jnp.result_type(state.energy))
+        logq_rev = jax.nn.log_softmax(flip_scores(new, grad_new, logits_new) / 2.0)
         log_ratio = state.energy - energy_new + logq_rev[i_rev] - logq[i]
         finite = jnp.isfinite(energy_new) & jnp.all(
             jnp.stack(

@@ -593,10 +593,10 @@ def resolve_kernel(
             declared as Gibbs blocks are conditionally Gaussian (else they get MALA).
         continuous_kernel: ``"mala"`` (default) or ``"ula"``: the kernel ``"auto"`` uses for
             continuous sites (the replay-buffer objective uses ULA).
-        logits_fn: ``logits_fn(energy_fn, position, site, q)`` -> conditional logits
-            ``site_shape + (q,)`` of a categorical site, for Gibbs, GWG, DULA and DMALA
-            (``ebm_ppl.energy.conditionals.categorical_logits`` with the model's
-            ``categorical_affine_sites``); default exact energy differences.
+        logits_fn: ``logits_fn(energy_fn, position, num_states) -> (energy, {site: logits})``,
+            the conditional logits ``site_shape + (q,)`` of categorical sites, for Gibbs, GWG,
+            DULA and DMALA (``ebm_ppl.energy.conditionals.categorical_value_and_logits`` with
+            the model's ``categorical_affine_sites``); default exact energy differences.
 
     Returns:
         :class:`Sampler`; ``name`` is the kernel's name or ``"composite"``.
