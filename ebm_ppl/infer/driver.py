@@ -22,7 +22,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from ebm_ppl.diagnostics import to_inference_data
 from ebm_ppl.energy.model import EnergyModel
-from ebm_ppl.infer.adapter import check_finite_starts
+from ebm_ppl.infer.adapter import KernelAdapter, check_finite_starts
 from ebm_ppl.infer.registry import check_kernel_moves, get_kernel_factory
 from ebm_ppl.infer.tempering import ParallelTempering, tempered_kernel
 from ebm_ppl.kernels import chains as _chains
@@ -37,11 +37,24 @@ _PARAMS_KWARG = "_ebm_params"
 _CHUNK = 100
 
 
-def _with_params(model: Callable[..., Any]) -> Callable[..., Any]:
-    """Model taking its parameters as a keyword argument, so they are dynamic inputs."""
+def _is_param(msg: dict[str, Any]) -> bool:
+    return msg["type"] == "param"
+
+
+def _with_params(model: Callable[..., Any], hide: bool = False) -> Callable[..., Any]:
+    """Model taking its parameters as a keyword argument, so they are dynamic inputs.
+
+    ``hide``: the parameter sites are invisible to the handlers around the model. NumPyro's
+    ``initialize_model`` substitutes the parameter values of its first trace into the model it
+    hands to the potential, which would freeze the values seen at ``init`` (a tracer when the
+    parameters are arguments of the compiled chunks); hidden, every step reads ``kwargs``.
+    """
 
     def model_with_params(*args: Any, **kwargs: Any) -> Any:
         params = kwargs.pop(_PARAMS_KWARG)
+        if hide:
+            with handlers.block(hide_fn=_is_param), handlers.substitute(data=params):
+                return model(*args, **kwargs)
         with handlers.substitute(data=params):
             return model(*args, **kwargs)
 
@@ -159,12 +172,16 @@ def _build_runner(
     model_args: tuple[Any, ...],
     model_kwargs: dict[str, Any],
     has_init: bool,
+    dynamic_params: bool = False,
 ) -> _Runner:
-    # Model arguments and parameters are compile-time constants of the chunk functions:
-    # NumPyro's HMC stores closures built at ``init`` (the step-size search inside its warmup
-    # adapter) that would otherwise capture tracers of the init computation.
+    # ebm_ppl's own kernels rebuild their potential inside ``sample`` from the model arguments,
+    # so the parameters are a dynamic argument ``dyn`` of every chunk: a new value reuses the
+    # compiled chunks. Otherwise (NumPyro's HMC/NUTS store closures built at ``init``, the
+    # step-size search inside their warmup adapter, that would capture tracers of the init
+    # computation) the parameters are compile-time constants of the chunk functions.
     def args_of(dyn):
-        del dyn
+        if dynamic_params:
+            return model_args, {**model_kwargs, _PARAMS_KWARG: dyn}
         return model_args, model_kwargs
 
     def init_one(key, z0, dyn):
@@ -199,6 +216,18 @@ def _build_runner(
 
     init = _map_chains(init_one, chain_method, devices, (0, 0 if has_init else None, None))
     return _Runner(kernel, init, steps_one, draws_one, {}, {})
+
+
+_DYNAMIC_PARAMS: dict[Any, bool] = {}
+
+
+def _takes_dynamic_params(factory: Callable[..., Any], run_model: Callable[..., Any]) -> bool:
+    """Whether ``factory`` builds an ``ebm_ppl`` adapter (its potential is rebuilt from the
+    model arguments at every step, so parameters can be traced arguments of the chunks)."""
+    known = _DYNAMIC_PARAMS.get(factory)
+    if known is None:
+        known = _DYNAMIC_PARAMS[factory] = isinstance(factory(run_model, {}), KernelAdapter)
+    return known
 
 
 def _select_kernel(kernel: str, plan: Any) -> str:
@@ -256,6 +285,11 @@ def sample(
 
     Chains run inside jitted ``lax.scan`` chunks; the compiled chunk is cached per model, kernel
     and configuration, so calling ``sample`` again with the same shapes does not recompile.
+    With ``ebm_ppl``'s own kernels (MALA, ULA, SGLD, Gibbs, GWG, composite) the parameters are
+    dynamic arguments of the chunks: new parameter values of the same shapes reuse them too.
+    NumPyro's NUTS/HMC compile the parameters in as constants (their warmup adapter keeps
+    closures built at ``init``), so a new value compiles again. Compiled programs are also kept
+    on disk across processes (:func:`ebm_ppl.kernels.compile_cache.enable_compilation_cache`).
     Per-chain keys are ``jax.random.split(rng_key, num_chains)`` and adaptation is per chain,
     so a chain computes the same thing wherever it runs: draws equal bit for bit across
     ``chain_method``/``devices`` when XLA vectorizes the per-device blocks alike (e.g. blocks of
@@ -451,8 +485,17 @@ def sample(
         if tempering is not None:
             kernel_obj_key = (*kernel_obj_key, "tempering", _fingerprint(tempering))
         run_model = _with_params(model_fn)
+    dynamic: Any = []
+    dynamic_params = not user_kernel and _takes_dynamic_params(factory, run_model)
+    if dynamic_params:
+        run_model = _with_params(model_fn, hide=True)
+        dynamic = jax.tree.map(jax.numpy.asarray, params)
+        params_key: Any = jax.tree.map(lambda x: (x.shape, str(x.dtype)), dynamic)
+    elif not user_kernel:
         call_kwargs[_PARAMS_KWARG] = params
-    dynamic: list[Any] = []
+        params_key = None
+    else:
+        params_key = None
     has_init = z_init is not None
     cache_key = (
         model_fn,
@@ -460,7 +503,7 @@ def sample(
         num_warmup,
         chain_method,
         tuple(str(d) for d in devices),
-        _fingerprint((model_args, call_kwargs)),
+        _fingerprint((model_args, call_kwargs, params_key)),
         has_init,
     )
 
@@ -469,7 +512,14 @@ def sample(
         if tempering is not None:
             k = ParallelTempering(k, **tempering)
         return _build_runner(
-            k, num_warmup, chain_method, devices, model_args, call_kwargs, has_init
+            k,
+            num_warmup,
+            chain_method,
+            devices,
+            model_args,
+            call_kwargs,
+            has_init,
+            dynamic_params,
         )
 
     runner = _CACHE.get(cache_key)
