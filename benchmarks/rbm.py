@@ -15,12 +15,23 @@ Printed per configuration (median of interleaved repeats):
   ``log σ(F(v with unit i flipped) − F(v))``, for both models) and, at 16 hidden units, the exact
   test log-likelihood (log Z by enumeration).
 
-Run: ``python benchmarks/rbm.py [--repeats 3] [--quick]``.
+``--fresh``: time to first result. Each run is a fresh Python process (``fit`` at 64 hidden units,
+batch 20 and 100, 20 epochs), against a fresh process running scikit-learn's ``fit``: the import
+time, the ``fit`` call and the whole process (interpreter start included) are printed for each;
+ebm_ppl runs first with an empty persistent compilation cache (cold) and then with the cache the
+cold run wrote (warm). Repeats are interleaved; medians.
+
+Run: ``python benchmarks/rbm.py [--repeats 3] [--quick] [--fresh]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -109,12 +120,100 @@ def run_ebm(train, num_hidden, batch_size, lr, seed):
     return end_to_end, steady, result.params
 
 
+_WORKER = """
+import json, sys, time
+t0 = time.perf_counter()
+which, hidden, batch, lr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+if which == "sklearn":
+    from sklearn.neural_network import BernoulliRBM
+    from ebm_ppl.data import binarized_digits
+    t1 = time.perf_counter()
+    train, _ = binarized_digits()
+    t2 = time.perf_counter()
+    BernoulliRBM(n_components=hidden, learning_rate=lr, batch_size=batch, n_iter=20,
+                 random_state=0).fit(train)
+else:
+    import jax, jax.numpy as jnp, optax
+    import ebm_ppl as ebm
+    from ebm_ppl.data import binarized_digits
+    from ebm_ppl.models import rbm
+    from ebm_ppl.objectives import PersistentContrastiveDivergence
+    t1 = time.perf_counter()
+    train, _ = binarized_digits()
+    t2 = time.perf_counter()
+    key = jax.random.PRNGKey(0)
+    init = {"W": 0.01 * jax.random.normal(key, (64, hidden)), "b": jnp.zeros(64),
+            "c": jnp.zeros(hidden)}
+    objective = PersistentContrastiveDivergence(
+        "gibbs", num_mcmc_steps=1, num_chains=batch,
+        free_energy_fn=lambda p, values: rbm.free_energy(p, values["v"]), diagnostics_window=0)
+    steps = 20 * (len(train) // batch)
+    ebm.fit(rbm.model, train, objective=objective, optimizer=optax.sgd(lr), num_steps=steps,
+            batch_size=batch, rng_key=jax.random.fold_in(key, 1), init_params=init,
+            data_site="v", model_args=(64, hidden), log_every=steps // 5, progress=False)
+t3 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "fit": t3 - t2}))
+"""
+
+
+def run_fresh(which, hidden, batch, lr, env):
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", _WORKER, which, str(hidden), str(batch), str(lr)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    whole = time.perf_counter() - start
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    row["process"] = whole
+    return row
+
+
+def main_fresh(args):
+    configs = [(64, 20)] if args.quick else [(64, 20), (64, 100)]
+    base = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR",)}
+    base.pop("EBM_PPL_NO_CACHE", None)
+    print(f"fresh processes; {EPOCHS} epochs PCD-1; median of {args.repeats} interleaved repeats")
+    print(
+        f"{'hidden':>6} {'batch':>5} {'run':<16} {'import s':>8} {'fit s':>7} {'process s':>9} "
+        f"{'fit / sklearn fit':>17} {'process / sklearn':>17}"
+    )
+    for hidden, batch in configs:
+        rows: dict[str, list[dict]] = {"sklearn": [], "ebm_ppl cold": [], "ebm_ppl warm": []}
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                env = dict(base, EBM_PPL_CACHE_DIR=tmp)
+                rows["sklearn"].append(run_fresh("sklearn", hidden, batch, args.learning_rate, env))
+                rows["ebm_ppl cold"].append(
+                    run_fresh("ebm", hidden, batch, args.learning_rate, env)
+                )
+                rows["ebm_ppl warm"].append(
+                    run_fresh("ebm", hidden, batch, args.learning_rate, env)
+                )
+        med = {
+            name: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+            for name, rs in rows.items()
+        }
+        sk = med["sklearn"]
+        for name, m in med.items():
+            print(
+                f"{hidden:>6} {batch:>5} {name:<16} {m['import']:>8.2f} {m['fit']:>7.2f} "
+                f"{m['process']:>9.2f} {m['fit'] / sk['fit']:>17.2f} "
+                f"{m['process'] / sk['process']:>17.2f}"
+            )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--quick", action="store_true", help="64 hidden units, batch 20 only")
+    parser.add_argument("--fresh", action="store_true", help="end to end in fresh processes")
     args = parser.parse_args()
+    if args.fresh:
+        return main_fresh(args)
     train, test = binarized_digits()
     configs = [(64, 20), (64, 100), (256, 20), (256, 100), (16, 20)]
     if args.quick:
