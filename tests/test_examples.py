@@ -67,3 +67,28 @@ def test_toy2d_pcd(tmp_path):
     )
     assert "KL(true || model)" in stdout
     assert (tmp_path / "toy2d_pcd.png").stat().st_size > 1000
+
+
+@pytest.mark.subprocess
+def test_rbm_apps(tmp_path):
+    stdout = _run(
+        "rbm_apps.py",
+        *("--hidden", "8", "--epochs", "1", "--classes", "0", "--num-samples", "10"),
+        *("--num-warmup", "2", "--out", str(tmp_path)),
+        cwd=tmp_path,
+    )
+    assert "marginal baseline" in stdout and "AUROC" in stdout
+    assert (tmp_path / "rbm_inpainting.png").stat().st_size > 1000
+
+
+@pytest.mark.subprocess
+def test_deep_digits(tmp_path):
+    stdout = _run(
+        "deep_digits.py",
+        *("--hidden", "6", "4", "--steps", "20", "--dbm-steps", "10", "--ais-chains", "20"),
+        *("--ais-temperatures", "20", "--bound-samples", "5", "--inpaint-samples", "5"),
+        *("--out", str(tmp_path)),
+        cwd=tmp_path,
+    )
+    assert "DBM mean-field bound" in stdout and "AIS forward" in stdout
+    assert (tmp_path / "deep_digits.png").stat().st_size > 1000
