@@ -549,4 +549,8 @@ def exact_samples(rng_key: Any, J: Any, h: Any, num_samples: int) -> Any:
         raise ValueError(f"q^n = {q}^{n} states are too many to enumerate (> 2^24)")
     states = _all_states(n, q)
     log_p = -jax.vmap(lambda s: couplings_energy(J, h, s))(states)
-    return states[jax.random.categorical(rng_key, log_p, shape=(int(num_samples),))]
+    # inverse CDF (Gumbel-max would draw num_samples x q^n noise)
+    cdf = jnp.cumsum(jax.nn.softmax(log_p))
+    u = jax.random.uniform(rng_key, (int(num_samples),), cdf.dtype) * cdf[-1]
+    index = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), states.shape[0] - 1)
+    return states[index]

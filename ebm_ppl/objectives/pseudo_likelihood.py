@@ -83,11 +83,6 @@ class PseudoLikelihood:
                     "continuous states"
                 )
         levels = {n: plan[n].levels for n in sites if plan[n].kind == "binary"}
-        # Decide gradient or exact-difference conditionals once, on the host, not while traced.
-        if levels:
-            em.affine_sites  # noqa: B018
-        if plan.categorical_sites:
-            em.categorical_affine_sites  # noqa: B018
         num_units = sum(plan[n].size for n in sites)
         scale = 1.0 / num_units if self.per_unit else 1.0
 
@@ -117,6 +112,11 @@ class PseudoLikelihood:
         def init(rng_key, params, batch):
             del rng_key, params
             check(batch)
+            # Decide gradient or exact-difference conditionals once, on the host (cached).
+            if levels:
+                em.affine_sites  # noqa: B018
+            if plan.categorical_sites:
+                em.categorical_affine_sites  # noqa: B018
             return ()
 
         def loss(params, obj_state, batch, rng_key):
