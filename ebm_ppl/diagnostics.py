@@ -1212,6 +1212,15 @@ def tempering_report(idata: Any) -> TemperingReport:
 
     Raises:
         ValueError: when the draws hold no parallel-tempering statistics.
+
+    Examples:
+        >>> import numpy as np
+        >>> stats = {"beta": np.tile([0.0, 0.25, 1.0], (2, 5, 1)),
+        ...          "swap_acceptance": np.full((2, 5, 2), 0.9),
+        ...          "round_trips": np.tile([0, 0, 1, 1, 2], (2, 1))}
+        >>> r = tempering_report(to_inference_data({"x": np.zeros((2, 5))}, stats))
+        >>> r.round_trips.tolist(), round(r.round_trip_rate, 2), r.local_barrier.round(2).tolist()
+        ([2, 2], 0.4, [0.4, 0.13])
     """
     if "sample_stats" not in idata.groups() or "swap_acceptance" not in idata.sample_stats:
         raise ValueError(

@@ -67,6 +67,10 @@ class PTState(NamedTuple):
 
     Properties: ``z`` (the ``β = 1`` replica's position), ``potential_energy`` (its energy
     ``E(z)``), ``diverging`` (its last local transition), ``i`` (iterations done).
+
+    Examples:
+        >>> PTState._fields
+        ('pt_state', 'info', 'rng_key')
     """
 
     pt_state: tempering.TemperingState
@@ -248,6 +252,20 @@ class ParallelTempering(MCMCKernel):
         TypeError: ``kernel`` is not a kernel adapter.
         ValueError: bad options (naming them); at :meth:`init`, an improper base without a
             reference or a reference of the wrong shape or support.
+
+    Examples:
+        >>> import numpyro, numpyro.distributions as dist, ebm_ppl as ebm
+        >>> from ebm_ppl.infer import MALA
+        >>> def m():
+        ...     x = numpyro.sample("x", ebm.Flat(2))
+        ...     ebm.energy("E", ((x**2 - 1.0) ** 2).sum())
+        >>> pt = ParallelTempering(MALA(m), 6, reference=dist.Normal(0.0, 2.0).expand((2,)).to_event(1))
+        >>> pt.num_temperatures, type(pt.inner_kernel).__name__
+        (6, 'MALA')
+        >>> ParallelTempering(MALA(m), betas=[0.0, 0.5, 0.4, 1.0])
+        Traceback (most recent call last):
+        ...
+        ValueError: betas must be strictly increasing, got [0.0, 0.5, 0.4, 1.0]
     """
 
     def __init__(

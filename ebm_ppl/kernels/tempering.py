@@ -457,6 +457,7 @@ def reference_energy(
     names = tuple(plan.state_sites if sites is None else sites)
     refs = _references(plan, names, reference, argument)
     log_z: float | None = 0.0
+    total_log_z = 0.0
     for n in names:
         spec = plan[n]
         if spec.kind == "continuous":
@@ -478,7 +479,9 @@ def reference_energy(
         stacked = np.stack(lps).astype(np.float64)
         top = np.max(stacked, axis=0)
         per_unit = top + np.log(np.sum(np.exp(stacked - top), axis=0))
-        log_z = float(log_z) + float(np.sum(per_unit))
+        total_log_z += float(np.sum(per_unit))
+    if log_z is not None:
+        log_z = total_log_z
     dists = {n: refs.get(n, plan[n].dist) for n in names}
     transforms = {
         n: plan[n].transform
