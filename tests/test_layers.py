@@ -54,6 +54,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "models": (6, "models"),
     "apps": (6, "apps"),
     "cli": (7, "cli"),
+    "sklearn": (7, "sklearn"),  # ebm_ppl/sklearn.py: estimators over the library and the zoo
 }
 
 #: layers whose modules import nothing of ebm_ppl outside their own layer
