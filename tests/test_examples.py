@@ -92,3 +92,15 @@ def test_deep_digits(tmp_path):
     )
     assert "DBM mean-field bound" in stdout and "AIS forward" in stdout
     assert (tmp_path / "deep_digits.png").stat().st_size > 1000
+
+
+@pytest.mark.subprocess
+def test_potts(tmp_path):
+    stdout = _run(
+        "potts.py",
+        *("--states", "3", "--sizes", "4", "6", "--num-temps", "3", "--chains", "2"),
+        *("--warmup", "5", "--samples", "10", "--figure", str(tmp_path / "potts.png")),
+        cwd=tmp_path,
+    )
+    assert "Binder crossing" in stdout
+    assert (tmp_path / "potts.png").stat().st_size > 1000
