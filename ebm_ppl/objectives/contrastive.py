@@ -915,6 +915,12 @@ def tempering_options(value: Any) -> dict[str, Any] | None:
     return opts
 
 
+#: PT iterations of step-size and schedule adaptation of tempered PCD when ``num_warmup`` is not
+#: given (the model keeps moving; give about the run's ``num_steps * num_mcmc_steps`` to adapt
+#: throughout).
+DEFAULT_TEMPERING_WARMUP = 1000
+
+
 class _Tempered(NamedTuple):
     """The tempered negative phase of a build (one PT iteration kernel, its reference)."""
 
@@ -949,12 +955,7 @@ def _data_reference(phases: _Phases, opts: Mapping[str, Any]) -> Any:
 
 
 def _build_tempered(
-    phases: _Phases,
-    sampler: Sampler,
-    opts: Mapping[str, Any],
-    step_size: float | None,
-    num_mcmc_steps: int,
-    num_steps: int | None,
+    phases: _Phases, sampler: Sampler, opts: Mapping[str, Any], step_size: float | None
 ) -> _Tempered:
     reference = _data_reference(phases, opts)
     try:
@@ -966,10 +967,11 @@ def _build_tempered(
     betas = opts.get("betas")
     if betas is None:
         betas = _pt.default_schedule(int(opts.get("num_temperatures", 8)))
+    # A fixed default, not one read off fit's num_steps: a run resumed with more steps must
+    # rebuild the same kernel to continue bit for bit.
     num_warmup = opts.get("num_warmup")
     if num_warmup is None:
-        # the model moves while it trains: adapt throughout when fit says how long that is
-        num_warmup = (num_steps if num_steps else 1000) * num_mcmc_steps
+        num_warmup = DEFAULT_TEMPERING_WARMUP
     kernel = _pt.build_kernel(
         sampler,
         num_warmup=int(num_warmup),
@@ -989,10 +991,11 @@ def _init_tempered(
 ) -> Any:
     """Per-chain PT states (vmapped), every replica starting at its chain's start."""
     num = tempered.betas.shape[0]
-    potential = phases.potential(params)
+    _pt.check_schedule(tempered.betas)
     z = phases.model.unconstrain(chains)
 
-    def one(position, fx):
+    def one(params, position, fx):
+        potential = phases.potential(params)
         positions = jax.tree.map(lambda v: jnp.broadcast_to(v, (num, *v.shape)), position)
         return _pt.init(
             positions,
@@ -1003,7 +1006,8 @@ def _init_tempered(
             step_size=tempered.step_size,
         )
 
-    return jax.vmap(one)(z, fixed)
+    # compiled: op by op, the vmapped init of every replica's kernel state takes seconds
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))(params, z, fixed)
 
 
 def _run_tempered(phases, tempered, params, pt_states, fixed, rng_key, num_steps):
@@ -1085,7 +1089,8 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
             the base measure when it is proper (spins, bits); an improper ``Flat`` data site
             gets a diagonal Gaussian fitted to the training data unless ``reference`` is given.
             Step sizes and schedule adapt during the first ``num_warmup`` PT iterations
-            (default: the whole run, since the model moves while it trains). The PT states
+            (default 1000; the model moves while it trains, so about ``num_steps *
+            num_mcmc_steps`` adapts throughout). The PT states
             live in :attr:`PCDState.tempering`, so ``fit`` checkpoints and resumes them; the
             metrics add ``swap_acceptance``, ``min_swap_acceptance``, ``barrier`` (``Σ`` swap
             rejection, the global barrier ``Λ`` of the schedule) and ``round_trips``.
@@ -1155,16 +1160,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
         window = self.diagnostics_window
         opts = tempering_options(self.tempering)
         tempered = (
-            None
-            if opts is None
-            else _build_tempered(
-                phases,
-                neg_sampler,
-                opts,
-                self.step_size,
-                self.num_mcmc_steps,
-                context.get("num_steps"),
-            )
+            None if opts is None else _build_tempered(phases, neg_sampler, opts, self.step_size)
         )
 
         def init(rng_key, params, batch):
