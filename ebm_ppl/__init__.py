@@ -43,6 +43,7 @@ _SUBMODULES = (
     "models",
     "data",
     "train",
+    "sklearn",  # scikit-learn estimators (the sklearn extra)
     "cli",
     "apps",
 )

@@ -1,6 +1,13 @@
 """Training: the ``fit`` loop, checkpoints and history."""
 
 from ebm_ppl.energy.binding import bind_data
+from ebm_ppl.train.callbacks import (
+    JSONLLogger,
+    Monitor,
+    MonitorError,
+    MonitorWarning,
+    TensorBoardLogger,
+)
 from ebm_ppl.train.checkpoint import (
     CheckpointWarning,
     fingerprint,
@@ -19,6 +26,11 @@ __all__ = [
     "CheckpointWarning",
     "FitResult",
     "History",
+    "JSONLLogger",
+    "Monitor",
+    "MonitorError",
+    "MonitorWarning",
+    "TensorBoardLogger",
     "bind_data",
     "fingerprint",
     "fit",
