@@ -104,3 +104,16 @@ def test_potts(tmp_path):
     )
     assert "Binder crossing" in stdout
     assert (tmp_path / "potts.png").stat().st_size > 1000
+
+
+@pytest.mark.subprocess
+def test_poe_toy2d(tmp_path):
+    stdout = _run(
+        "poe_toy2d.py",
+        *("--steps", "20", "--hidden", "16", "--num-train", "1000", "--batch-size", "64"),
+        *("--num-chains", "2", "--num-warmup", "10", "--num-samples", "20", "--kernel", "mala"),
+        *("--out", str(tmp_path)),
+        cwd=tmp_path,
+    )
+    assert "product of experts" in stdout and "R-hat" in stdout
+    assert (tmp_path / "poe_toy2d.png").stat().st_size > 1000
