@@ -139,7 +139,7 @@ def main(argv=None) -> dict[str, float]:
         idata = ebm.sample(
             model,
             params=p,
-            kernel="nuts",
+            kernel=args.kernel,
             num_chains=args.num_chains,
             num_warmup=args.num_warmup,
             num_samples=args.num_samples,
