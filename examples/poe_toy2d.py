@@ -149,7 +149,7 @@ def main(argv=None) -> dict[str, float]:
         )
         draws[label] = (np.asarray(idata.posterior["x"]), idata)
     print(
-        f"NUTS on {args.num_chains} chains x {args.num_samples} draws: {time.perf_counter() - t0:.1f} s"
+        f"{args.kernel} on {args.num_chains} chains x {args.num_samples} draws: {time.perf_counter() - t0:.1f} s"
     )
     x, idata = draws["product"]
     dist = distance_to_shared(x)
