@@ -315,6 +315,53 @@ def _diagnose_prior_only():
     return ebm.diagnostics.load(path)  # the CLI's rows are in test_cli_errors.py
 
 
+def _normal(*shape):
+    import numpyro.distributions as dist
+
+    d = dist.Normal(0.0, 1.0)
+    return d.expand(shape).to_event(len(shape)) if shape else d
+
+
+CASES += [
+    (
+        "sample tempering Flat without reference",
+        lambda: ebm.sample(_ok_model, tempering=4),
+        ValueError,
+        "reference: site 'x' has an improper base measure",
+    ),
+    (
+        "sample tempering one temperature",
+        lambda: ebm.sample(_bits_model, tempering=1),
+        ValueError,
+        "num_temperatures must be >= 2",
+    ),
+    (
+        "sample tempering betas not increasing",
+        lambda: ebm.sample(_bits_model, tempering={"betas": [0.0, 0.7, 0.5, 1.0]}),
+        ValueError,
+        "betas must be strictly increasing",
+    ),
+    (
+        "sample tempering betas not from 0 to 1",
+        lambda: ebm.sample(_bits_model, tempering={"betas": [0.0, 0.5]}),
+        ValueError,
+        "betas must start at 0 and end at 1",
+    ),
+    (
+        "sample tempering reference event shape",
+        lambda: ebm.sample(_ok_model, tempering={"reference": _normal(3)}),
+        ValueError,
+        "reference['x'] must have batch_shape + event_shape = (2,)",
+    ),
+    (
+        "log_partition pt Flat without reference",
+        lambda: ebm.log_partition(_ok_model, method="pt"),
+        ValueError,
+        "has an improper base measure",
+    ),
+]
+
+
 @pytest.mark.parametrize("label,fn,exc,fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(label, fn, exc, fragment):
     with pytest.raises(exc) as info:
