@@ -238,3 +238,40 @@ def test_magnetization_and_binder():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def _assert_ais(est, truth):
+    # E[Ẑ] = Z: |Ẑ/Z - 1| within 3 of the reported standard error, weights not degenerate
+    assert est.info["ess"] >= 0.5 * est.info["num_chains"], est.info["ess"]
+    assert abs(math.exp(est.log_z - truth) - 1.0) < 3.0 * est.stderr, (est.log_z, truth)
+
+
+def test_ais_categorical_torus_uniform_base():
+    q, beta = 3, 0.9
+    est = ebm.log_partition(
+        potts.model,
+        method="ais",
+        model_args=((3, 3), q),
+        model_kwargs={"beta": beta},
+        num_chains=128,
+        num_temperatures=200,
+        rng_key=jax.random.PRNGKey(0),
+    )
+    assert est.info["base"] == "uniform" and est.info["kernel"] == "gibbs"
+    _assert_ais(est, _brute_torus((3, 3), q, beta)[0])
+
+
+def test_log_likelihood_ais_with_state_frequency_base():
+    J, h = potts.random_couplings(jax.random.PRNGKey(3), 5, 3)
+    data = np.asarray(potts.exact_samples(jax.random.PRNGKey(4), J, h, 500))
+    ll = ebm.log_likelihood(
+        potts.couplings_model,
+        None,
+        data,
+        model_args=(J, h),
+        method="ais",
+        num_chains=128,
+        num_temperatures=200,
+    )
+    assert ll.log_z.method == "ais" and ll.log_z.info["base"] == "data frequencies"
+    _assert_ais(ll.log_z, _brute_couplings_log_z(J, h)[0])
