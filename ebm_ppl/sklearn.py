@@ -80,10 +80,10 @@ class BernoulliRBM(_SkBernoulliRBM):
     ``c = intercept_hidden_`` (:meth:`params`).
 
     ``log Z`` is exact when the smaller layer has at most ``exact_max_units`` units
-    (``log_z_method="auto"``; computed at the end of :meth:`fit`), else estimated by annealed
-    importance sampling (:func:`ebm_ppl.log_partition` with ``method="ais"``, its standard error
-    in ``log_z_stderr_``) at the first :meth:`score_samples`, so a pipeline that only transforms
-    never pays for it. After :meth:`partial_fit` it is recomputed when next needed. Data given to ``fit``,
+    (``log_z_method="auto"``), else estimated by annealed importance sampling
+    (:func:`ebm_ppl.log_partition` with ``method="ais"``, its standard error in
+    ``log_z_stderr_``). It is computed when first needed (``score_samples``, ``log_z_``) and kept
+    until the weights change, so a pipeline that only transforms never pays for it. Data given to ``fit``,
     ``partial_fit`` and ``score_samples`` must be binary; ``transform`` and ``gibbs`` accept
     values in ``[0, 1]`` as scikit-learn's.
 
@@ -149,10 +149,7 @@ class BernoulliRBM(_SkBernoulliRBM):
         """Fit by persistent contrastive divergence (scikit-learn's), then compute ``log Z``."""
         self._check_binary_input(X, "BernoulliRBM.fit", reset=True)
         super().fit(X, y)
-        for name in ("log_z_", "log_z_stderr_", "log_z_method_"):
-            self.__dict__.pop(name, None)
-        if self._method() == "exact":  # cheap; AIS waits for the first score_samples
-            self._set_log_z()
+        self._log_z_cache: dict[str, Any] = {}  # filled when a likelihood is first asked for
         return self
 
     def partial_fit(self, X: Any, y: Any = None) -> BernoulliRBM:
@@ -161,8 +158,7 @@ class BernoulliRBM(_SkBernoulliRBM):
             X, "BernoulliRBM.partial_fit", reset=not hasattr(self, "components_")
         )
         super().partial_fit(X, y)
-        for name in ("log_z_", "log_z_stderr_", "log_z_method_"):
-            self.__dict__.pop(name, None)
+        self._log_z_cache = {}  # the weights changed
         return self
 
     def _check_binary_input(self, X: Any, who: str, *, reset: bool) -> None:
@@ -188,7 +184,31 @@ class BernoulliRBM(_SkBernoulliRBM):
             return self.log_z_method
         return "exact" if min(self.components_.shape) <= self.exact_max_units else "ais"
 
-    def _set_log_z(self) -> None:
+    def _log_z(self) -> dict[str, Any]:
+        check_is_fitted(self)
+        cache = self.__dict__.get("_log_z_cache")
+        if cache is None:  # fitted by scikit-learn's methods (e.g. unpickled from its class)
+            cache = self._log_z_cache = {}
+        if not cache:
+            cache.update(self._compute_log_z())
+        return cache
+
+    @property
+    def log_z_(self) -> float:
+        """``log Z`` of the fitted model (computed on first use, then kept until the next fit)."""
+        return float(self._log_z()["log_z"])
+
+    @property
+    def log_z_stderr_(self) -> float:
+        """Standard error of :attr:`log_z_` (0 when exact)."""
+        return float(self._log_z()["stderr"])
+
+    @property
+    def log_z_method_(self) -> str:
+        """How :attr:`log_z_` was obtained: ``"exact"`` or ``"ais"``."""
+        return str(self._log_z()["method"])
+
+    def _compute_log_z(self) -> dict[str, Any]:
         method = self._method()
         W = np.asarray(self.components_.T, np.float64)
         if method == "exact":
@@ -209,7 +229,7 @@ class BernoulliRBM(_SkBernoulliRBM):
                 num_temperatures=self.ais_num_temperatures,
             )
             log_z, stderr = float(est.log_z), float(est.stderr)
-        self.log_z_, self.log_z_stderr_, self.log_z_method_ = log_z, stderr, method
+        return {"log_z": log_z, "stderr": stderr, "method": method}
 
     def score_samples(self, X: Any) -> np.ndarray:
         """The log-likelihood ``log p(v) = -F(v) - log Z`` of each row of binary ``X``.
@@ -225,8 +245,6 @@ class BernoulliRBM(_SkBernoulliRBM):
         if hasattr(v, "toarray"):
             v = v.toarray()
         _require_binary(v, "BernoulliRBM.score_samples")
-        if not hasattr(self, "log_z_"):
-            self._set_log_z()
         return -self._free_energy(v) - self.log_z_
 
     def score(self, X: Any, y: Any = None) -> float:
