@@ -22,7 +22,7 @@ from tests.helpers.stats import assert_within_mcse, mixing
 matplotlib.use("Agg")
 
 # statistical assertions in this module (Bonferroni)
-NUM_TESTS = 5
+NUM_TESTS = 6
 
 
 # ------------------------------------------------------------------------------ double well
@@ -70,6 +70,27 @@ def test_tempering_diagnostics(double_well_pt):
     assert "global barrier Lambda" in text and "round-trip rate" in text
     fig = ebm.diagnostics.plot_tempering(idata)
     assert len(fig.axes) == 2
+
+
+@pytest.mark.slow
+def test_pilot_reference_double_well_and_log_z_by_quadrature():
+    from scipy import integrate
+
+    idata = ebm.sample(double_well, tempering={"num_temperatures": 6, "reference": "pilot"}, **RUN)
+    right = (idata.posterior["x"].values > 0).astype(float)
+    assert_within_mcse(right, 0.5, name="PT (pilot reference) P(x > 0)", num_tests=NUM_TESTS)
+    est = ebm.log_partition(
+        double_well,
+        method="pt",
+        reference="pilot",
+        num_chains=16,
+        num_temperatures=6,
+        num_warmup=500,
+        num_samples=1500,
+        rng_key=4,
+    )
+    z, _ = integrate.quad(lambda x: math.exp(-8.0 * (x * x - 1.0) ** 2), -4.0, 4.0, epsabs=1e-13)
+    assert abs(est.log_z - math.log(z)) < 3.0 * est.stderr, (est.log_z, est.stderr, math.log(z))
 
 
 # ------------------------------------------------------------------------------ two Gaussians

@@ -64,18 +64,21 @@ class PTState(NamedTuple):
             step sizes, swap statistics, round trips).
         info: :class:`ebm_ppl.kernels.tempering.TemperingInfo` of the last iteration.
         rng_key: PRNG key of the chain.
+        reference: with ``reference="pilot"``, the chain's fitted Gaussian references (dict
+            site -> :class:`~ebm_ppl.kernels.tempering.DiagonalGaussian`); else ``None``.
 
     Properties: ``z`` (the ``β = 1`` replica's position), ``potential_energy`` (its energy
     ``E(z)``), ``diverging`` (its last local transition), ``i`` (iterations done).
 
     Examples:
         >>> PTState._fields
-        ('pt_state', 'info', 'rng_key')
+        ('pt_state', 'info', 'rng_key', 'reference')
     """
 
     pt_state: tempering.TemperingState
     info: tempering.TemperingInfo
     rng_key: jax.Array
+    reference: Any = None
 
     @property
     def z(self) -> Any:
@@ -189,8 +192,13 @@ def check_tempering(tempering_arg: Any, plan: Any, argument: str = "tempering") 
         opts.get("num_local_steps", 1),
         opts.get("schedule_fraction", 0.75),
     )
-    tempering.reference_energy(plan, reference=opts.get("reference"), argument="reference")
+    _check_reference(plan, opts.get("reference"))
     return opts
+
+
+def _check_reference(plan: Any, reference: Any) -> float | None:
+    """Check ``reference`` against the plan; return ``log Z`` of the reference."""
+    return tempering.reference_energy(plan, reference=reference, argument="reference")[1]
 
 
 _NOT_TEMPERED = ("nuts", "hmc", "sgld")
@@ -232,8 +240,11 @@ class ParallelTempering(MCMCKernel):
             initial step size starts every temperature; its own adaptation is not used.
         num_temperatures: replicas per chain, ``N + 1 >= 2`` (default 8; or ``len(betas)``).
         betas: initial schedule, strictly increasing from 0 to 1 (default equally spaced).
-        reference: the path's reference: ``None`` (the base measure; required for improper
-            ``Flat`` sites), a NumPyro distribution or a dict site -> distribution.
+        reference: the path's reference: ``None`` (the base measure; improper ``Flat``
+            sites need one), a NumPyro distribution, a dict site -> distribution, or
+            ``"pilot"``: for each improper site a diagonal Gaussian fitted to a 200-step pilot
+            run of the kernel on the model from the replicas' starts (mean, 2 x standard
+            deviation), per chain (:func:`ebm_ppl.kernels.tempering.pilot_reference`).
         swap: ``"deo"`` (deterministic even-odd, non-reversible) or ``"reversible"``.
         num_local_steps: transitions of the wrapped kernel per replica between swaps.
         adapt_schedule: re-fit the schedule in doubling rounds during warmup.
@@ -313,6 +324,8 @@ class ParallelTempering(MCMCKernel):
         self._pt_kernel: Callable[..., Any] | None = None
         self._sampler: _Inner | None = None
         self._reference_fn: Callable[..., Any] | None = None
+        self._plan: Any = None
+        self._sites: tuple[str, ...] = ()
         self.log_z_reference: float | None = None
 
     # ------------------------------------------------------------------ properties
@@ -343,6 +356,7 @@ class ParallelTempering(MCMCKernel):
         args, kwargs = jax.tree.map(_stand_in, (model_args, model_kwargs))
         plan = _trace_plan(inner._bound_model(), {}, args, kwargs)
         sites = plan.state_sites
+        self._plan, self._sites = plan, sites
         fn, log_z = tempering.reference_energy(plan, sites, self._reference, argument="reference")
         self._reference_fn = fn
         self.log_z_reference = log_z
@@ -365,6 +379,7 @@ class ParallelTempering(MCMCKernel):
         inner = self._inner
         num = self._num_temperatures
         key_state, key_model = jax.random.split(rng_key)
+        key_pilot = jax.random.fold_in(rng_key, 1)
         if init_params is None:
             keys = jax.random.split(key_model, num)
             positions = jax.vmap(lambda k: inner._init_position(k, None, model_args, model_kwargs))(
@@ -378,16 +393,36 @@ class ParallelTempering(MCMCKernel):
             self._setup(model_args, model_kwargs)
         assert self._sampler is not None and self._reference_fn is not None
         energy_fn = inner.get_potential_fn(model_args, model_kwargs)
+        fitted = None
+        reference_fn = self._reference_fn
+        if isinstance(self._reference, str):  # "pilot": fitted per chain
+            fitted = tempering.pilot_reference(
+                key_pilot,
+                positions,
+                energy_fn,
+                sampler=self._sampler,
+                plan=self._plan,
+                sites=self._sites,
+                step_size=inner._step_size,
+                target_acceptance_rate=self._target,
+            )
+            reference_fn = self._reference_of(fitted)
         betas = tempering.default_schedule(num) if self._betas is None else jnp.asarray(self._betas)
         pt_state = tempering.init(
             positions,
             energy_fn,
-            self._reference_fn,
+            reference_fn,
             sampler=self._sampler,
             betas=betas,
             step_size=inner._step_size,
         )
-        return PTState(pt_state, self._init_info(pt_state), key_state)
+        return PTState(pt_state, self._init_info(pt_state), key_state, fitted)
+
+    def _reference_of(self, fitted: Any) -> Callable[..., Any]:
+        if fitted is None:
+            assert self._reference_fn is not None
+            return self._reference_fn
+        return tempering.reference_energy(self._plan, self._sites, dict(fitted))[0]
 
     def _init_info(self, pt_state: tempering.TemperingState) -> tempering.TemperingInfo:
         num = self._num_temperatures
@@ -455,8 +490,9 @@ class ParallelTempering(MCMCKernel):
         assert self._pt_kernel is not None and self._reference_fn is not None
         rng_key, key_step = jax.random.split(state.rng_key)
         energy_fn = self._inner.get_potential_fn(tuple(model_args), dict(model_kwargs or {}))
-        pt_state, info = self._pt_kernel(key_step, state.pt_state, energy_fn, self._reference_fn)
-        return PTState(pt_state, info, rng_key)
+        reference_fn = self._reference_of(state.reference)
+        pt_state, info = self._pt_kernel(key_step, state.pt_state, energy_fn, reference_fn)
+        return PTState(pt_state, info, rng_key, state.reference)
 
     def sample(self, state: PTState, model_args: tuple, model_kwargs: Any) -> PTState:
         """One tempering iteration (vectorized over chains if :meth:`init` got a batch of keys)."""
@@ -476,11 +512,12 @@ class ParallelTempering(MCMCKernel):
         assert self._sampler is not None and self._reference_fn is not None
         energy_fn = self._inner.get_potential_fn(tuple(model_args), model_kwargs)
 
-        def one(pt_state):
-            return tempering.refresh(pt_state, energy_fn, self._reference_fn, sampler=self._sampler)
+        def one(pt_state, fitted):
+            reference_fn = self._reference_of(fitted)
+            return tempering.refresh(pt_state, energy_fn, reference_fn, sampler=self._sampler)
 
-        pt = state.pt_state
-        pt = one(pt) if pt.betas.ndim == 1 else jax.vmap(one)(pt)
+        pt, fitted = state.pt_state, state.reference
+        pt = one(pt, fitted) if pt.betas.ndim == 1 else jax.vmap(one)(pt, fitted)
         return state._replace(pt_state=pt)
 
     def wrap_model(self, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]):

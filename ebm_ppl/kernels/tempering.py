@@ -81,10 +81,13 @@ __all__ = [
     "TemperingState",
     "barrier_estimates",
     "build_kernel",
+    "DiagonalGaussian",
     "check_schedule",
     "default_schedule",
+    "improper_sites",
     "init",
     "is_improper",
+    "pilot_reference",
     "reference_energy",
     "refresh",
     "schedule_rounds",
@@ -349,6 +352,26 @@ def _same_support(a: Any, b: Any) -> bool:
 
 def _references(plan: Any, names: tuple[str, ...], reference: Any, argument: str) -> dict:
     improper = tuple(n for n in names if is_improper(plan[n].dist))
+    if isinstance(reference, str):
+        if reference != "pilot":
+            raise ValueError(
+                f"{argument} must be a distribution, a dict site -> distribution or 'pilot', "
+                f"got {reference!r}"
+            )
+        if not improper:
+            raise ValueError(
+                f"{argument}='pilot' fits references for improper (Flat) sites; the model has "
+                "none (its base measure is the reference)"
+            )
+        # stand-ins of the shapes pilot_reference fits (for checks and the normalizer)
+        reference = {
+            n: DiagonalGaussian(
+                np.zeros(plan[n].shape, np.float32),
+                np.ones(plan[n].shape, np.float32),
+                plan[n].support,
+            )
+            for n in improper
+        }
     if reference is None:
         refs: dict[str, Any] = {}
     elif isinstance(reference, dict):
@@ -406,6 +429,106 @@ def _references(plan: Any, names: tuple[str, ...], reference: Any, argument: str
     return refs
 
 
+class DiagonalGaussian(NamedTuple):
+    """A diagonal Gaussian reference for one continuous site (what ``reference="pilot"`` fits).
+
+    Has what :func:`reference_energy` reads of a NumPyro distribution: ``log_prob`` (summed
+    over the site), ``batch_shape``, ``event_shape`` and ``support`` (the site's).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> g = DiagonalGaussian(jnp.zeros(2), jnp.ones(2), None)
+        >>> round(float(g.log_prob(jnp.zeros(2))), 4), g.event_shape
+        (-1.8379, (2,))
+    """
+
+    loc: Any
+    scale: Any
+    support: Any
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return ()
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(jnp.shape(self.loc))
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        z = (value - self.loc) / self.scale
+        return jnp.sum(-0.5 * z**2 - jnp.log(self.scale) - 0.5 * jnp.log(2.0 * jnp.pi))
+
+
+def improper_sites(plan: Any, sites: Any = None) -> tuple[str, ...]:
+    """The state sites with an improper base measure (they need a reference).
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro, ebm_ppl as ebm
+        >>> def m():
+        ...     x = numpyro.sample("x", ebm.Flat(2))
+        ...     s = numpyro.sample("s", ebm.Spins(2))
+        ...     ebm.energy("E", jnp.sum(x * s))
+        >>> improper_sites(ebm.EnergyModel(m).plan)
+        ('x',)
+    """
+    names = tuple(plan.state_sites if sites is None else sites)
+    return tuple(n for n in names if is_improper(plan[n].dist))
+
+
+def pilot_reference(
+    rng_key: jax.Array,
+    positions: ArrayTree,
+    energy_fn: EnergyFn,
+    *,
+    sampler: Any,
+    plan: Any,
+    sites: Any = None,
+    num_steps: int = 200,
+    step_size: Any = 0.1,
+    inflate: float = 2.0,
+    target_acceptance_rate: float = 0.574,
+) -> dict[str, DiagonalGaussian]:
+    """Gaussian references for the improper sites, fitted to a pilot run on the model.
+
+    The wrapped kernel runs ``num_steps`` transitions on the model (``β = 1``) from each of the
+    ``T`` starts in ``positions`` (dual averaging of each start's step size); the mean and the
+    standard deviation of every improper site's coordinates, pooled over the starts and the
+    second half of the pilot, give ``N(mean, (inflate · sd)²)`` per coordinate (on the
+    unconstrained space). Starts spread over the space find several modes, and the inflation
+    covers them; a reference that misses a mode only slows the tempered chains down.
+
+    Returns:
+        dict improper site -> :class:`DiagonalGaussian`.
+    """
+    names = improper_sites(plan, sites)
+    num = jax.tree.leaves(positions)[0].shape[0]
+
+    def run(key, position):
+        state = sampler.init(position, energy_fn)
+        da = dual_averaging_init(step_size)
+
+        def body(carry, k):
+            st, d = carry
+            eps = jnp.exp(d.log_step_size)
+            st, info = sampler.step(k, st, energy_fn, step_size=eps)
+            d = dual_averaging_update(d, info.acceptance_rate, target_acceptance_rate)
+            return (st, d), {n: st.position[n] for n in names}
+
+        _, trace = jax.lax.scan(body, (state, da), _random.split(key, num_steps))
+        return trace
+
+    traces = jax.vmap(run)(_random.split(rng_key, num), positions)
+    half = num_steps // 2
+    out = {}
+    for n in names:
+        x = traces[n][:, half:]
+        x = x.reshape(-1, *x.shape[2:])
+        loc = jnp.mean(x, axis=0)
+        scale = inflate * jnp.maximum(jnp.std(x, axis=0), 1e-3)
+        out[n] = DiagonalGaussian(loc, scale, plan[n].support)
+    return out
+
+
 def reference_energy(
     plan: Any,
     sites: Any = None,
@@ -425,7 +548,9 @@ def reference_energy(
         plan: the model's site plan (``EnergyModel.plan``; read by duck typing).
         sites: the state sites of the position (default: every state site).
         reference: ``None``, a NumPyro distribution (the one improper, or the one continuous,
-            site) or a dict site -> distribution (continuous sites; replaces the base).
+            site), a dict site -> distribution (continuous sites; replaces the base), or
+            ``"pilot"`` (checks and normalizer of the Gaussians :func:`pilot_reference` fits;
+            the energy returned uses unit Gaussians: rebuild it from the fitted ones).
         argument: the argument's name, for messages.
 
     Returns:

@@ -103,8 +103,9 @@ def log_partition_pt(
         kernel: the local kernel (``"auto"``: MALA on continuous states, block Gibbs on binary
             ones, a composite on mixed ones; see :func:`ebm_ppl.kernels.resolve.resolve_kernel`).
         kernel_options: options of the kernel.
-        reference: the path's reference (required for ``Flat`` sites; see
-            :func:`ebm_ppl.kernels.tempering.reference_energy`).
+        reference: the path's reference (required for ``Flat`` sites: a distribution, a dict
+            site -> distribution, or ``"pilot"``, Gaussians fitted per chain to a pilot run;
+            see :func:`ebm_ppl.kernels.tempering.reference_energy`).
         num_temperatures: replicas per chain (>= 2); or ``len(betas)``.
         betas: initial schedule (default equally spaced; adapted during warmup).
         num_chains: independent PT chains (>= 2 for a standard error).
@@ -169,16 +170,30 @@ def log_partition_pt(
     starts = plan.to_kernel(starts)
     starts = {n: v.reshape(num_chains, num, *v.shape[1:]) for n, v in starts.items()}
 
+    pilot = isinstance(reference, str)
+
     def run_chain(key, positions):
+        rf = ref_fn
+        if pilot:  # per chain, from its replicas' starts
+            fitted = tempering.pilot_reference(
+                jax.random.fold_in(key, 1),
+                positions,
+                energy_fn,
+                sampler=sampler,
+                plan=plan,
+                sites=sites,
+                step_size=step_size,
+            )
+            rf = tempering.reference_energy(plan, sites, fitted)[0]
         state = tempering.init(
-            positions, energy_fn, ref_fn, sampler=sampler, betas=init_betas, step_size=step_size
+            positions, energy_fn, rf, sampler=sampler, betas=init_betas, step_size=step_size
         )
 
         def warm(s, k):
-            return pt_kernel(k, s, energy_fn, ref_fn)[0], None
+            return pt_kernel(k, s, energy_fn, rf)[0], None
 
         def draw(s, k):
-            s, info = pt_kernel(k, s, energy_fn, ref_fn)
+            s, info = pt_kernel(k, s, energy_fn, rf)
             return s, (s.energy - s.reference_energy, info.swap_acceptance)
 
         k_warm, k_draw = jax.random.split(key)
