@@ -113,7 +113,11 @@ def _named_tuple(name: str, fields: list[str]) -> Any:
             obj = getattr(obj, part)
     except (ImportError, AttributeError):
         return None
-    if isinstance(obj, type) and issubclass(obj, tuple) and list(obj._fields) == fields:
+    if (
+        isinstance(obj, type)
+        and issubclass(obj, tuple)
+        and list(getattr(obj, "_fields", ())) == fields
+    ):
         return obj
     return None
 
