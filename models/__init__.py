@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("boltzmann", "dbm", "dbn", "ising", "neural", "poe", "potts", "rbm")
+_SUBMODULES = ("boltzmann", "conditional", "dbm", "dbn", "ising", "neural", "poe", "potts", "rbm")
 
 __all__ = list(_SUBMODULES)
 

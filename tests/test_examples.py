@@ -117,3 +117,13 @@ def test_poe_toy2d(tmp_path):
     )
     assert "product of experts" in stdout and "R-hat" in stdout
     assert (tmp_path / "poe_toy2d.png").stat().st_size > 1000
+
+
+@pytest.mark.subprocess
+def test_conditional_digits(tmp_path):
+    stdout = _run(
+        "conditional_digits.py", "--steps", "10", "--sweeps", "3", "--out", str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert "coupled outputs (CRF)" in stdout and "independent outputs" in stdout
+    assert (tmp_path / "conditional_digits.png").stat().st_size > 1000
