@@ -485,8 +485,9 @@ def denoise(
         y: ``(num_examples, *site_shape)`` noisy observations.
         noise: ``"flip"`` (binary sites) or ``"gaussian"`` (continuous sites).
         noise_scale: flip probability in ``(0, 0.5)``, or the Gaussian standard deviation.
-        site, kernel, num_chains, num_warmup, num_samples, step_size, kernel_options,
-            model_args, model_kwargs: as in :func:`inpaint`.
+
+    ``site``, ``kernel``, ``num_chains``, ``num_warmup``, ``num_samples``, ``step_size``,
+    ``kernel_options``, ``model_args`` and ``model_kwargs`` are as in :func:`inpaint`.
 
     Returns:
         :class:`Imputation`; ``mean`` is the posterior mean (its sign/threshold is the
