@@ -73,6 +73,7 @@ def test_cli_demo_runs(tmp_path):
             str(tmp_path),
             *("--fit-steps", "50", "--hidden", "16", "--batch-size", "64"),
             *("--num-chains", "8", "--grid-points", "41"),
+            *("--temperatures", "4", "--pcd-chains", "32"),
             "--num-warmup",
             "300",
             "--num-samples",
