@@ -57,7 +57,8 @@ def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q"]
+        # no -q: it drops warnings before --strict counts them
+        [sys.executable, "-m", "mkdocs", "build", "--strict"]
         + ["-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
         capture_output=True,
         text=True,
