@@ -155,8 +155,10 @@ def test_auto_names_and_refusals():
         resolve_kernel("mala", plan=plan, sites=("x", "b"))
     with pytest.raises(ValueError, match=r"'gibbs' cannot move site 'x'.*'mala'"):
         resolve_kernel("gibbs", plan=plan, sites=("x", "b"))
-    with pytest.raises(ValueError, match="site 'k' is categorical"):
-        resolve_kernel("auto", plan=plan)
+    # the categorical site joins the Gibbs block of the composite
+    assert resolve_kernel("auto", plan=plan, affine={"b": True}).blocks == (("b", "k"), ("x",))
+    with pytest.raises(ValueError, match=r"'mala' cannot move site 'k' \(categorical\).*'gibbs'"):
+        resolve_kernel("mala", plan=plan, sites=("k",))
     with pytest.raises(ValueError, match="needs the model's plan"):
         resolve_kernel("auto")
 
