@@ -66,6 +66,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "ebm_ppl" / "jax"
 
 
+def _config(name: str) -> object:
+    return getattr(jax.config, name)  # JAX's Config declares its options dynamically
+
+
 def _env_opt_out() -> bool:
     return os.environ.get(_ENV_OPT_OUT, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -77,8 +81,8 @@ def cache_enabled() -> bool:
         >>> isinstance(cache_enabled(), bool)
         True
     """
-    return bool(jax.config.jax_compilation_cache_dir) and bool(
-        jax.config.jax_enable_compilation_cache
+    return bool(_config("jax_compilation_cache_dir")) and bool(
+        _config("jax_enable_compilation_cache")
     )
 
 
@@ -107,7 +111,7 @@ def enable_compilation_cache(
         return None
     if _env_opt_out() or (_state["opted_out"] and cache_dir is None):
         return None
-    current = jax.config.jax_compilation_cache_dir
+    current = _config("jax_compilation_cache_dir")
     if current and (current != _state["dir"] or cache_dir is None):
         return str(current)  # the user's own directory and thresholds, or ours already
     path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
