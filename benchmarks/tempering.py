@@ -24,9 +24,15 @@ Implementations, each with the same number of chains and of local transitions pe
 The reference of the path is a Gaussian fitted to the target's mean and variance (per
 coordinate). Every implementation keeps the β = 1 draws of every iteration. ESS is ArviZ's
 ESS of the mean of the statistic over ``(chain, draw)``; "per grad" divides by the gradient
-evaluations: MALA 1 per step; TFP 1 per replica per iteration; ours 2 per replica per
-iteration (the local step, and the cached gradient of each replica rebuilt at its temperature
-after the swaps). Times are medians of ``--repeats`` interleaved repeats after compilation
+evaluations: MALA 1 per step; ours and TFP 2 per replica per iteration (the local step, and
+each replica's cached gradient rebuilt at its temperature after the swaps: TFP's
+``_swap_log_prob_and_maybe_grads`` calls the inner kernel's ``bootstrap_results``).
+
+TFP's estimates are biased here: its MALA proposes with the ``diffusion_drift`` cached in the
+kernel results, which ``ReplicaExchangeMC`` does not refresh after a swap (it refreshes the log
+density and its gradient only), so a swapped replica proposes with the drift of the state it
+replaced (measured on a 2-D Gaussian target with a Gaussian reference: variance 1.24 for an
+exact 1; MALA alone 1.00). Times are medians of ``--repeats`` interleaved repeats after compilation
 (reported separately).
 
 Ising (``--ising-size`` L, 2-D torus, J = 1, T = ``--ising-t`` < T_c = 2.269): one PT chain of
@@ -242,7 +248,7 @@ def bench_continuous(target, args) -> None:
         t_run = tfp_remc(energy, ref, betas, eps, S, even_odd, lambda x: _jstat(name, x))
         impls[f"(c) TFP REMC/MALA {label}"] = (
             lambda s, t_run=t_run: t_run(jax.random.PRNGKey(s), x_tfp),
-            1.0 * C * S * T,
+            2.0 * C * S * T,
         )
     compile_s: dict[str, float] = {}
     times: dict[str, list[float]] = {k: [] for k in impls}
