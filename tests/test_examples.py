@@ -122,7 +122,8 @@ def test_poe_toy2d(tmp_path):
 @pytest.mark.subprocess
 def test_conditional_digits(tmp_path):
     stdout = _run(
-        "conditional_digits.py", "--steps", "10", "--sweeps", "3", "--out", str(tmp_path),
+        "conditional_digits.py",
+        *("--steps", "10", "--sweeps", "3", "--out", str(tmp_path)),
         cwd=tmp_path,
     )
     assert "coupled outputs (CRF)" in stdout and "independent outputs" in stdout
