@@ -42,6 +42,7 @@ from numpyro.distributions.transforms import biject_to
 __all__ = [
     "binary_levels",
     "categorical_logits",
+    "categorical_logits_fn",
     "categorical_value_and_logits",
     "check_affine",
     "check_categorical_affine",
@@ -705,6 +706,32 @@ def categorical_value_and_logits(
         if n not in out:
             out[n] = exact_categorical_logits(energy_fn, position, n, num_states[n])
     return jnp.asarray(energy, ftype), out
+
+
+def categorical_logits_fn(affine: Mapping[str, bool]) -> Callable[..., Any]:
+    """The ``logits_fn`` of the categorical kernels for a model's affinity flags.
+
+    Args:
+        affine: dict categorical site -> whether one gradient gives its logits
+            (``EnergyModel.categorical_affine_sites``).
+
+    Returns:
+        ``logits_fn(energy_fn, position, num_states) -> (energy, {site: logits})``, i.e.
+        :func:`categorical_value_and_logits` with ``affine`` bound.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> fn = categorical_logits_fn({"c": True})
+        >>> e, lg = fn(lambda p: -jnp.sum(one_hot(p["c"], 2)[:, 1]), {"c": jnp.array([0])}, {"c": 2})
+        >>> lg["c"].tolist()
+        [[0.0, 1.0]]
+    """
+    affine = dict(affine)
+
+    def logits_fn(energy_fn, position, num_states):
+        return categorical_value_and_logits(energy_fn, position, num_states, affine=affine)
+
+    return logits_fn
 
 
 def _categorical_stats(energy_fn: EnergyFn, pos: Position, site: str, q: int, idx) -> dict:

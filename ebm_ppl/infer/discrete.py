@@ -57,7 +57,7 @@ from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
 
 from ebm_ppl.energy.conditionals import (
-    categorical_value_and_logits,
+    categorical_logits_fn,
     check_affine,
     check_categorical_affine,
     check_one_hot,
@@ -83,16 +83,6 @@ def _stand_in(x: Any) -> Any:
         # numpy, not jnp: a jnp constructor inside an enclosing jit would be traced too.
         return np.ones(jnp.shape(x), np.dtype(jnp.result_type(x)))
     return x
-
-
-def _logits_fn(affine: Mapping[str, bool]) -> Callable[..., Any]:
-    """Categorical conditionals: one gradient for the sites in ``affine`` marked ``True``."""
-    affine = dict(affine)
-
-    def logits_fn(energy_fn, position, num_states):
-        return categorical_value_and_logits(energy_fn, position, num_states, affine=affine)
-
-    return logits_fn
 
 
 def _with_param_init(model: Callable[..., Any]) -> Callable[..., Any]:
@@ -365,7 +355,10 @@ class _BinaryAdapter(KernelAdapter):
     def _categorical_options(self) -> dict[str, Any]:
         if not self._num_states:
             return {}
-        return {"num_states": dict(self._num_states), "logits_fn": _logits_fn(self._cat_affine)}
+        return {
+            "num_states": dict(self._num_states),
+            "logits_fn": categorical_logits_fn(self._cat_affine),
+        }
 
 
 class BlockGibbs(_BinaryAdapter):

@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ebm_ppl.energy.conditionals import categorical_logits_fn
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
 from ebm_ppl.kernels import tempering as _pt
@@ -303,6 +304,12 @@ class _Phases:
         known = self.model.affine_sites
         return {n: bool(known.get(n, False)) for n in binary}
 
+    def logits_fn(self, sites: tuple[str, ...]) -> Callable[..., Any] | None:
+        """Categorical conditionals for the kernels: one gradient where the model allows it."""
+        if not any(self.plan[n].kind == "categorical" for n in sites):
+            return None
+        return categorical_logits_fn(self.model.categorical_affine_sites)
+
     def needs_probe(self, sites: tuple[str, ...]) -> bool:
         """Whether resolution needs the probe: undeclared binary blocks or declared real ones."""
         for n in sites:
@@ -359,6 +366,7 @@ class _Phases:
                 affine=self.affine(sites) if isinstance(kernel, str) else None,
                 probe=self.probe() if self.needs_probe(sites) else None,
                 continuous_kernel=continuous_kernel,
+                logits_fn=self.logits_fn(sites) if isinstance(kernel, str) else None,
             )
         except ValueError as err:
             raise ValueError(f"{self.who}: {err}") from None
