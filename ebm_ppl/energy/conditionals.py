@@ -967,8 +967,12 @@ def check_model_categorical_affine(
     check_one_hot(lambda pos: model.energy(params, pos), position, num_states)
     out = {n: True for n in num_states}
     for p in (params, _perturb(model, k_pert, params)):
+
+        def energy_fn(pos: Position, p: Any = p) -> jax.Array:
+            return model.energy(p, pos)
+
         ok = check_categorical_affine(
-            lambda pos, p=p: model.energy(p, pos),
+            energy_fn,
             position,
             num_states,
             num_positions=num_positions,

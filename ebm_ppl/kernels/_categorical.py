@@ -29,7 +29,7 @@ import numpy as np
 __all__ = ["LogitsFn", "check_num_states", "draw", "exact_logits", "exact_value_and_logits"]
 
 Position = Mapping[str, jax.Array]
-EnergyFn = Callable[[Position], jax.Array]
+EnergyFn = Callable[..., jax.Array]
 LogitsFn = Callable[[EnergyFn, Position, Mapping[str, int]], tuple[jax.Array, dict[str, jax.Array]]]
 
 
