@@ -62,6 +62,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 
 from ebm_ppl.energy.conditionals import categorical_logits_fn
 from ebm_ppl.energy.model import EnergyModel
@@ -946,8 +947,6 @@ def _data_reference(phases: _Phases, opts: Mapping[str, Any]) -> Any:
     improper = [n for n in phases.sampled if _pt.is_improper(phases.plan[n].dist)]
     if given is not None or not improper or phases.data is None:
         return given
-    import numpyro.distributions as dist
-
     refs = {}
     for n in improper:
         if n not in phases.data:
