@@ -193,3 +193,33 @@ def test_ising_stepping_stone_log_z_exact():
     )
     assert est.info["log_z_reference"] == pytest.approx(16 * math.log(2.0))
     assert abs(est.log_z - log_z) < 3.0 * est.stderr, (est.log_z, est.stderr, log_z)
+
+
+# ------------------------------------------------------------------------------ other kernels
+def mixed():
+    s = numpyro.sample("s", ebm.Spins(2))
+    x = numpyro.sample("x", ebm.Flat(2))
+    ebm.energy("E", 0.5 * jnp.sum((x - 2.0 * s) ** 2))
+
+
+def test_tempering_wraps_the_composite_kernel():
+    ref = dist.Normal(0.0, 3.0).expand((2,)).to_event(1)
+    idata, state = ebm.sample(
+        mixed,
+        num_chains=2,
+        num_warmup=60,
+        num_samples=40,
+        progress=False,
+        tempering={"num_temperatures": 3, "reference": ref},
+        return_state=True,
+    )
+    assert idata.posterior.attrs["kernel"] == "composite"
+    assert idata.posterior["x"].shape == (2, 40, 2)
+    assert set(np.unique(idata.posterior["s"].values)) <= {-1.0, 1.0}
+    acc = idata.sample_stats["swap_acceptance"].values
+    assert acc.shape == (2, 40, 2) and np.all((acc >= 0) & (acc <= 1))
+    # the beta = 1 replica's cached energy is the model's at the draw
+    em = ebm.EnergyModel(mixed)
+    last = {n: idata.posterior[n].values[:, -1] for n in ("s", "x")}
+    want = [float(em.energy({}, {n: v[c] for n, v in last.items()})) for c in range(2)]
+    np.testing.assert_allclose(state.pt_state.energy[:, -1], want, rtol=1e-5, atol=1e-5)
