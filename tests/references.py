@@ -83,6 +83,7 @@ def gaussian_log_z(precision) -> float:
     d = p.shape[0]
     return 0.5 * d * math.log(2 * math.pi) - 0.5 * float(np.linalg.slogdet(p)[1])
 
+
 # --------------------------------------------------------------------------- 2-D Potts model
 # E(s) = -J sum_<ij> delta(s_i, s_j) on the square lattice, each bond once, J = 1.
 
