@@ -261,6 +261,7 @@ def test_ais_categorical_torus_uniform_base():
     _assert_ais(est, _brute_torus((3, 3), q, beta)[0])
 
 
+@pytest.mark.slow
 def test_log_likelihood_ais_with_state_frequency_base():
     J, h = potts.random_couplings(jax.random.PRNGKey(3), 5, 3)
     data = np.asarray(potts.exact_samples(jax.random.PRNGKey(4), J, h, 500))
