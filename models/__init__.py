@@ -4,7 +4,9 @@ Submodules load on first attribute access, so ``import ebm_ppl.models`` stays ch
 ``ising`` (lattice and general-coupling Ising models, Onsager/Kaufman references),
 ``boltzmann`` (fully visible Boltzmann machine), ``rbm`` (Bernoulli and Gaussian–Bernoulli RBMs),
 ``neural`` (multilayer-perceptron energies over a flat continuous state), ``potts`` (q-state
-Potts lattices and Potts Boltzmann machines).
+Potts lattices and Potts Boltzmann machines), ``dbn`` (deep belief networks: greedy stacks of
+RBMs), ``dbm`` (two-layer deep Boltzmann machines), ``poe`` (products of experts),
+``conditional`` (conditional EBMs for structured prediction).
 
 Examples:
     >>> from ebm_ppl import models
