@@ -26,6 +26,7 @@ def _exact_marginals(x):
     return (w / w.sum()) @ ys, ys[np.argmin(e)]
 
 
+@pytest.mark.slow
 def test_program_samples_the_conditional():
     truth, _ = _exact_marginals(X)
     idata = ebm.sample(

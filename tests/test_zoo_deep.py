@@ -58,6 +58,7 @@ def test_dbm_exact_functions_match_enumeration():
     assert exact.log_z == pytest.approx(log_z, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_dbm_exact_samples_have_the_exact_means():
     p = _random_dbm(1)
     s, _, neg_e, log_z = _brute_dbm(p)
@@ -67,6 +68,7 @@ def test_dbm_exact_samples_have_the_exact_means():
     assert_within_mcse(flat, truth, num_tests=3, name="E[v, h1, h2]")
 
 
+@pytest.mark.slow
 def test_dbm_ais_forward_and_reverse_bracket_the_exact_log_z():
     p = _random_dbm(3, nv=8, n1=4, n2=3)
     log_z = float(dbm.log_partition(p))

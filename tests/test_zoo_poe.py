@@ -31,6 +31,7 @@ def test_product_of_rbms_has_the_enumerated_log_z():
     assert got.log_z == pytest.approx(float(want), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_product_of_gaussians_samples_the_product():
     # N(0, I) x N(2, I) ∝ N(1, I/2)
     experts = [poe.Expert(_bump, (0.0,)), poe.Expert(_bump, (2.0,))]
