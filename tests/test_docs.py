@@ -37,6 +37,7 @@ OTHER_PAGES = {
     "monitoring.md": "the behaviour it shows is tested in the monitor tests",
     "sklearn.md": "a grid search of RBM pipelines: tested in the scikit-learn tests",
     "potts.md": "64x64 lattices and 20000-sample fits: tested in the categorical and Potts tests",
+    "performance.md": "measures compilation and run times: its numbers come from benchmarks/",
 }
 # Code blocks that cannot run on one machine: each says why in its first line ("# not run...").
 NOT_RUN = {"scaling.md": 1}
