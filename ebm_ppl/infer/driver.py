@@ -206,9 +206,12 @@ def _build_runner(
         field = kernel.sample_field
 
         def body(s, _):
-            s = jax.lax.fori_loop(
-                0, thinning, lambda _, x: kernel.sample(x, model_args, model_kwargs), s
-            )
+            if thinning == 1:  # no inner loop: the step fuses with the collection of its draw
+                s = kernel.sample(s, model_args, model_kwargs)
+            else:
+                s = jax.lax.fori_loop(
+                    0, thinning, lambda _, x: kernel.sample(x, model_args, model_kwargs), s
+                )
             values = post(getattr(s, field))
             return s, (values, stats_fn(s))
 
@@ -576,6 +579,7 @@ def sample(
     t0 = time.perf_counter()
     remaining = num_samples
     draw_per_chunk = max(1, _CHUNK // thinning)
+    pending: Any = None
     while remaining > 0:
         n = min(draw_per_chunk, remaining)
         fn = runner.draw.get((n, thinning))
@@ -591,10 +595,17 @@ def sample(
             t_compile += time.perf_counter() - tc
         else:
             state, (values, stats) = fn(state, dynamic)
-        chunks_v.append(jax.device_get(values))
-        chunks_s.append(jax.device_get(stats))
+        # Fetch the previous chunk's draws after this chunk is enqueued, so the device is not
+        # idle while the host copies (one chunk of draws waits on the device at a time).
+        if pending is not None:
+            chunks_v.append(jax.device_get(pending[0]))
+            chunks_s.append(jax.device_get(pending[1]))
+        pending = (values, stats)
         remaining -= n
         bar.update(n * thinning) if bar else None
+    if pending is not None:
+        chunks_v.append(jax.device_get(pending[0]))
+        chunks_s.append(jax.device_get(pending[1]))
     t_sample = time.perf_counter() - t0 - (t_compile - t_compile_warmup)
     if bar:
         bar.close()
