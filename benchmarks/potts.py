@@ -10,6 +10,8 @@ one chain runs ``--sweeps`` checkerboard heat-bath sweeps in each implementation
       with respect to the ``one_hot`` encoding), inside one jitted ``lax.scan``;
   (b) the same kernel on the NumPyro model's energy (``EnergyModel.energy``: what
       ``ebm_ppl.sample(kernel="gibbs")`` runs, without the driver's collection of draws);
+  (b') the kernel with the closed-form Potts conditionals (``potts.lattice_logits_fn``:
+      neighbour counts instead of the gradient; the energy is evaluated once per colour);
   (c) a vectorized NumPy checkerboard heat bath (float32; neighbour counts of each state by
       ``np.roll`` of the one-hot lattice, softmax, inverse CDF with one uniform per site), the
       reference;
@@ -50,11 +52,11 @@ from ebm_ppl.energy.conditionals import categorical_value_and_logits
 from ebm_ppl.kernels import gibbs
 
 
-def jax_runner(L: int, q: int, sweeps: int, energy_fn):
+def jax_runner(L: int, q: int, sweeps: int, energy_fn, logits_fn=None):
     kernel = gibbs.build_kernel(
         colours={"s": potts.blocks((L, L))},
         num_states={"s": q},
-        logits_fn=functools.partial(categorical_value_and_logits, affine={"s": True}),
+        logits_fn=logits_fn or functools.partial(categorical_value_and_logits, affine={"s": True}),
     )
 
     @jax.jit
@@ -123,6 +125,13 @@ def throughput(sizes, qs, sweeps: int, repeats: int) -> list[dict]:
                 ),
                 "ebm_ppl gibbs (NumPyro model)": jax_runner(
                     L, q, sweeps, lambda p, em=em: em.energy({}, p)
+                ),
+                "ebm_ppl gibbs (closed-form logits)": jax_runner(
+                    L,
+                    q,
+                    sweeps,
+                    lambda p, q=q, b=beta: potts.energy(p["s"], q, beta=b),
+                    potts.lattice_logits_fn(q, beta=beta),
                 ),
                 "fused Threefry ceiling": rng_runner(L, sweeps),
                 "NumPy heat bath": numpy_runner(L, q, beta, sweeps),

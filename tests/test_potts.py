@@ -11,6 +11,7 @@ import pytest
 from ebm_ppl.models import ising, potts, rbm
 
 import ebm_ppl as ebm
+from ebm_ppl.energy.conditionals import exact_categorical_logits
 from ebm_ppl.partition import exact
 from tests.references import POTTS_T_C, POTTS_U_C
 
@@ -276,3 +277,14 @@ def test_log_likelihood_ais_with_state_frequency_base():
     )
     assert ll.log_z.method == "ais" and ll.log_z.info["base"] == "data frequencies"
     _assert_ais(ll.log_z, _brute_couplings_log_z(J, h)[0])
+
+
+def test_lattice_logits_fn_equals_exact_conditionals():
+    q, beta, field = 3, 0.8, jnp.array([0.1, -0.2, 0.3])
+    em = ebm.EnergyModel(potts.model, (4, 4), q, beta=beta, field=field)
+    s = jax.random.randint(jax.random.PRNGKey(1), (4, 4), 0, q)
+    fn = potts.lattice_logits_fn(q, beta=beta, field=field)
+    energy, logits = fn(lambda p: em.energy({}, p), {"s": s}, {"s": q})
+    want = exact_categorical_logits(lambda p: em.energy({}, p), {"s": s}, "s", q)
+    np.testing.assert_allclose(logits["s"], want, atol=1e-5)
+    np.testing.assert_allclose(energy, em.energy({}, {"s": s}), rtol=1e-6)
