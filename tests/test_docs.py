@@ -38,6 +38,8 @@ OTHER_PAGES = {
     "sklearn.md": "a grid search of RBM pipelines: tested in the scikit-learn tests",
     "potts.md": "64x64 lattices and 20000-sample fits: tested in the categorical and Potts tests",
     "performance.md": "measures compilation and run times: its numbers come from benchmarks/",
+    "categorical.md": "8 chains of a 16x16 Potts lattice: tested in the categorical tests",
+    "gallery.md": "figures of examples/, which run in tests/test_examples.py with tiny flags",
 }
 # Code blocks that cannot run on one machine: each says why in its first line ("# not run...").
 NOT_RUN = {"scaling.md": 1}
