@@ -13,7 +13,7 @@ import numpyro
 from ebm_ppl.energy import EnergyModel, Flat
 from ebm_ppl.energy import energy as _energy
 
-__all__ = ["conv_energy", "init_params", "mlp_energy", "spectral_normalize"]
+__all__ = ["conv_energy", "eqx_mlp_energy", "init_params", "mlp_energy", "spectral_normalize"]
 
 _ACTIVATIONS = {
     "swish": jax.nn.swish,
@@ -206,3 +206,50 @@ def conv_energy(
         w = spectral_normalize(w)
     b = numpyro.param("b", jnp.zeros(1))
     _energy("E", (feats @ w + b)[0] + quadratic * jnp.sum(x**2))
+
+
+def eqx_mlp_energy(
+    dim: int = 2,
+    width: int = 64,
+    depth: int = 2,
+    *,
+    activation: str = "swish",
+    quadratic: float = 0.0,
+    site: str = "x",
+    seed: int = 0,
+) -> None:
+    """NumPyro EBM whose energy is an Equinox ``eqx.nn.MLP`` (``depth`` hidden layers of
+    ``width``), registered by ``numpyro.contrib.module.eqx_module`` as the one parameter site
+    ``"net$params"`` (a pytree everywhere: ``fit`` optimizes it, checkpoints store it).
+
+    Needs the ``[nn]`` extra (equinox). ``seed`` draws the initial weights.
+
+    Raises:
+        ValueError: a bad ``dim``, ``width``/``depth``, ``activation`` or ``quadratic``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, ebm_ppl as ebm
+        >>> em = ebm.EnergyModel(eqx_mlp_energy, 2, 8, 1)
+        >>> p = em.init_params(jax.random.PRNGKey(0))
+        >>> list(p), em.energy(p, {"x": jnp.zeros(2)}).shape
+        (['net$params'], ())
+    """
+    import equinox as eqx
+    from numpyro.contrib.module import eqx_module
+
+    dim, _ = _check(dim, (width,) * max(int(depth), 1), activation, quadratic)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ValueError(f"depth must be an integer >= 0, got {depth!r}")
+    net = eqx_module(
+        "net",
+        eqx.nn.MLP(
+            dim,
+            "scalar",
+            width,
+            depth,
+            activation=_ACTIVATIONS[activation],
+            key=jax.random.PRNGKey(seed),
+        ),
+    )
+    x = numpyro.sample(site, Flat((dim,)))
+    _energy("E", net(x) + quadratic * jnp.sum(x**2))

@@ -64,3 +64,16 @@ def test_conv_energy_with_1x1_kernels_by_hand():
 def test_conv_energy_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ebm.EnergyModel(neural.conv_energy, **kwargs)
+
+
+def test_eqx_mlp_energy_is_the_module():
+    import equinox as eqx
+
+    em = ebm.EnergyModel(neural.eqx_mlp_energy, 3, 8, 2, activation="tanh", quadratic=0.5)
+    p = em.init_params(jax.random.PRNGKey(0))
+    net = eqx.nn.MLP(3, "scalar", 8, 2, activation=jnp.tanh, key=jax.random.PRNGKey(0))
+    x = jnp.array([0.3, -1.0, 2.0])
+    want = eqx.combine(p["net$params"], eqx.partition(net, eqx.is_inexact_array)[1])(x)
+    assert float(em.energy(p, {"x": x})) == pytest.approx(float(want) + 0.5 * 5.09, rel=1e-5)
+    with pytest.raises(ValueError, match="depth must be"):
+        ebm.EnergyModel(neural.eqx_mlp_energy, 3, 8, -1)
