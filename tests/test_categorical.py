@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 import pytest
 from numpyro.infer import MCMC, Gibbs
 
@@ -348,6 +349,11 @@ def test_sample_and_resolve_move_categorical_sites():
     assert c.shape == (2, 30, L, L) and c.dtype == np.int32 and set(np.unique(c)) <= {0, 1, 2}
 
 
+def learnable_potts():
+    scale = numpyro.param("scale", 1.0)
+    ebm.energy("E", scale * potts_energy(numpyro.sample("c", ebm.Categorical((L, L), 3)), 3))
+
+
 def test_continuous_kernels_refuse_categorical_sites():
     plan = ebm.EnergyModel(potts_model, 3).plan
     for name in ("mala", "ula"):
@@ -360,6 +366,22 @@ def test_continuous_kernels_refuse_categorical_sites():
             ValueError, match=r"cannot move site 'c'.*'dmala', 'dula', 'gibbs', 'gwg'"
         ):
             ebm.sample(potts_model, kernel=name, model_args=(3,), num_samples=2, num_warmup=0)
+    # a continuous-only objective or kernel inside an objective: named, with what can move it
+    em = ebm.EnergyModel(potts_model, 3)
+    with pytest.raises(ValueError, match=r"'mala' cannot move site 'c' \(categorical\).*'gibbs'"):
+        ebm.objectives.PersistentContrastiveDivergence("mala").build(em)
+    with pytest.raises(ValueError, match=r"site 'c' is discrete.*contrastive objective"):
+        ebm.fit(
+            learnable_potts,
+            np.zeros((4, L, L), np.int32),
+            data_site="c",
+            objective=ebm.objectives.ScoreMatching(),
+            optimizer=optax.sgd(0.1),
+            num_steps=1,
+            batch_size=2,
+            rng_key=jax.random.PRNGKey(0),
+            progress=False,
+        )
     with pytest.raises(ValueError, match=r"init_values\['c'\]|values\['c'\]"):
         ebm.sample(
             potts_model,

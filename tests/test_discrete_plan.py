@@ -223,7 +223,7 @@ TABLE = {
 }
 CAN_MOVE = {
     "real": "'composite', 'hmc', 'mala', 'nuts', 'sgld', 'ula'",
-    "binary": "'composite', 'gibbs', 'gwg'",
+    "binary": "'composite', 'dmala', 'dula', 'gibbs', 'gwg'",
 }
 # The Bernoulli cells of gibbs and gwg are test_bernoulli_boltzmann_marginals_match_enumeration.
 CELLS = [(k, n) for k in TABLE for n in KERNELS if TABLE[k][n] != "enum"]
