@@ -1,4 +1,11 @@
-"""Single-unit conditionals of binary units (``Bits``, ``Spins``) from an energy function.
+"""Single-unit conditionals of binary units (``Bits``, ``Spins``) and categorical units
+(``Categorical``) from an energy function.
+
+Categorical units (states ``{0, ..., q-1}``) have q logits each, ``-(E(x_i = k) - E(x))``:
+:func:`categorical_logits` reads them from one gradient with respect to the :func:`one_hot`
+encoding when the energy is affine in it (:func:`check_categorical_affine`), else from exact
+energy differences; :func:`check_one_hot` refuses an encoding with the wrong number of states.
+The binary case follows.
 
 For a unit ``x_i`` with two levels ``lo < hi`` and every other unit held fixed,
 
