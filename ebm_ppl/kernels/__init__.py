@@ -14,6 +14,7 @@ Examples:
 from ebm_ppl.kernels import (
     adaptation,
     composite,
+    dlangevin,
     gibbs,
     gwg,
     mala,
@@ -23,4 +24,15 @@ from ebm_ppl.kernels import (
     ula,
 )
 
-__all__ = ["adaptation", "composite", "gibbs", "gwg", "mala", "resolve", "sgld", "tempering", "ula"]
+__all__ = [
+    "adaptation",
+    "composite",
+    "dlangevin",
+    "gibbs",
+    "gwg",
+    "mala",
+    "resolve",
+    "sgld",
+    "tempering",
+    "ula",
+]
