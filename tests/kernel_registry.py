@@ -291,17 +291,6 @@ KERNELS += [
         # tests/test_categorical.py; the adapter checks here run DMALA's
     ),
     KernelEntry(
-        name="gwg-potts-gradient",
-        build=_categorical_build(
-            lambda: gwg.build_kernel(num_states=_CAT_Q, logits_fn=_gradient_logits), gwg.init
-        ),
-        energy_fn=potts_energy,
-        # int32 states are still compared bitwise; acceptance ratios (log-softmax of
-        # proposals) may differ in the last bit between fused and eager code
-        exact=False,
-        divergent_energy_fn=walled_potts_energy,
-    ),
-    KernelEntry(
         name="dmala-potts-gradient",
         build=_categorical_build(
             lambda: dlangevin.build_kernel(num_states=_CAT_Q, logits_fn=_gradient_logits),
