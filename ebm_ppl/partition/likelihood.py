@@ -204,7 +204,8 @@ def log_likelihood(
         method: ``log_partition`` method for ``log Z``; default: ``"exact"`` when it applies
             (a closed form, or at most 2^24 enumerated binary states), ``"quadrature"`` for
             continuous states of dimension ``<= 2``, else ``"ais"`` (for binary and categorical
-            data with the data base-rate or state-frequency base); ``info["exact_skipped"]`` then says why exact was not used.
+            data with the data base-rate or state-frequency base); ``info["exact_skipped"]`` then
+            says why exact was not used.
         rng_key: PRNG key or int seed for stochastic methods (``None`` means ``PRNGKey(0)``).
         model_args, model_kwargs: arguments for ``model``.
         data_site: site for an array ``data``.
