@@ -12,6 +12,9 @@ one chain runs ``--sweeps`` checkerboard heat-bath sweeps in each implementation
       ``ebm_ppl.sample(kernel="gibbs")`` runs, without the driver's collection of draws);
   (b') the kernel with the closed-form Potts conditionals (``potts.lattice_logits_fn``:
       neighbour counts instead of the gradient; the energy is evaluated once per colour);
+  (b'') ``ebm_ppl.kernels.lattice.build_potts_kernel``: the compact checkerboard layout (one
+      ``(L, L/2)`` int array per colour, the ``q`` logits of the updated colour only, from
+      neighbour counts), 24-bit uniforms (same random bits as (a)) and 16-bit ones;
   (c) a vectorized NumPy checkerboard heat bath (float32; neighbour counts of each state by
       ``np.roll`` of the one-hot lattice, softmax, inverse CDF with one uniform per site), the
       reference;
@@ -49,7 +52,7 @@ from numpyro.infer import MCMC, DiscreteGibbs
 
 import ebm_ppl as ebm
 from ebm_ppl.energy.conditionals import categorical_value_and_logits
-from ebm_ppl.kernels import gibbs
+from ebm_ppl.kernels import gibbs, lattice
 
 
 def jax_runner(L: int, q: int, sweeps: int, energy_fn, logits_fn=None):
@@ -69,6 +72,23 @@ def jax_runner(L: int, q: int, sweeps: int, energy_fn, logits_fn=None):
 
         state, _ = jax.lax.scan(body, state, jax.random.split(key, sweeps))
         return state.position["s"]
+
+    return run
+
+
+def compact_runner(L: int, q: int, beta: float, sweeps: int, uniform_bits: int = 32):
+    step = lattice.build_potts_kernel(q, uniform_bits=uniform_bits)
+
+    @jax.jit
+    def run(key, s0):
+        state = lattice.potts_init(s0, q, beta=beta)
+
+        def body(st, k):
+            st, _ = step(k, st, beta)
+            return st, None
+
+        state, _ = jax.lax.scan(body, state, jax.random.split(key, sweeps))
+        return lattice.from_compact(state.black, state.white)
 
     return run
 
@@ -133,6 +153,8 @@ def throughput(sizes, qs, sweeps: int, repeats: int) -> list[dict]:
                     lambda p, q=q, b=beta: potts.energy(p["s"], q, beta=b),
                     potts.lattice_logits_fn(q, beta=beta),
                 ),
+                "compact Potts kernel": compact_runner(L, q, beta, sweeps),
+                "compact Potts kernel (16-bit)": compact_runner(L, q, beta, sweeps, 16),
                 "fused Threefry ceiling": rng_runner(L, sweeps),
                 "NumPy heat bath": numpy_runner(L, q, beta, sweeps),
             }
@@ -271,6 +293,7 @@ def main(argv=None) -> dict:
             f" ESS/s  {r['ess_per_eval']:.2e} ESS/eval  sampling {r['seconds']:.1f} s "
             f"(first call {r['compile_and_first']:.1f} s)  acceptance {r['acceptance']:.2f}  "
             f"u = {r['u_mean']:.4f}"
+            + ("" if r["rhat"] < 1.05 else "  UNRELIABLE: R-hat >= 1.05, chains not mixed")
         )
     g, d = eff
     print(
