@@ -50,6 +50,7 @@ NOT_RUN = {
     "sklearn.md": 1,
     "tempering.md": 2,
     "potts.md": 1,
+    "categorical.md": 1,
 }
 
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
