@@ -116,3 +116,82 @@ def test_bad_input():
         lattice.potts_init(jnp.zeros((4, 4), jnp.int32), 3, beta=1.0, field=jnp.zeros(4))
     with pytest.raises(ValueError, match="L even"):
         lattice.potts_init(jnp.zeros((3, 3), jnp.int32), 3, beta=1.0)
+
+
+def _critical_energies(q, L, num_sweeps, num_chains, key):
+    """Energy per site ``(chain, sweep)`` at T_c; half the chains start ordered, half random."""
+    beta = 1.0 / potts.critical_temperature(q)
+    step = lattice.build_potts_kernel(q)
+    half = num_chains // 2
+    starts = jnp.concatenate(
+        [
+            jnp.zeros((half, L, L), jnp.int32),
+            jax.random.randint(key, (num_chains - half, L, L), 0, q),
+        ]
+    )
+
+    @jax.jit
+    def run(key):
+        def chain(k, s):
+            def body(st, kk):
+                st, _ = step(kk, st, beta)
+                return st, st.energy
+
+            st = lattice.potts_init(s, q, beta=beta)
+            return jax.lax.scan(body, st, jax.random.split(k, num_sweeps))[1]
+
+        return jax.vmap(chain)(jax.random.split(key, num_chains), starts)
+
+    return np.asarray(run(jax.random.fold_in(key, 1)), np.float64) / (beta * L * L)
+
+
+# relative width of the finite-size band (corrections to the leading scaling term)
+_BAND = {3: 0.25, 4: 0.5}
+_NU = {3: 5.0 / 6.0, 4: 2.0 / 3.0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("q", [3, 4])
+def test_critical_energy_finite_size_scaling(q):
+    """Energy per site at T_c = 1/ln(1 + √q) against u_c = -(1 + 1/√q) plus its finite-size shift.
+
+    Finite-size scaling at a continuous transition: u_L - u_c = A L^{-(d - 1/ν)} + ...,
+    d - 1/ν = 2 - 1/ν = 0.8 for q = 3 (ν = 5/6) and 0.5 for q = 4 (ν = 2/3, with logarithmic
+    corrections). A is fixed by a measurement at L = 16 in the same test, which predicts
+    u_32 = u_c + (u_16 - u_c) (16/32)^{2 - 1/ν}; u_32 must agree within the combined Monte
+    Carlo error bound (both sizes' MCSE, the L = 16 one scaled by the factor) plus a band of
+    25% (q = 3) or 50% (q = 4) of the predicted shift (about 0.006 and 0.026 per site), for the
+    corrections to scaling: O(L^{-ω}) terms for q = 3 and 1/ln L ones for q = 4, which at
+    L = 16-32 are of that relative size (1/ln 16 ≈ 0.36). The shift itself, about 0.025
+    (q = 3) and 0.047 (q = 4), must exceed the error bound plus band, so u_c alone is excluded
+    and the test sees the scaling term.
+
+    Sizes: the checkerboard heat bath's energy autocorrelation time at T_c grows as L^z,
+    z ≈ 2.2; measured ≈ 2000 sweeps at L = 64, where reaching split R-hat < 1.01 from ordered
+    and random starts takes ~10^6 chain-sweeps (minutes on 2 cores); at L = 32 (τ ≈ 500) it
+    takes 8 chains x 60 000 sweeps. Half the chains start ordered and half random, so an
+    unequilibrated run fails the R-hat check.
+    """
+    u_c = potts.critical_energy(q)
+    x = 2.0 - 1.0 / _NU[q]
+    z = z_value(1e-3, num_tests=2)
+    key = jax.random.PRNGKey(100 + q)
+    stats = {}
+    for L, sweeps in ((16, 20_000), (32, 60_000)):
+        d = _critical_energies(q, L, sweeps, 8, jax.random.fold_in(key, L))[:, 4000:]
+        rhat, ess_bulk, ess_mean = mixing(d)
+        assert rhat < 1.01 and ess_bulk >= 400, (
+            f"L={L}, q={q}: R-hat {rhat:.4f}, ESS {ess_bulk:.0f}"
+        )
+        stats[L] = (d.mean(), d.std(ddof=1) / np.sqrt(ess_mean))
+    (u16, se16), (u32, se32) = stats[16], stats[32]
+    factor = (16.0 / 32.0) ** x
+    predicted = u_c + (u16 - u_c) * factor
+    band = _BAND[q] * abs(predicted - u_c)
+    bound = z * math.hypot(se32, factor * se16) + band
+    # the finite-size shift is resolved: u_c alone (without the scaling term) is excluded
+    assert u_c - u32 > z * se32 + band, f"q={q}: u_32 {u32:.5f} too close to u_c {u_c:.5f}"
+    assert abs(u32 - predicted) < bound, (
+        f"q={q}: u_32 {u32:.5f} vs u_c + A 32^-{x:.2f} = {predicted:.5f} "
+        f"(u_16 {u16:.5f} ± {se16:.5f}, u_32 ± {se32:.5f}, band {band:.5f})"
+    )
