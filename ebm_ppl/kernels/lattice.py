@@ -363,11 +363,15 @@ def build_potts_kernel(
             # q passes of elementwise work over (L, L/2) arrays, fused by XLA into one loop: the
             # unnormalized weights exp(β J n_k + β h_k), their total, then the inverse CDF
             # (a (L, L/2, q) array, its cumsum and a softmax cost several times more).
+            # n_k is 0..4: its five weights looked up by selects, cheaper than an exp per state
+            table = jnp.exp(beta * coupling * jnp.arange(5, dtype=dtype))
             weights = []
             for k in range(q):
-                n_k = sum((nb == k).astype(dtype) for nb in nbs)
-                logit = beta * coupling * n_k
-                weights.append(jnp.exp(logit if h is None else logit + beta * h[k]))
+                n_k = sum((nb == k).astype(jnp.int32) for nb in nbs)
+                w = table[0]
+                for m in range(1, 5):
+                    w = jnp.where(n_k == m, table[m], w)
+                weights.append(w if h is None else w * jnp.exp(beta * h[k]))
             t = u * sum(weights)
             new, cdf = jnp.zeros(mine.shape, jnp.int32), jnp.zeros_like(t)
             for k in range(q - 1):
