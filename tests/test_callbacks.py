@@ -183,3 +183,11 @@ def test_raising_callback_keeps_the_checkpoint_and_reraises(tmp_path):
 def test_bad_monitor_arguments(tmp_path, make, match):
     with pytest.raises(ValueError, match=match):
         make(tmp_path / "log.jsonl")
+
+
+def test_plain_monitor_writes_nothing_and_keeps_its_record():
+    from ebm_ppl.train.callbacks import Monitor
+
+    mon = Monitor(log_every=1)
+    assert mon(1, {}, None, {"loss": 0.5}) is None
+    assert mon.record(1, None, {"loss": 0.5})["loss"] == 0.5

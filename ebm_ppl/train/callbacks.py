@@ -136,7 +136,8 @@ def chain_record(obj_state: Any, *, num_superchains: int = 4) -> dict[str, float
 class Monitor:
     """Base of the training monitors: a ``fit`` callback writing a record every ``log_every``.
 
-    Subclasses implement :meth:`write` (and :meth:`close`). A monitor is called by ``fit``
+    Subclasses implement :meth:`write` (and :meth:`close`); a plain ``Monitor`` writes nothing
+    and only raises its alarms. A monitor is called by ``fit``
     after every compiled chunk; it writes when ``log_every`` updates have passed since its last
     record (so set ``fit``'s ``log_every`` to a divisor of it).
 
@@ -254,8 +255,7 @@ class Monitor:
         return True if self.on_alarm == "stop" else None
 
     def write(self, record: Mapping[str, Any]) -> None:
-        """Write one record (subclasses)."""
-        raise NotImplementedError
+        """Write one record: nothing here, so a plain ``Monitor`` only watches the alarms."""
 
     def close(self) -> None:
         """Flush and close (``fit`` calls it when it ends)."""
