@@ -6,7 +6,8 @@ Submodules load on first attribute access, so ``import ebm_ppl.models`` stays ch
 ``neural`` (multilayer-perceptron energies over a flat continuous state), ``potts`` (q-state
 Potts lattices and Potts Boltzmann machines), ``dbn`` (deep belief networks: greedy stacks of
 RBMs), ``dbm`` (two-layer deep Boltzmann machines), ``poe`` (products of experts),
-``conditional`` (conditional EBMs for structured prediction).
+``conditional`` (conditional EBMs for structured prediction), ``meg`` (maximum-entropy
+generators: an energy trained against a flow generator).
 
 Examples:
     >>> from ebm_ppl import models
@@ -19,7 +20,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_SUBMODULES = ("boltzmann", "conditional", "dbm", "dbn", "ising", "neural", "poe", "potts", "rbm")
+_SUBMODULES = (
+    "boltzmann",
+    "conditional",
+    "dbm",
+    "dbn",
+    "ising",
+    "meg",
+    "neural",
+    "poe",
+    "potts",
+    "rbm",
+)
 
 __all__ = list(_SUBMODULES)
 
