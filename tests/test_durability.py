@@ -4,9 +4,9 @@ One run folder is killed (SIGKILL, no chance to clean up) again and again, cycli
 phases: at a random time during startup (imports, compilation, reading the checkpoint), shortly
 after a checkpoint lands (training, host sync, the next write), and while a checkpoint is being
 written (right after its temporary file appears). Each phase is hit on a fresh start and on a
-resumed one. After every kill the folder must verify (no broken checkpoint, the newest step never goes back), every
-``ebm-ppl fit --resume DIR --steps N`` must start without a warning, and the run finished after
-the last kill must equal an uninterrupted run bit for bit.
+resumed one. After every kill the folder must verify (no broken checkpoint, the newest step
+never goes back), every ``ebm-ppl fit --resume DIR --steps N`` must start without a warning, and
+the run finished after the last kill must equal an uninterrupted run bit for bit.
 """
 
 import json
