@@ -228,8 +228,9 @@ def _affine_stats(energy_fn: EnergyFn, pos: Position, site: str, levels, idx) ->
     def partial_at(i, value):
         return jnp.ravel(grad_fn(flat.at[i].set(value).reshape(x.shape)))[i]
 
-    values = jnp.asarray([lo, hi, 0.5 * (lo + hi)], flat.dtype)
-    parts = jax.vmap(partial_at)(jnp.repeat(idx, 3), jnp.tile(values, k)).reshape(k, 3).T
+    # numpy, not jnp: constants are folded eagerly (one compilation per op) at compile-time eval
+    values = np.tile(np.asarray([lo, hi, 0.5 * (lo + hi)], flat.dtype), k)
+    parts = jax.vmap(partial_at)(jnp.repeat(idx, 3), values).reshape(k, 3).T
 
     def energy_flipped(i):
         j = jnp.minimum(i, size - 1)
@@ -447,7 +448,7 @@ def check_model_affine(
         n: _units(int(np.prod(model.sites[n].shape, dtype=int)), num_units, seed) for n in levels
     }
 
-    def all_stats(key):
+    def all_stats(key, idx):
         k_par, k_pert, k_state = jax.random.split(key, 3)
         params = model.init_params(k_par)
         states = model.plan.to_kernel(model.init_values(k_state, num_states))
@@ -465,7 +466,9 @@ def check_model_affine(
 
     try:
         with jax.ensure_compile_time_eval():
-            results = jax.device_get(jax.jit(all_stats)(jax.random.PRNGKey(seed)))
+            # the unit indices are arguments: as closed-over constants, every operation on
+            # them would run (and compile) eagerly under ensure_compile_time_eval
+            results = jax.device_get(jax.jit(all_stats)(jax.random.PRNGKey(seed), idx))
     except Exception:  # noqa: BLE001  (any failure selects exact differences)
         return {n: False for n in levels}
     return {n: all(_all_ok(r[n]) for r in results) for n in levels}

@@ -349,17 +349,10 @@ def fit(
         remove_temporaries(checkpoint_dir)  # left by writes that a crash interrupted
 
     # ---- state
-    init_key, obj_key, shuffle_key = _random.split(key, 3)
-    params = em.init_params(init_key) if checked_init is None else checked_init
-    params = jax.tree.map(jnp.asarray, params)
-    # As NumPyro's SVI: the optimizer and the scanned carry hold the parameters on their
-    # unconstrained space, the objective sees them constrained (constrain_params inside the
-    # loss), so every update keeps a numpyro.param(..., constraint=...) inside its support.
-    uparams = plan.unconstrain_params(params)
     data_dev = {k: jnp.asarray(v) for k, v in bound.items()}
     steps_per_epoch = num_examples // batch_size
 
-    def permutation(epoch):
+    def permutation(shuffle_key, epoch):
         return jax.random.permutation(_random.fold_in(shuffle_key, epoch), num_examples)
 
     def get_batch(data, perm, step):
@@ -367,9 +360,27 @@ def fit(
         idx = jax.lax.dynamic_slice(perm, (i * batch_size,), (batch_size,))
         return {k: jnp.take(v, idx, axis=0) for k, v in data.items()}
 
-    opt_state = optimizer.init(uparams)
-    first_batch = jax.jit(lambda data: get_batch(data, permutation(0), 0))(data_dev)
-    obj_state = obj.init(obj_key, params, first_batch)
+    def setup(key, init_params, data):
+        init_key, obj_key, shuffle_key = _random.split(key, 3)
+        params = em.init_params(init_key) if init_params is None else init_params
+        params = jax.tree.map(jnp.asarray, params)
+        # As NumPyro's SVI: the optimizer and the scanned carry hold the parameters on their
+        # unconstrained space, the objective sees them constrained (constrain_params inside the
+        # loss), so every update keeps a numpyro.param(..., constraint=...) inside its support.
+        uparams = plan.unconstrain_params(params)
+        opt_state = optimizer.init(uparams)
+        first_batch = get_batch(data, permutation(shuffle_key, 0), 0)
+        obj_state = obj.init(obj_key, params, first_batch)
+        return shuffle_key, params, uparams, opt_state, obj_state
+
+    # One compiled program rather than an eager op (and a compilation) per array operation; an
+    # objective whose init needs concrete values runs eagerly instead.
+    try:
+        shuffle_key, params, uparams, opt_state, obj_state = jax.jit(setup)(
+            key, checked_init, data_dev
+        )
+    except Exception:  # noqa: BLE001  (a genuine error is raised again by the eager call)
+        shuffle_key, params, uparams, opt_state, obj_state = setup(key, checked_init, data_dev)
 
     history = History()
     flags: dict[str, Any] = {
@@ -405,6 +416,7 @@ def fit(
             }
         )
         flags["resumed_from"] = start
+        params = plan.constrain_params(uparams)
         if flags["nonfinite"]:
             warnings.warn(
                 f"checkpoint_dir {checkpoint_dir!r}: this run stopped at update "
@@ -416,20 +428,20 @@ def fit(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    params = plan.constrain_params(uparams)
 
     # ---- compiled chunk
     def constrained_loss(uparams, obj_state, batch, rng_key):
         return obj.loss(plan.constrain_params(uparams), obj_state, batch, rng_key)
 
-    def one_update(data, perms, first_epoch, carry, step):
+    def one_update(keys, data, perms, first_epoch, carry, step):
+        key, shuffle_key = keys
         uparams, opt_state, obj_state, perm, stopped, bad_step = carry
         epoch = step // steps_per_epoch
         if perms is not None:
             batch = get_batch(data, perms[epoch - first_epoch], step)
         else:
             perm = jax.lax.cond(
-                step % steps_per_epoch == 0, lambda: permutation(epoch), lambda: perm
+                step % steps_per_epoch == 0, lambda: permutation(shuffle_key, epoch), lambda: perm
             )
             batch = get_batch(data, perm, step)
         step_key = _random.fold_in(key, step)
@@ -459,8 +471,9 @@ def fit(
         row = {k: jnp.asarray(v, jnp.float32).reshape(()) for k, v in row.items()}
         return (uparams, opt_state, obj_state, perm, stopped, bad_step), row
 
-    def run_chunk(uparams, opt_state, obj_state, data, first, length):
-        # The data are an argument, not a constant folded into the compiled program.
+    def run_chunk(uparams, opt_state, obj_state, data, keys, first, length):
+        # The data and the keys are arguments, not constants folded into the compiled program:
+        # another seed or data set of the same shapes reuses it (and its persistent cache entry).
         steps = first + jnp.arange(length)
         # The shuffles of every epoch the chunk touches, drawn up front (a static bound on
         # their number), so the scanned update carries no conditional; when they would take
@@ -470,15 +483,18 @@ def fit(
         num_epochs = -(-length // steps_per_epoch) + 1
         perms = None
         if num_epochs * num_examples <= _MAX_PRESHUFFLED:
-            perms = jax.vmap(permutation)(first_epoch + jnp.arange(num_epochs))
-        perm = permutation(first_epoch)
+            perms = jax.vmap(functools.partial(permutation, keys[1]))(
+                first_epoch + jnp.arange(num_epochs)
+            )
+        perm = permutation(keys[1], first_epoch)
         carry = (uparams, opt_state, obj_state, perm, jnp.array(False), jnp.array(-1))
-        update = functools.partial(one_update, data, perms, first_epoch)
+        update = functools.partial(one_update, keys, data, perms, first_epoch)
         carry, rows = jax.lax.scan(update, carry, steps)
         uparams, opt_state, obj_state, _, stopped, bad_step = carry
-        return uparams, opt_state, obj_state, stopped, bad_step, rows
+        params = plan.constrain_params(uparams)
+        return uparams, params, opt_state, obj_state, stopped, bad_step, rows
 
-    run_chunk_jit = jax.jit(run_chunk, static_argnums=(5,))
+    run_chunk_jit = jax.jit(run_chunk, static_argnums=(6,))
     chunk = log_every if checkpoint_every is None else math.gcd(log_every, checkpoint_every)
 
     def write_checkpoint(step):
@@ -524,10 +540,15 @@ def fit(
         while step < num_steps and not flags["nonfinite"]:
             end = min(num_steps, (step // chunk + 1) * chunk)
             out = run_chunk_jit(
-                uparams, opt_state, obj_state, data_dev, jnp.asarray(step, jnp.int32), end - step
+                uparams,
+                opt_state,
+                obj_state,
+                data_dev,
+                (key, shuffle_key),
+                np.int32(step),
+                end - step,
             )
-            uparams, opt_state, obj_state, stopped, bad_step, rows = out
-            params = plan.constrain_params(uparams)
+            uparams, params, opt_state, obj_state, stopped, bad_step, rows = out
             rows = {k: np.asarray(v) for k, v in rows.items()}
             steps = np.arange(step, end)
             stopped_now = bool(stopped)
