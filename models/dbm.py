@@ -20,7 +20,11 @@ samples and the exact log-likelihood (:func:`log_partition`, :func:`exact_sample
 forward and reverse) on models small enough to enumerate.
 
 Training (:func:`pretrain`, then :func:`ebm_ppl.fit` with
-:class:`ebm_ppl.objectives.MeanFieldPCD`): the positive phase is the mean-field posterior
+:class:`ebm_ppl.objectives.MeanFieldPCD`). Pre-training follows Salakhutdinov & Hinton
+(2009): the first RBM is trained with its visible layer doubled (:func:`doubled_rbm`, tied
+weights, so ``h1`` hears ``2 W1ᵀv``), the top RBM with its hidden layer doubled (``h1`` hears
+``2 W2 h2``), and in the composed DBM ``h1`` hears ``W1ᵀv + W2 h2``: each side's input is
+halved, which undoes the double counting of plain stacking. The positive phase is the mean-field posterior
 ``q(h1, h2 | v)`` at its fixed point, the negative phase persistent chains of layer-wise block
 Gibbs. :func:`lower_bound` is the variational bound ``log p(v) ≥ -F_q(v) - log Z``.
 
@@ -40,16 +44,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from ebm_ppl.models import dbn
+import optax
+from ebm_ppl.models import dbn, rbm
 
 from ebm_ppl.energy import Bits, EnergyModel
 from ebm_ppl.energy import energy as declare_energy
+from ebm_ppl.objectives import PersistentContrastiveDivergence
 from ebm_ppl.objectives.variational import mean_field_free_energy
+from ebm_ppl.train.fit import fit
 
 __all__ = [
     "MAX_ENUMERATED_UNITS",
+    "PRETRAIN_METHODS",
+    "doubled_rbm",
     "energy",
     "exact_samples",
+    "fit_doubled",
     "free_energy",
     "from_stack",
     "log_partition",
@@ -61,6 +71,8 @@ __all__ = [
 
 #: largest middle layer the exact functions enumerate (2^20 states).
 MAX_ENUMERATED_UNITS = 20
+#: pre-training methods of :func:`pretrain`.
+PRETRAIN_METHODS = ("doubled", "stack")
 _CHUNK = 1 << 12
 
 
@@ -254,8 +266,10 @@ def from_stack(layers: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     ``W1``, ``W2`` and the outer biases are taken as they are; ``h1``, which is the hidden
     layer of the first RBM and the visible layer of the second, gets the average of its two
-    biases (both RBMs explain ``h1`` alone; in the DBM it hears from both sides). This is the
-    plain stacking start; Salakhutdinov & Hinton's doubled-weight RBMs are not used.
+    biases (both RBMs explain ``h1`` alone; in the DBM it hears from both sides). For plain
+    RBMs (``pretrain(method="stack")``) this double counts the input to ``h1``; for RBMs
+    trained by :func:`fit_doubled` it is Salakhutdinov & Hinton's composition (each side's
+    input to ``h1`` halved from the doubled input it had in its RBM).
 
     Raises:
         ValueError: a stack that is not two RBMs whose sizes match (names ``layers``).
@@ -273,10 +287,153 @@ def from_stack(layers: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def pretrain(rng_key: Any, data: Any, num_hidden1: int, num_hidden2: int, **fit_options: Any):
-    """Greedy layer-wise start: :func:`ebm_ppl.models.dbn.fit_greedy` then :func:`from_stack`.
+def doubled_rbm(num_visible: int, num_hidden: int, doubled: str = "visible") -> None:
+    """RBM with one layer doubled, weights tied (Salakhutdinov & Hinton 2009's pre-training
+    modules).
 
-    ``fit_options`` go to :func:`~ebm_ppl.models.dbn.fit_greedy` (``num_steps``,
-    ``batch_size``, ``learning_rate``, ...).
+    ``doubled="visible"`` (the bottom module): sites ``"v"``, ``"v2"`` (two copies of the
+    visible layer) and ``"h"``,
+
+    .. math:: E = -b^\\top (v + v_2) - c^\\top h - (v + v_2)^\\top W h,
+
+    trained with both copies set to the data, so ``p(h_j = 1 | v) = σ(c_j + 2 (W^\\top v)_j)``
+    while ``p(v_i = 1 | h) = σ(b_i + (W h)_i)``. ``doubled="hidden"`` (the top module): sites
+    ``"v"``, ``"h"``, ``"h2"`` with ``E = -b^\\top v - c^\\top (h + h_2) - v^\\top W (h + h_2)``, so
+    ``v`` hears ``W (h + h_2)``, twice ``W h`` when the copies agree. Params ``W``, ``b``,
+    ``c``; Gibbs blocks: the visible copies, then the hidden copies.
+
+    Raises:
+        ValueError: sizes < 1 or ``doubled`` not ``"visible"``/``"hidden"``.
+
+    Examples:
+        >>> import jax.numpy as jnp, ebm_ppl as ebm
+        >>> em = ebm.EnergyModel(doubled_rbm, 3, 2, "visible")
+        >>> p = {"W": jnp.ones((3, 2)), "b": jnp.zeros(3), "c": jnp.zeros(2)}
+        >>> v = jnp.array([1.0, 0.0, 1.0])
+        >>> em.conditional_logits(p, {"v": v, "v2": v, "h": jnp.zeros(2)}, "h").tolist()
+        [4.0, 4.0]
     """
+    nv, nh = dbn._check_sizes((num_visible, num_hidden), "layer sizes")
+    if doubled not in ("visible", "hidden"):
+        raise ValueError(f"doubled must be 'visible' or 'hidden', got {doubled!r}")
+    params = {
+        "W": numpyro.param("W", lambda k: 0.01 * jax.random.normal(k, (nv, nh))),
+        "b": numpyro.param("b", jnp.zeros(nv)),
+        "c": numpyro.param("c", jnp.zeros(nh)),
+    }
+    v = numpyro.sample("v", Bits(nv), infer={"blocks": np.int32(0)})
+    if doubled == "visible":
+        v = v + numpyro.sample("v2", Bits(nv), infer={"blocks": np.int32(0)})
+    h = numpyro.sample("h", Bits(nh), infer={"blocks": np.int32(1)})
+    if doubled == "hidden":
+        h = h + numpyro.sample("h2", Bits(nh), infer={"blocks": np.int32(1)})
+    declare_energy(
+        "E",
+        -(v @ params["b"]) - h @ params["c"] - jnp.einsum("...i,ij,...j->...", v, params["W"], h),
+    )
+
+
+def fit_doubled(
+    rng_key: Any,
+    data: Any,
+    num_hidden1: int,
+    num_hidden2: int,
+    *,
+    num_steps: int | Sequence[int] = 2000,
+    batch_size: int = 20,
+    learning_rate: float = 0.05,
+    num_chains: int = 100,
+    num_mcmc_steps: int = 1,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Salakhutdinov & Hinton's greedy pre-training of a two-layer DBM: two modified RBMs.
+
+    The bottom RBM (:func:`doubled_rbm`, visible layer doubled) is fitted to the data with both
+    visible copies clamped to it; the top RBM (hidden layer doubled) to binary samples of
+    ``h1 ~ p(h1 | v) = σ(c + 2 W1ᵀv)`` of the data. Each by :func:`ebm_ppl.fit` with PCD and
+    block Gibbs, visible biases started at the data log-odds, SGD with momentum 0.5 and a
+    learning rate decayed linearly to 1/50 of ``learning_rate`` (as
+    :func:`ebm_ppl.models.dbn.fit_greedy`).
+
+    Args:
+        rng_key: PRNG key.
+        data: ``(num_examples, num_visible)`` binary data.
+        num_hidden1, num_hidden2: layer sizes.
+        num_steps: updates per RBM (an int or two).
+        batch_size, learning_rate, num_chains, num_mcmc_steps, progress: as in
+            :func:`ebm_ppl.models.dbn.fit_greedy`.
+
+    Returns:
+        ``[{"W": W1, "b", "c"}, {"W": W2, "b", "c"}]``, the two RBMs' parameters; compose them
+        with :func:`from_stack`.
+
+    Raises:
+        ValueError: bad ``data``, sizes or ``num_steps`` (named).
+    """
+    data = jnp.asarray(data, jnp.result_type(float))
+    if data.ndim != 2:
+        raise ValueError(f"data must have shape (num_examples, num_visible), got {data.shape}")
+    sizes = dbn._check_sizes((data.shape[1], num_hidden1, num_hidden2), "num_hidden1, num_hidden2")
+    steps = (num_steps,) * 2 if isinstance(num_steps, int) else tuple(num_steps)
+    if len(steps) != 2 or any(isinstance(n, bool) or int(n) < 1 for n in steps):
+        raise ValueError(f"num_steps must be an int >= 1 or two of them, got {num_steps!r}")
+    layers: list[dict[str, Any]] = []
+    x = data
+    for i, doubled in enumerate(("visible", "hidden")):
+        k_init, k_fit, k_up, rng_key = jax.random.split(rng_key, 4)
+        n = int(steps[i])
+        nv, nh = sizes[i], sizes[i + 1]
+        schedule = optax.linear_schedule(learning_rate, learning_rate / 50, n)
+        bound = {"v": x, "v2": x} if doubled == "visible" else {"v": x}
+        init = rbm.init_params(k_init, x, nh)
+        result = fit(
+            doubled_rbm,
+            bound,
+            model_args=(nv, nh, doubled),
+            init_params={k: init[k] for k in ("W", "b", "c")},
+            objective=PersistentContrastiveDivergence(
+                "gibbs", num_mcmc_steps=num_mcmc_steps, num_chains=num_chains
+            ),
+            optimizer=optax.sgd(schedule, momentum=0.5),
+            num_steps=n,
+            batch_size=batch_size,
+            rng_key=k_fit,
+            log_every=max(1, min(500, n)),
+            progress=progress,
+        )
+        p = {k: jnp.asarray(result.params[k]) for k in ("W", "b", "c")}
+        layers.append(p)
+        if i == 0:
+            # the top module is trained on what the bottom one's doubled input produces
+            x = jax.random.bernoulli(k_up, jax.nn.sigmoid(p["c"] + 2.0 * x @ p["W"])).astype(
+                x.dtype
+            )
+    return layers
+
+
+def pretrain(
+    rng_key: Any,
+    data: Any,
+    num_hidden1: int,
+    num_hidden2: int,
+    *,
+    method: str = "doubled",
+    **fit_options: Any,
+) -> dict[str, Any]:
+    """Greedy layer-wise start of a DBM: two RBMs trained one after the other, then composed
+    by :func:`from_stack`.
+
+    ``method="doubled"`` (default): Salakhutdinov & Hinton's modified RBMs
+    (:func:`fit_doubled`); ``method="stack"``: two plain RBMs
+    (:func:`ebm_ppl.models.dbn.fit_greedy`), which double count the input to ``h1`` once
+    composed. ``fit_options`` go to the fitting function (``num_steps``, ``batch_size``,
+    ``learning_rate``, ...).
+
+    Raises:
+        ValueError: an unknown ``method``.
+    """
+    if method not in PRETRAIN_METHODS:
+        raise ValueError(f"method must be one of {PRETRAIN_METHODS}, got {method!r}")
+    if method == "doubled":
+        return from_stack(fit_doubled(rng_key, data, num_hidden1, num_hidden2, **fit_options))
     return from_stack(dbn.fit_greedy(rng_key, data, (num_hidden1, num_hidden2), **fit_options))
