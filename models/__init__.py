@@ -7,7 +7,8 @@ Submodules load on first attribute access, so ``import ebm_ppl.models`` stays ch
 Potts lattices and Potts Boltzmann machines), ``dbn`` (deep belief networks: greedy stacks of
 RBMs), ``dbm`` (two-layer deep Boltzmann machines), ``poe`` (products of experts),
 ``conditional`` (conditional EBMs for structured prediction), ``meg`` (maximum-entropy
-generators: an energy trained against a flow generator).
+generators: an energy trained against a flow generator), ``jem`` (joint energy models: a
+classifier's logits as an energy).
 
 Examples:
     >>> from ebm_ppl import models
@@ -26,6 +27,7 @@ _SUBMODULES = (
     "dbm",
     "dbn",
     "ising",
+    "jem",
     "meg",
     "neural",
     "poe",
