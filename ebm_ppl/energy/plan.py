@@ -341,6 +341,38 @@ class SitePlan(Mapping[str, SiteSpec]):
         names = self.binary_sites if names is None else tuple(names)
         return {n: lv for n in names if (lv := self._specs[n].levels) is not None}
 
+    def bipartite_blocks(self, names: Iterable[str]) -> tuple[tuple[str, ...], ...] | None:
+        """The two declared Gibbs blocks of whole binary sites ``names``, in colour order.
+
+        ``None`` unless every site is binary and declares one colour for all its units
+        (``infer={"blocks": c}`` with a scalar, or an array of one value) and the sites take
+        exactly two colours (an RBM's visible and hidden layers). With an energy affine in each
+        unit (:attr:`~ebm_ppl.EnergyModel.affine_sites`), each block's conditional logits are
+        then affine in the other block: ``E = const - aᵀx - bᵀy - xᵀWy``.
+
+        Examples:
+            >>> import numpyro, ebm_ppl as ebm
+            >>> def m():
+            ...     v = numpyro.sample("v", ebm.Bits(3), infer={"blocks": 0})
+            ...     h = numpyro.sample("h", ebm.Bits(2), infer={"blocks": 1})
+            ...     ebm.energy("E", -v[0] * h[0])
+            >>> ebm.EnergyModel(m).plan.bipartite_blocks(("h", "v"))
+            (('v',), ('h',))
+        """
+        colour: dict[str, int] = {}
+        for n in names:
+            spec = self._specs[n]
+            if spec.kind != "binary" or spec.blocks is None:
+                return None
+            values = np.unique(np.asarray(spec.blocks))
+            if values.size != 1:
+                return None
+            colour[n] = int(values[0])
+        distinct = sorted(set(colour.values()))
+        if len(distinct) != 2:
+            return None
+        return tuple(tuple(n for n in colour if colour[n] == c) for c in distinct)
+
     def require_binary(
         self, names: Iterable[str] | None = None, *, who: str, hint: str = ""
     ) -> dict[str, tuple[float, float]]:

@@ -63,6 +63,7 @@ __all__ = [
     "interaction_colouring",
     "lattice_colouring",
     "normalize_colours",
+    "sweep_uniforms",
 ]
 
 Position = dict[str, jax.Array]
@@ -428,6 +429,29 @@ def _uniforms(key, shape, dtype, bits: int):
     words = _random.paired_bits(key, ((size + 1) // 2,))
     halves = jnp.concatenate([words >> 16, words & 0xFFFF])[:size]
     return ((halves.astype(dtype) + 0.5) * (1.0 / 65536)).reshape(shape)
+
+
+def sweep_uniforms(
+    rng_key: Any, shapes: Mapping[str, Any], dtype: Any, uniform_bits: int = 32
+) -> dict[str, jax.Array]:
+    """The uniforms one sweep of :func:`build_kernel` draws for binary sites ``shapes``.
+
+    For a kernel over binary sites only, so that an update computing the same conditionals by
+    other means (a bipartite model's two blocks as batched products) draws the same states.
+
+    Examples:
+        >>> import jax
+        >>> u = sweep_uniforms(jax.random.PRNGKey(0), {"v": (3,), "h": (2,)}, jax.numpy.float32)
+        >>> sorted(u), u["v"].shape
+        (['h', 'v'], (3,))
+    """
+    rng_key, _ = _random.split(rng_key)  # the Gaussian blocks' key of the kernel
+    names = tuple(sorted(shapes))
+    keys = _random.split(rng_key, len(names))
+    return {
+        n: _uniforms(k, tuple(shapes[n]), dtype, uniform_bits)
+        for n, k in zip(names, keys, strict=True)
+    }
 
 
 def build_kernel(

@@ -68,7 +68,7 @@ from ebm_ppl.energy.conditionals import categorical_logits_fn
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
 from ebm_ppl.kernels import tempering as _pt
-from ebm_ppl.kernels.gibbs import interaction_colouring, normalize_colours
+from ebm_ppl.kernels.gibbs import interaction_colouring, normalize_colours, sweep_uniforms
 from ebm_ppl.kernels.resolve import (
     DEFAULT_STEP_SIZE,
     Sampler,
@@ -149,6 +149,72 @@ def _run_chains(
 
     out = jax.vmap(one_chain)(keys, positions, fixed)
     return out if trace else out[:3]
+
+
+class _Bipartite(NamedTuple):
+    """Two blocks of whole binary sites with affine conditionals (an RBM's layers)."""
+
+    blocks: tuple[tuple[str, ...], ...]
+    levels: dict[str, tuple[float, float]]
+    shapes: dict[str, tuple[int, ...]]
+
+
+def _bipartite_negative(
+    phases: Any, fast: _Bipartite, params: Any, chains: Values, rng_key: jax.Array, num_steps: int
+) -> tuple[Values, jax.Array, jax.Array]:
+    """``num_steps`` two-block Gibbs sweeps of every chain, each block from one batched product.
+
+    The generic sweep's draws (the same keys and uniforms, the same logits
+    ``±(E(flip_i x) − E(x))`` from the gradient), computed for all chains at once: the gradient
+    of the summed energies with respect to a block is one matrix product for a bilinear
+    coupling (``W h`` for the visible units, ``Wᵀ v`` for the hidden ones), where the vmapped
+    per-chain kernel also evaluates the energy. Every draw is kept: the states stay binary
+    whatever the logits, and a sweep whose logits are not finite (non-finite parameters, which
+    ``fit`` never applies) is counted as rejected and divergent in the metrics, where the
+    generic kernel would keep the chain's state. Keeping every draw, and one sweep outside a
+    loop, lets XLA share the last block's product with the objective's (the free energy of the
+    negatives needs the same ``Wᵀ v``).
+
+    Returns:
+        ``(negatives, acceptance per chain, divergences per chain)``.
+    """
+    pot = phases.potential(jax.lax.stop_gradient(params))
+    num_chains = jax.tree.leaves(chains)[0].shape[0]
+    # the keys of _run_chains: one per chain, split into one per transition
+    keys = jax.vmap(lambda k: _random.split(k, num_steps))(_random.split(rng_key, num_chains))
+    dtype = jnp.result_type(*jax.tree.leaves(chains))
+
+    def block_grad(x, names):
+        rest = {k: v for k, v in x.items() if k not in names}
+
+        def total(sub):
+            return jnp.sum(jax.vmap(lambda row: pot(row, {}))({**rest, **sub}))
+
+        return jax.grad(total)({n: x[n] for n in names})
+
+    def sweep(x, step_keys):
+        u = jax.vmap(lambda k: sweep_uniforms(k, fast.shapes, dtype))(step_keys)
+        new = dict(x)
+        ok = jnp.ones((num_chains,), bool)
+        for names in fast.blocks:
+            g = block_grad(new, names)
+            for n in names:
+                lo, hi = fast.levels[n]
+                xn = new[n]
+                d = (lo + hi - 2.0 * xn) * g[n]
+                logit = jnp.where(xn == hi, d, -d)
+                ok = ok & jnp.all(jnp.isfinite(logit).reshape(num_chains, -1), axis=1)
+                new[n] = jnp.where(u[n] < jax.nn.sigmoid(logit), hi, lo).astype(xn.dtype)
+        return new, ok
+
+    if num_steps == 1:
+        x, ok = sweep(dict(chains), keys[:, 0])
+        ok = ok[None]
+    else:
+        x, ok = jax.lax.scan(sweep, dict(chains), jnp.swapaxes(keys, 0, 1))
+    acc = jnp.mean(ok.astype(jnp.float32), axis=0)
+    div = jnp.sum(~ok, axis=0).astype(jnp.float32)
+    return jax.lax.stop_gradient(x), acc, div
 
 
 def split_rhat_proxy(energies: jax.Array) -> jax.Array:
@@ -535,6 +601,37 @@ class _ContrastiveBase:
         index = _ExampleIndex(phases.data) if persistent and phases.data is not None else None
         adapt = index is not None and self.step_size is None and "mala" in sampler.block_names
         return _Positive(sampler, int(steps), index, adapt), negative
+
+    def _bipartite(
+        self, phases: _Phases, positive: _Positive, negative: Sampler
+    ) -> _Bipartite | None:
+        """The two-block negative phase (:func:`_bipartite_negative`), when the plan allows it.
+
+        Used automatically by the block Gibbs sampler (``"auto"`` or ``"gibbs"`` without
+        kernel options) on models whose sampled sites are binary, declared in two blocks of
+        whole sites (:meth:`~ebm_ppl.energy.plan.SitePlan.bipartite_blocks`) with an energy
+        affine in every unit, without conditioning sites, and whose latents are marginalized
+        or Rao-Blackwellized: an RBM's update is then the few matrix products of the algorithm.
+        """
+        kernel = "auto" if self.kernel is None else self.kernel
+        if not isinstance(kernel, str) or kernel_name(kernel) not in ("auto", "gibbs"):
+            return None
+        if self.kernel_options or phases.condition_sites or negative.name != "gibbs":
+            return None
+        if positive.sampler is not None and not isinstance(positive.sampler, MeanField):
+            return None
+        blocks = phases.plan.bipartite_blocks(phases.sampled)
+        if blocks is None:
+            return None
+        affine = phases.affine(phases.sampled)
+        if len(affine) != len(phases.sampled) or not all(affine.values()):
+            return None
+        plan = phases.plan
+        return _Bipartite(
+            blocks,
+            dict(plan.levels(phases.sampled)),
+            {n: tuple(plan[n].shape) for n in phases.sampled},
+        )
 
     def _mean_field(self, phases: _Phases) -> MeanField | None:
         """Rao-Blackwellized positive phase, when it is exact (see ``rao_blackwell``)."""
@@ -1169,6 +1266,7 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
         tempered = (
             None if opts is None else _build_tempered(phases, neg_sampler, opts, self.step_size)
         )
+        fast = self._bipartite(phases, positive, neg_sampler) if tempered is None else None
 
         def init(rng_key, params, batch):
             rng_key = _random.as_key(rng_key)
@@ -1196,7 +1294,11 @@ class PersistentContrastiveDivergence(_ContrastiveBase):
             )
             fixed = phases.fixed(batch)
             pt_states, pt_metrics = None, {}
-            if tempered is None:
+            if fast is not None:
+                neg, acc, div = _bipartite_negative(
+                    phases, fast, params, obj_state.chains, key_neg, self.num_mcmc_steps
+                )
+            elif tempered is None:
                 neg, acc, div = self._negative(
                     phases, neg_sampler, params, obj_state.chains, fixed, key_neg
                 )
