@@ -30,8 +30,9 @@ honest trade, and the test checks it against the closed form of an affine genera
 **Sampling** (:func:`sample_latent`) runs MALA in the latent space on the energy pulled back,
 ``U(z) = E_θ(G(z)) + ‖z‖²/2`` (Kumar et al.'s latent-space MCMC), then maps ``x = G(z)``; its
 ``x``-density is ``∝ p_G(x) e^{-E_θ(x)}``, the generator sharpened by the energy.
-``exact=True`` subtracts ``log|det J_G(z)|`` from ``U``, so that ``x = G(z)`` is distributed as
-``p_θ`` itself (change of variables through the bijection).
+``exact=True`` samples ``U(z) = E_θ(G(z)) − log|det J_G(z)|`` instead, so that ``x = G(z)``
+is distributed as ``p_θ`` itself (change of variables through the bijection; the generator
+then only reparametrizes the space, which helps MALA when ``p_G ≈ p_θ``).
 
 Training goes through :func:`ebm_ppl.fit` with the :class:`MEG` objective, which carries the
 generator and its optimizer in the objective state (see :class:`MEGState`).
@@ -212,8 +213,9 @@ def latent_energy(
 ) -> jax.Array:
     """The energy pulled back to the latent space: ``U(z) = E(G(z)) + ‖z‖²/2``.
 
-    ``exact=True`` subtracts ``log|det J_G(z)|``, so that ``exp(-U)`` pushed through ``G`` is
-    ``∝ exp(-E(x))``. ``energy_fn`` maps one state ``(dim,)`` to a scalar; ``z`` is ``(dim,)``.
+    ``exp(-U)`` pushed through ``G`` is ``∝ p_G(x) exp(-E(x))``. ``exact=True`` gives
+    ``U(z) = E(G(z)) − log|det J_G(z)|`` instead, whose push-forward is ``∝ exp(-E(x))``.
+    ``energy_fn`` maps one state ``(dim,)`` to a scalar; ``z`` is ``(dim,)``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -222,8 +224,9 @@ def latent_energy(
         5.0
     """
     x, log_det = forward(gen, z)
-    u = energy_fn(x) + 0.5 * jnp.sum(jnp.square(z))
-    return u - log_det if exact else u
+    if exact:
+        return energy_fn(x) - log_det
+    return energy_fn(x) + 0.5 * jnp.sum(jnp.square(z))
 
 
 def sample_latent(
@@ -305,11 +308,11 @@ class MEG:
 
     Each step the energy's loss is the contrastive surrogate
 
-    ``mean E(x⁺) − mean E(G(z)) + gradient_penalty · mean ‖∇_x E(x⁺)‖²``
+    ``mean E(x⁺) − mean E(G(z)) + gradient_penalty · mean ‖∇_x E(x⁺)‖² + energy_l2 · (…)``
 
     (the negatives pass through ``stop_gradient``: only the energy's parameters are fitted by
     ``fit``; Kumar et al.'s zero-centred gradient penalty on the data keeps the energy smooth),
-    and, inside the same step, the generator takes one ``generator_optimizer`` step on
+    and, inside the same step, the generator takes ``generator_steps`` optimizer steps on
     ``mean E(G(z)) − entropy_weight · Ĥ[p_G]`` with the energy held fixed. The generator lives
     in the objective state (:class:`MEGState`): ``result.obj_state.generator`` after ``fit``.
 
@@ -322,6 +325,9 @@ class MEG:
         num_negatives: generator draws per step (default: the batch size).
         entropy_weight: weight of the entropy term (1 is ``KL(p_G ‖ p_θ)``).
         gradient_penalty: weight of ``‖∇_x E‖²`` on the data (``>= 0``).
+        energy_l2: weight of the energy magnitude regularizer ``mean E(x⁺)² + mean E(x⁻)²``
+            (Du & Mordatch 2019; ``>= 0``), which keeps the energy's offset from drifting.
+        generator_steps: generator updates per energy update (each on fresh ``z``).
         init_generator_params: start from these generator parameters instead of a fresh one.
 
     Raises:
@@ -350,6 +356,8 @@ class MEG:
         num_negatives: int | None = None,
         entropy_weight: float = 1.0,
         gradient_penalty: float = 0.1,
+        energy_l2: float = 0.0,
+        generator_steps: int = 1,
         init_generator_params: Any = None,
     ) -> None:
         self.dim = _check_int("dim", dim, 2)
@@ -361,14 +369,17 @@ class MEG:
         if num_negatives is not None:
             _check_int("num_negatives", num_negatives, 1)
         self.num_negatives = num_negatives
+        self.generator_steps = _check_int("generator_steps", generator_steps, 1)
         for name, value in (
             ("entropy_weight", entropy_weight),
             ("gradient_penalty", gradient_penalty),
+            ("energy_l2", energy_l2),
         ):
             if not (math.isfinite(float(value)) and float(value) >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         self.entropy_weight = float(entropy_weight)
         self.gradient_penalty = float(gradient_penalty)
+        self.energy_l2 = float(energy_l2)
         self.generator_optimizer = (
             optax.adam(1e-3) if generator_optimizer is None else generator_optimizer
         )
@@ -390,7 +401,7 @@ class MEG:
             )
         opt = self.generator_optimizer
         num_neg = self.num_negatives or context.get("batch_size")
-        h_weight, gp = self.entropy_weight, self.gradient_penalty
+        h_weight, gp, l2 = self.entropy_weight, self.gradient_penalty, self.energy_l2
 
         def batch_energy(params, x):
             return model.batch_energy(params, {site: x})
@@ -416,26 +427,35 @@ class MEG:
             gen = obj_state.generator
             # Negatives are samples, not functions of θ: only the energy's parameters move here.
             x_neg = jax.lax.stop_gradient(generate(key_neg, gen, n))
-            energy_pos = lambda x: jnp.sum(batch_energy(params, x))  # noqa: E731
-            e_pos, g_pos = jax.value_and_grad(energy_pos)(x_pos)
-            e_pos = e_pos / x_pos.shape[0]
-            e_neg = jnp.mean(batch_energy(params, x_neg))
+            e_pos_all = batch_energy(params, x_pos)
+            g_pos = jax.grad(lambda x: jnp.sum(batch_energy(params, x)))(x_pos)
+            e_neg_all = batch_energy(params, x_neg)
+            e_pos, e_neg = jnp.mean(e_pos_all), jnp.mean(e_neg_all)
             penalty = jnp.mean(jnp.sum(jnp.square(g_pos), axis=-1))
-            value = e_pos - e_neg + gp * penalty
+            squares = jnp.mean(jnp.square(e_pos_all)) + jnp.mean(jnp.square(e_neg_all))
+            value = e_pos - e_neg + gp * penalty + l2 * squares
 
             # The generator's step sees the energy as fixed: stop_gradient keeps its update out
             # of the energy's gradient.
             frozen = jax.lax.stop_gradient(params)
 
-            def gen_loss(g):
-                z = jax.random.normal(key_gen, (n, self.dim))
+            def gen_loss(g, key):
+                z = jax.random.normal(key, (n, self.dim))
                 x, log_det = forward(g, z)
                 e = jnp.mean(batch_energy(frozen, x))
                 return e - h_weight * jnp.mean(log_det), e
 
-            (g_loss, e_gen), grads = jax.value_and_grad(gen_loss, has_aux=True)(gen)
-            updates, opt_state = opt.update(grads, obj_state.opt_state, gen)
-            new_gen = optax.apply_updates(gen, updates)
+            def gen_step(carry, key):
+                g, opt_state = carry
+                (g_loss, e_gen), grads = jax.value_and_grad(gen_loss, has_aux=True)(g, key)
+                updates, opt_state = opt.update(grads, opt_state, g)
+                return (optax.apply_updates(g, updates), opt_state), (g_loss, e_gen)
+
+            keys = jax.random.split(key_gen, self.generator_steps)
+            (new_gen, opt_state), (g_losses, e_gens) = jax.lax.scan(
+                gen_step, (gen, obj_state.opt_state), keys
+            )
+            g_loss, e_gen = g_losses[-1], e_gens[-1]
             gaussian = 0.5 * self.dim * (1.0 + math.log(2.0 * math.pi))
             metrics = {
                 "energy_pos": e_pos,
