@@ -25,10 +25,13 @@ A script, not a test. For each lattice side ``L`` (periodic, ``beta = 0.44``), o
       (``ebm_ppl.kernels._random.paired_bits``: unrolled, both outputs used). A kernel drawing
       one 32-bit word per spin cannot beat the second.
 
-Times are the median of ``--repeats`` interleaved repeats after one compile/warm-up run.
-Reported: spin updates per second (``L^2 x sweeps / s``), ratio to NumPy, and fraction of the
-fused RNG ceiling. ``--device gpu`` runs sides ``4096 8192`` on the default JAX backend and also
-prints flips per nanosecond (NumPy is skipped there).
+Times are the median of ``--repeats`` interleaved repeats (in a rotated order) after two
+compile/warm-up rounds. Reported: spin updates per second (``L^2 x sweeps / s``) with the range
+over repeats, ratio to NumPy, fraction of the fused RNG ceiling, and the same two ratios in
+process CPU time (all threads), which on a shared machine do not depend on the other processes'
+load as wall-clock ratios do. The compact lattice kernel runs with int8 spins (its default) and,
+as the previous layout, with float32 spins. ``--device gpu`` runs sides ``4096 8192`` on the
+default JAX backend and also prints flips per nanosecond (NumPy is skipped there).
 
 Usage: ``python benchmarks/ising.py [--sizes 256 1024] [--sweeps 200] [--repeats 5]``
 """
@@ -50,12 +53,12 @@ from ebm_ppl.kernels import gibbs, lattice
 BETA = 0.44
 
 
-def lattice_runner(L: int, sweeps: int, uniform_bits: int = 32):
+def lattice_runner(L: int, sweeps: int, uniform_bits: int = 32, dtype=jnp.int8):
     kernel = lattice.build_kernel(uniform_bits=uniform_bits)
 
     @jax.jit
     def run(key, s0):
-        state = lattice.init(s0, beta=BETA)
+        state = lattice.init(s0, beta=BETA, dtype=dtype)
 
         def body(st, k):
             st, _ = kernel(k, st, BETA)
@@ -179,11 +182,12 @@ def numpy_runner(L: int, sweeps: int):
     return run
 
 
-def time_it(fn, *args) -> float:
-    t0 = time.perf_counter()
+def time_it(fn, *args) -> tuple[float, float]:
+    """Wall and process CPU seconds (all threads) of ``fn(*args)`` until its result is ready."""
+    c0, t0 = time.process_time(), time.perf_counter()
     out = fn(*args)
     jax.block_until_ready(out)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None) -> list[dict]:
@@ -214,6 +218,7 @@ def main(argv=None) -> list[dict]:
             ),
             "ebm_ppl lattice (compact)": lattice_runner(L, args.sweeps),
             "ebm_ppl lattice, 16-bit uniforms": lattice_runner(L, args.sweeps, uniform_bits=16),
+            "ebm_ppl lattice, float32 spins": lattice_runner(L, args.sweeps, dtype=jnp.float32),
             "ebm.sample(kernel='gibbs')": sample_runner(L, args.sweeps),
             "jax.random.uniform ceiling": rng_runner(L, args.sweeps),
             "fused Threefry ceiling": rng_runner(L, args.sweeps, fused=True),
@@ -227,43 +232,68 @@ def main(argv=None) -> list[dict]:
                 print(f"L = {L}: THRML model building (Python, apart) {build:.2f} s")
         s0 = jnp.ones((L, L), jnp.float32)
         key = jax.random.PRNGKey(0)
-        for name, fn in impls.items():  # compile / warm up
-            fn(0, np.asarray(s0)) if name.startswith("NumPy") else jax.block_until_ready(
-                fn(key, s0)
-            )
-        times: dict[str, list[float]] = {name: [] for name in impls}
-        for r in range(args.repeats):
+        # Two warm-up rounds (compilation, then first-touch allocations and caches): a single
+        # one left the first timed repeat slow and the medians of short runs disagreeing.
+        for _ in range(2):
             for name, fn in impls.items():
+                fn(0, np.asarray(s0)) if name.startswith("NumPy") else jax.block_until_ready(
+                    fn(key, s0)
+                )
+        times: dict[str, list[float]] = {name: [] for name in impls}
+        cpu: dict[str, list[float]] = {name: [] for name in impls}
+        for r in range(args.repeats):
+            # interleaved, in a rotated order, so a burst of load from other processes does
+            # not always fall on the same implementation
+            names = list(impls)
+            names = names[r % len(names) :] + names[: r % len(names)]
+            for name in names:
+                fn = impls[name]
                 if name.startswith("NumPy"):
-                    times[name].append(time_it(fn, r, np.asarray(s0)))
+                    wall, c = time_it(fn, r, np.asarray(s0))
                 else:
-                    times[name].append(time_it(fn, jax.random.PRNGKey(r), s0))
-        rate = {n: L * L * args.sweeps / statistics.median(t) for n, t in times.items()}
+                    wall, c = time_it(fn, jax.random.PRNGKey(r), s0)
+                times[name].append(wall)
+                cpu[name].append(c)
+        work = L * L * args.sweeps
+        rate = {n: work / statistics.median(t) for n, t in times.items()}
+        cpu_rate = {n: work / statistics.median(t) for n, t in cpu.items()}
         ref = rate.get("NumPy checkerboard")
+        cpu_ref = cpu_rate.get("NumPy checkerboard")
         ceiling = rate["fused Threefry ceiling"]
         for name, r in rate.items():
             row = {
                 "L": L,
                 "impl": name,
                 "updates_per_s": r,
+                "spread": (work / max(times[name]), work / min(times[name])),
                 "vs_numpy": (r / ref) if ref else float("nan"),
+                "cpu_vs_numpy": (cpu_rate[name] / cpu_ref) if cpu_ref else float("nan"),
                 "of_rng_ceiling": r / ceiling,
+                "cpu_of_rng_ceiling": cpu_rate[name] / cpu_rate["fused Threefry ceiling"],
                 "vs_jax_uniform": r / rate["jax.random.uniform ceiling"],
                 "vs_thrml": r / rate.get("THRML block Gibbs", float("nan")),
             }
             rows.append(row)
     header = (
-        f"{'L':>6} {'implementation':<32} {'spin updates/s':>15} {'x NumPy':>8} "
-        f"{'of fused RNG ceiling':>21} {'x THRML':>8}"
+        f"{'L':>6} {'implementation':<32} {'spin updates/s':>15} {'(min-max)':>19} "
+        f"{'x NumPy':>8} {'of fused RNG ceiling':>21} {'x THRML':>8} {'CPU: x NumPy':>13} "
+        f"{'of ceiling':>11}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         extra = f"  ({row['updates_per_s'] * 1e-9:.3f} flips/ns)" if args.device == "gpu" else ""
+        lo, hi = row["spread"]
         print(
             f"{row['L']:>6} {row['impl']:<32} {row['updates_per_s']:>15.3e} "
-            f"{row['vs_numpy']:>8.2f} {row['of_rng_ceiling']:>21.2f} {row['vs_thrml']:>8.2f}{extra}"
+            f"{f'({lo:.2e}-{hi:.2e})':>19} "
+            f"{row['vs_numpy']:>8.2f} {row['of_rng_ceiling']:>21.2f} {row['vs_thrml']:>8.2f} "
+            f"{row['cpu_vs_numpy']:>13.2f} {row['cpu_of_rng_ceiling']:>11.2f}{extra}"
         )
+    print(
+        "CPU columns: ratios of median process CPU seconds (all threads); they do not depend on "
+        "how much of the machine other processes take, the wall-clock columns do"
+    )
     return rows
 
 
