@@ -520,6 +520,7 @@ def train(
     reinit_prob: float = 0.05,
     l2_reg: float = 0.1,
     generative_weight: float = 1.0,
+    optimizer: Any = None,
     model_kwargs: Mapping[str, Any] | None = None,
     **fit_options: Any,
 ) -> FitResult:
@@ -528,7 +529,8 @@ def train(
     ``log p(y | x)`` on the labelled rows, ``log p(x)`` on every row of ``x`` by a
     :class:`ebm_ppl.objectives.ReplayBuffer` (``num_mcmc_steps`` ULA steps of ``step_size``
     clipped into ``[-1, 1]``, restarts from uniform noise on ``[-1, 1]`` with probability
-    ``reinit_prob``, L2 regularizer ``l2_reg``), Adam with ``learning_rate``.
+    ``reinit_prob``, L2 regularizer ``l2_reg``), Adam with ``learning_rate`` decayed along a
+    cosine to 5% of it by the last update (unless an ``optimizer`` is given).
 
     Args:
         rng_key: PRNG key (or an int seed).
@@ -538,6 +540,7 @@ def train(
         labelled: ``(n,)`` booleans (default: all labelled).
         hidden: hidden widths of the MLP classifier.
         generative: include the ``log p(x)`` term.
+        optimizer: an ``optax.GradientTransformation`` in place of the default Adam.
         model_kwargs: further arguments of :func:`model` (e.g. ``classifier``).
         fit_options: passed to :func:`ebm_ppl.fit` (``log_every``, ``progress``,
             ``checkpoint_dir``, ...).
@@ -582,7 +585,8 @@ def train(
         model,
         np.asarray(x),
         objective=objective,
-        optimizer=optax.adam(learning_rate),
+        optimizer=optimizer
+        or optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.05)),
         num_steps=num_steps,
         batch_size=batch_size,
         rng_key=rng_key,
