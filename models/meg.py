@@ -458,8 +458,8 @@ class MEG:
             g_loss, e_gen = g_losses[-1], e_gens[-1]
             gaussian = 0.5 * self.dim * (1.0 + math.log(2.0 * math.pi))
             metrics = {
-                "energy_pos": e_pos,
-                "energy_neg": e_neg,
+                "pos_energy": e_pos,
+                "neg_energy": e_neg,
                 "gradient_penalty": penalty,
                 "generator_energy": e_gen,
                 # L_G + H[N(0, I)] = E[E(G(z))] − Ĥ[p_G] = KL(p_G ‖ p_θ) − log Z_θ
