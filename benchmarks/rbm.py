@@ -11,7 +11,10 @@ Printed per configuration (median of interleaved repeats):
 * ``steady s``: ebm_ppl's 20 epochs without compilation (the times of the chunks of 4 epochs
   after the first, which compiles, scaled to 20 epochs; host syncs between chunks included);
 * ``e2e s``: ebm_ppl's whole ``fit`` call, compilation included;
-* ``speedup``: sklearn / steady; test pseudo-log-likelihood (the exact sum over all units of
+* ``jax s``: a hand-written JAX PCD-1 of the same algorithm (five matrix products per update, the
+  epochs of a chunk as one ``lax.scan``), timed the same way (chunks of 4 epochs after the
+  first, scaled to 20 epochs);
+* ``speedup``: sklearn / steady; ``vs jax``: jax / steady; test pseudo-log-likelihood (the exact sum over all units of
   ``log σ(F(v with unit i flipped) − F(v))``, for both models) and, at 16 hidden units, the exact
   test log-likelihood (log Z by enumeration).
 
@@ -21,7 +24,7 @@ time, the ``fit`` call and the whole process (interpreter start included) are pr
 ebm_ppl runs first with an empty persistent compilation cache (cold) and then with the cache the
 cold run wrote (warm). Repeats are interleaved; medians.
 
-Run: ``python benchmarks/rbm.py [--repeats 3] [--quick] [--fresh]``.
+Run: ``python benchmarks/rbm.py [--repeats 3] [--quick] [--fresh] [--configs 64x20,64x100]``.
 """
 
 from __future__ import annotations
@@ -120,6 +123,55 @@ def run_ebm(train, num_hidden, batch_size, lr, seed):
     return end_to_end, steady, result.params
 
 
+def run_jax(train, num_hidden, batch_size, lr, seed):
+    """The hand-written reference: PCD-1 with persistent (v, h) chains, as ``run_ebm`` trains."""
+    n, d = train.shape
+    steps = n // batch_size
+    data = jnp.asarray(train)
+    key = jax.random.PRNGKey(seed)
+
+    def update(carry, xs):
+        params, v_chain, h_chain = carry
+        batch, step_key = xs
+        kv, kh = jax.random.split(step_key)
+        w, b, c = params["W"], params["b"], params["c"]
+        p_v = jax.nn.sigmoid(h_chain @ w.T + b)
+        v = (jax.random.uniform(kv, p_v.shape) < p_v).astype(jnp.float32)
+        p_neg = jax.nn.sigmoid(v @ w + c)
+        h = (jax.random.uniform(kh, p_neg.shape) < p_neg).astype(jnp.float32)
+        p_pos = jax.nn.sigmoid(batch @ w + c)
+        scale = lr / batch_size
+        params = {
+            "W": w + scale * (batch.T @ p_pos - v.T @ p_neg),
+            "b": b + scale * jnp.sum(batch - v, axis=0),
+            "c": c + scale * jnp.sum(p_pos - p_neg, axis=0),
+        }
+        return (params, v, h), None
+
+    @jax.jit
+    def chunk(carry, first_epoch):
+        def epoch(carry, e):
+            ekey = jax.random.fold_in(key, e)
+            perm = jax.random.permutation(ekey, n)[: steps * batch_size]
+            batches = data[perm].reshape(steps, batch_size, d)
+            keys = jax.random.split(jax.random.fold_in(ekey, 1), steps)
+            return jax.lax.scan(update, carry, (batches, keys))[0], None
+
+        return jax.lax.scan(epoch, carry, first_epoch + jnp.arange(CHUNK_EPOCHS))[0]
+
+    params = {
+        "W": 0.01 * jax.random.normal(key, (d, num_hidden)),
+        "b": jnp.zeros(d),
+        "c": jnp.zeros(num_hidden),
+    }
+    carry = (params, data[:batch_size], jnp.zeros((batch_size, num_hidden)))
+    carry = jax.block_until_ready(chunk(carry, 0))  # compiles
+    start = time.perf_counter()
+    for e in range(CHUNK_EPOCHS, EPOCHS, CHUNK_EPOCHS):
+        carry = jax.block_until_ready(chunk(carry, e))
+    return (time.perf_counter() - start) * EPOCHS / (EPOCHS - CHUNK_EPOCHS)
+
+
 _WORKER = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -211,6 +263,7 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--quick", action="store_true", help="64 hidden units, batch 20 only")
     parser.add_argument("--fresh", action="store_true", help="end to end in fresh processes")
+    parser.add_argument("--configs", default=None, help="e.g. 64x20,64x100 (hidden x batch)")
     args = parser.parse_args()
     if args.fresh:
         return main_fresh(args)
@@ -218,30 +271,37 @@ def main():
     configs = [(64, 20), (64, 100), (256, 20), (256, 100), (16, 20)]
     if args.quick:
         configs = [(64, 20)]
+    if args.configs:
+        configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
     print(
         f"jax {jax.__version__}, devices {jax.devices()}; {EPOCHS} epochs, PCD-1, lr {args.learning_rate}"
     )
     header = (
-        f"{'hidden':>6} {'batch':>5} {'sklearn s':>9} {'steady s':>8} {'e2e s':>7} {'speedup':>7} "
+        f"{'hidden':>6} {'batch':>5} {'sklearn s':>9} {'steady s':>8} {'jax s':>7} {'e2e s':>7} "
+        f"{'speedup':>7} {'vs jax':>6} "
         f"{'PLL sk':>8} {'PLL ours':>8} {'LL sk':>8} {'LL ours':>8}"
     )
     print(header)
     for num_hidden, batch_size in configs:
-        sk_times, e2e_times, steady_times = [], [], []
+        sk_times, e2e_times, steady_times, jax_times = [], [], [], []
         for r in range(args.repeats):  # interleaved repeats
             t_sk, p_sk = run_sklearn(train, num_hidden, batch_size, args.learning_rate, r)
             t_e2e, t_steady, p_ours = run_ebm(train, num_hidden, batch_size, args.learning_rate, r)
+            jax_times.append(run_jax(train, num_hidden, batch_size, args.learning_rate, r))
             sk_times.append(t_sk)
             e2e_times.append(t_e2e)
             steady_times.append(t_steady)
-        sk, e2e, steady = (float(np.median(t)) for t in (sk_times, e2e_times, steady_times))
+        sk, e2e, steady, t_jax = (
+            float(np.median(t)) for t in (sk_times, e2e_times, steady_times, jax_times)
+        )
         pll_sk, pll_ours = pseudo_log_likelihood(p_sk, test), pseudo_log_likelihood(p_ours, test)
         ll_sk = ll_ours = float("nan")
         if num_hidden <= 20:
             ll_sk, ll_ours = exact_log_likelihood(p_sk, test), exact_log_likelihood(p_ours, test)
         print(
-            f"{num_hidden:>6} {batch_size:>5} {sk:>9.3f} {steady:>8.3f} {e2e:>7.2f} "
-            f"{sk / steady:>6.2f}x {pll_sk:>8.2f} {pll_ours:>8.2f} {ll_sk:>8.2f} {ll_ours:>8.2f}"
+            f"{num_hidden:>6} {batch_size:>5} {sk:>9.3f} {steady:>8.3f} {t_jax:>7.3f} {e2e:>7.2f} "
+            f"{sk / steady:>6.2f}x {t_jax / steady:>5.2f}x {pll_sk:>8.2f} {pll_ours:>8.2f} "
+            f"{ll_sk:>8.2f} {ll_ours:>8.2f}"
         )
 
 
