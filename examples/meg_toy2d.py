@@ -191,7 +191,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--num-test", type=int, default=5_000)
     parser.add_argument("--num-samples", type=int, default=1000, help="samples plotted")
     parser.add_argument("--mala-steps", type=int, default=200)
-    parser.add_argument("--mala-step-size", type=float, default=0.01)
+    parser.add_argument("--mala-step-size", type=float, default=0.05)
     parser.add_argument("--grid-points", type=int, default=201)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default=None, help="write the figure to this PNG file")

@@ -335,13 +335,12 @@ class MEG:
             continuous ``(dim,)`` site.
 
     Examples:
-        >>> import jax, optax, ebm_ppl as ebm
+        >>> import jax, ebm_ppl as ebm
         >>> from ebm_ppl.models.neural import mlp_energy
-        >>> data = ebm.data.toy_data("8gaussians", jax.random.PRNGKey(0), 256)
-        >>> result = ebm.fit(ebm.EnergyModel(mlp_energy, 2, (16,)), data, objective=MEG(2, hidden=8),
-        ...                  optimizer=optax.adam(1e-3), num_steps=5, batch_size=64,
-        ...                  rng_key=jax.random.PRNGKey(1), progress=False)
-        >>> sorted(result.obj_state.generator)
+        >>> em = ebm.EnergyModel(mlp_energy, 2, (16,))
+        >>> objective = MEG(2, hidden=8).build(em, data_sites=("x",), batch_size=64)
+        >>> state = objective.init(jax.random.PRNGKey(0), em.init_params(jax.random.PRNGKey(1)), {})
+        >>> sorted(state.generator)
         ['couplings', 'log_scale', 'shift']
     """
 

@@ -51,6 +51,7 @@ NOT_RUN = {
     "tempering.md": 2,
     "potts.md": 1,
     "categorical.md": 1,
+    "zoo.md": 1,
 }
 
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
