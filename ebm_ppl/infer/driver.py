@@ -35,6 +35,12 @@ __all__ = ["sample", "CHAIN_METHODS"]
 
 _PARAMS_KWARG = "_ebm_params"
 _CHUNK = 100
+# Without a progress bar, runs of at least this many steps go in chunks this long: every chunk
+# boundary is a host round trip (dispatch, collection), which on a loaded machine costs a
+# scheduling delay; the shorter remainder still goes in ``_CHUNK``-step chunks, so only one
+# more chunk length is compiled.
+_LONG_CHUNK = 1000
+_CHUNK_BYTES = 64 * 2**20  # at most this many bytes of draws per chunk
 
 
 def _is_param(msg: dict[str, Any]) -> bool:
@@ -553,11 +559,12 @@ def sample(
     t_init = time.perf_counter() - t0
 
     bar = _progress(progress, num_warmup + num_samples * thinning, kernel_name)
+    long_chunk = _CHUNK if bar else _LONG_CHUNK
     t_compile = 0.0
     t0 = time.perf_counter()
     remaining = num_warmup
     while remaining > 0:
-        n = min(_CHUNK, remaining)
+        n = long_chunk if remaining >= long_chunk else min(_CHUNK, remaining)
         fn = runner.warmup.get(n)
         if fn is None:
             fn = runner.warmup[n] = _map_chains(
@@ -579,9 +586,15 @@ def sample(
     t0 = time.perf_counter()
     remaining = num_samples
     draw_per_chunk = max(1, _CHUNK // thinning)
+    # bytes of one draw of all local chains (the sample field and one scalar per statistic)
+    draw_bytes = sum(
+        int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize
+        for x in jax.tree.leaves(getattr(state, runner.kernel.sample_field))
+    ) + 8 * len(keys)
+    long_draws = max(draw_per_chunk, min(long_chunk // thinning, _CHUNK_BYTES // draw_bytes))
     pending: Any = None
     while remaining > 0:
-        n = min(draw_per_chunk, remaining)
+        n = long_draws if remaining >= long_draws else min(draw_per_chunk, remaining)
         fn = runner.draw.get((n, thinning))
         if fn is None:
             fn = runner.draw[(n, thinning)] = _map_chains(
@@ -610,8 +623,12 @@ def sample(
     if bar:
         bar.close()
 
-    posterior = {k: np.concatenate([c[k] for c in chunks_v], axis=1) for k in chunks_v[0]}
-    stats_np = {k: np.concatenate([c[k] for c in chunks_s], axis=1) for k in chunks_s[0]}
+    def join(chunks: list[Any]) -> dict[str, Any]:
+        if len(chunks) == 1:  # no copy of a single chunk's draws
+            return dict(chunks[0])
+        return {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
+
+    posterior, stats_np = join(chunks_v), join(chunks_s)
     posterior, stats_np = _chains.gather_chains((posterior, stats_np), placement)
     chain_devices = _chains.chain_device_labels(placement)
     attrs = {
