@@ -7,7 +7,8 @@ step size and same starting points (near stationarity) for every MALA implementa
   (a) ``ebm_ppl.kernels.mala`` vmapped over chains inside one jitted ``lax.scan``;
   (b) BlackJAX's ``mala`` on the same potential (log density = -energy), same structure;
   (c) our ``MALA`` adapter through ``ebm_ppl.sample`` (sampling phase only, as the driver times
-      it; compilation and InferenceData conversion reported separately), and through
+      it; compilation and InferenceData conversion reported separately; also end to end, and
+      with the driver's previous 100-step chunks for a before/after comparison), and through
       ``numpyro.infer.MCMC`` (vectorized, no progress bar; NumPyro 0.22 recompiles in every
       ``run``, so its time includes compilation);
   (d) NumPyro NUTS (vectorized, 300 warmup steps not timed separately: its column is the
@@ -42,6 +43,7 @@ import numpyro
 from numpyro.infer import MCMC, NUTS
 
 import ebm_ppl as ebm
+from ebm_ppl.infer import driver
 from ebm_ppl.infer.langevin import MALA
 from ebm_ppl.kernels import mala
 
@@ -175,7 +177,16 @@ def bench(
     adapter = MALA(model, step_size=step_size, adapt_step_size=False)
     init = {"x": x0}
 
-    def via_sample(seed):
+    def via_sample(seed, chunk=None):
+        # chunk=100: every run in 100-step chunks, as the driver did before long chunks
+        saved = driver._LONG_CHUNK
+        driver._LONG_CHUNK = chunk or saved
+        try:
+            return via_sample_(seed)
+        finally:
+            driver._LONG_CHUNK = saved
+
+    def via_sample_(seed):
         idata = ebm.sample(
             model,
             kernel=adapter,
@@ -226,10 +237,13 @@ def bench(
     t0 = time.perf_counter()
     idata = via_sample(0)
     first_total = time.perf_counter() - t0
+    via_sample(0, chunk=100)
     attrs = dict(idata.posterior.attrs)
     compile_times["c-sample"] = attrs["compile_time"]
 
-    rows: dict[str, list[float]] = {k: [] for k in ("a", "b", "c-sample", "c-mcmc", "d")}
+    rows: dict[str, list[float]] = {
+        k: [] for k in ("a", "b", "c-sample", "c-total", "c-100", "c-mcmc", "d")
+    }
     convert: list[float] = []
     draws: dict[str, Any] = {}
     grads: dict[str, float] = {}
@@ -247,7 +261,12 @@ def bench(
         convert.append(
             total - a["sampling_time"] - a["init_time"] - a["warmup_time"] - a["compile_time"]
         )
-        draws["c-sample"] = idata.posterior["x"].values
+        draws["c-sample"] = draws["c-total"] = idata.posterior["x"].values
+        rows["c-total"].append(total)
+        CPU.setdefault("c-total", []).append(CPU["c-sample"][-1])
+        _, idata = timed(lambda seed=seed: via_sample(seed, chunk=100), "c-100")
+        rows["c-100"].append(idata.posterior.attrs["sampling_time"])
+        draws["c-100"] = idata.posterior["x"].values
         print(f"  repeat {r + 1}/{repeats}", file=sys.stderr, flush=True)
         if r >= slow_repeats:
             continue
@@ -265,12 +284,19 @@ def bench(
             rows["d"].append(t)
             draws["d"] = nuts_mcmc.get_samples(group_by_chain=True)["x"]
             grads["d"] = float(np.sum(nuts_mcmc.get_extra_fields()["num_steps"]))
-    grads.update({k: float(num_chains * num_steps) for k in ("a", "b", "c-sample", "c-mcmc")})
+    grads.update(
+        {
+            k: float(num_chains * num_steps)
+            for k in ("a", "b", "c-sample", "c-total", "c-100", "c-mcmc")
+        }
+    )
 
     labels = {
         "a": "(a) ebm_ppl.kernels.mala, jitted scan",
         "b": "(b) blackjax.mala, jitted scan",
         "c-sample": "(c) MALA via ebm_ppl.sample",
+        "c-total": "(c) same, end to end (init, conversion)",
+        "c-100": "(c) same, 100-step chunks (before)",
         "c-mcmc": "(c) MALA via numpyro MCMC (incl. compile)",
         "d": "(d) NumPyro NUTS (incl. compile)",
     }
