@@ -13,6 +13,9 @@ Layout (``L`` even, periodic): row ``i`` has parity ``p = i mod 2``; the black u
 white unit, so ``E = -β (J Σ_i black_i n_i + h Σ_i s_i)`` with ``n`` the black units'
 neighbour sums.
 
+Storage: :func:`init` keeps the spins as ``int8`` by default (neighbour sums in ``int8``,
+logits in float32: a quarter of float32's memory traffic); float spins give the same chain.
+
 Random numbers: one uniform per spin per sweep, drawn exactly as the generic kernel draws them
 for the full lattice (the same key, the same words, 24-bit or 16-bit uniforms) and split into
 the two colours, so for the same key this kernel moves the spins exactly as
@@ -173,7 +176,8 @@ def build_kernel(*, uniform_bits: int = 32) -> Callable[..., tuple[LatticeState,
 
     ``beta``, ``coupling`` (``J``) and ``field`` (``h``) are dynamic arguments. The black
     units are redrawn first, then the white ones given the new black units, each from
-    ``P(s = +1 | rest) = σ(2β(J n + h))`` with ``n`` its neighbour sum.
+    ``P(s = +1 | rest) = σ(2β(J n + h))`` with ``n`` its neighbour sum. The spins keep the
+    state's dtype (``int8`` from :func:`init` by default, or a float dtype).
 
     Args:
         uniform_bits: ``32`` (24-bit uniforms, one random word per spin) or ``16`` (two
