@@ -586,9 +586,9 @@ def sample(
     t0 = time.perf_counter()
     remaining = num_samples
     draw_per_chunk = max(1, _CHUNK // thinning)
-    # bytes of one draw of all local chains (the sample field and one scalar per statistic)
+    # bytes of one draw of all local chains (the sample field, and 8 per chain for statistics)
     draw_bytes = sum(
-        int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize
+        int(np.prod(np.shape(x))) * np.dtype(getattr(x, "dtype", np.float64)).itemsize
         for x in jax.tree.leaves(getattr(state, runner.kernel.sample_field))
     ) + 8 * len(keys)
     long_draws = max(draw_per_chunk, min(long_chunk // thinning, _CHUNK_BYTES // draw_bytes))
