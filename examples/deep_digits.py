@@ -81,6 +81,13 @@ def main(argv=None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--dbm-lr", type=float, default=0.01)
+    parser.add_argument(
+        "--dbm-pretrain",
+        choices=("stack", "doubled"),
+        default="stack",
+        help="DBM start: the DBN's stack, or Salakhutdinov & Hinton's doubled-layer RBMs "
+        "(two more RBM fits, dbm.pretrain)",
+    )
     parser.add_argument("--ais-chains", type=int, default=500)
     parser.add_argument("--ais-temperatures", type=int, default=3000)
     parser.add_argument("--bound-samples", type=int, default=200, help="DBN recognition draws")
@@ -119,7 +126,18 @@ def main(argv=None) -> dict[str, float]:
         train,
         model_args=(64, h1, h2),
         data_site="v",
-        init_params=dbm.from_stack(layers),
+        init_params=dbm.from_stack(layers)
+        if args.dbm_pretrain == "stack"
+        else dbm.pretrain(
+            jax.random.fold_in(k_dbm, 1),
+            train,
+            h1,
+            h2,
+            method="doubled",
+            num_steps=args.steps,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+        ),
         objective=MeanFieldPCD(
             kernel="gibbs", num_chains=100, damping=0.5, num_mean_field_steps=10
         ),
