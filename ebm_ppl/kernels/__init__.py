@@ -13,6 +13,7 @@ Examples:
 
 from ebm_ppl.kernels import (
     adaptation,
+    cluster,
     composite,
     dlangevin,
     gibbs,
@@ -26,6 +27,7 @@ from ebm_ppl.kernels import (
 
 __all__ = [
     "adaptation",
+    "cluster",
     "composite",
     "dlangevin",
     "gibbs",

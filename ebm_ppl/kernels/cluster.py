@@ -67,6 +67,11 @@ class ClusterState(NamedTuple):
         s: ``(n, m)`` lattice: ``int32`` states in ``{0, ..., q-1}`` (Potts) or ``±1`` spins
             (Ising, the dtype of the start).
         energy: ``E`` of the configuration (recomputed after every sweep).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> ClusterState(jnp.zeros((2, 2), jnp.int32), jnp.zeros(())).s.shape
+        (2, 2)
     """
 
     s: jax.Array
@@ -82,7 +87,15 @@ class ClusterInfo(NamedTuple):
             energy: the state is kept).
         is_divergent: ``True`` when refused.
         num_clusters: number of clusters of the sweep's bond configuration.
-        num_iterations: iterations of the labelling loop.
+        num_iterations: iterations of the labelling loop (under ``vmap``, of the merged loop
+            of all chains).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> st = init(jnp.zeros((4, 4), jnp.int32), 2, beta=0.5)
+        >>> _, info = build_kernel(2)(jax.random.PRNGKey(0), st, 0.5)
+        >>> int(info.num_clusters) <= 16
+        True
     """
 
     acceptance_rate: jax.Array
