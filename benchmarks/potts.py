@@ -27,15 +27,19 @@ ceiling. NumPyro's ``DiscreteGibbs`` (one coordinate per step, every update re-e
 whole energy ``q`` times) is timed apart at ``--numpyro-size`` (it does not finish at 256):
 updates per second from the difference of two ``MCMC.run`` lengths (compilation cancels).
 
-**Efficiency at T_c.** On the ``--ess-size`` torus at ``T_c`` (q = 3), ``ebm_ppl.sample`` runs
-categorical Gibbs and DMALA (step size adapted in warmup) on ``--ess-chains`` chains from
-random starts; the bulk ESS of the energy per second of sampling (compiled chunks reused: a
-second call, timed) and per energy-and-gradient evaluation (Gibbs: one per colour, two per
-sweep; DMALA: two per step, at ``x`` and at the proposal). The compact kernel
-(``lattice.build_potts_kernel``) runs 20 times as many sweeps on the same chains (its
-autocorrelation time at ``T_c``, ~2000 sweeps at L = 64, needs them for R-hat < 1.05); its
-"evaluations" are its lattice passes, two per sweep. A row with R-hat >= 1.05 is flagged
-unreliable: its ESS is an overestimate.
+**Efficiency at T_c.** On the ``--ess-size`` torus at ``T_c`` (q = 3), every chain starts
+from an equilibrium configuration drawn by Swendsen–Wang (``--ess-burn`` SW sweeps from a random
+start), so the ESS is not inflated by a burn-in. ``ebm_ppl.sample`` runs categorical Gibbs and
+DMALA (step size adapted in warmup) on ``--ess-chains`` chains; the compact heat bath
+(``lattice.build_potts_kernel``) runs ``--ess-compact-factor`` times as many sweeps (its energy
+autocorrelation time at ``T_c`` is ~2000 sweeps at L = 64) and SW (``kernels.cluster``)
+``--ess-sw-sweeps``. Reported: bulk ESS of the energy and its split R-hat (a row with R-hat >=
+1.05 is flagged unreliable), ESS per second of sampling (a second, timed call: compiled code
+reused; the first call, with compilation, reported apart), per sweep and per energy
+evaluation. Evaluations: generic Gibbs one energy-and-gradient per colour (2 per sweep); DMALA
+one at ``x`` and one at the proposal (2 per step); the compact kernel its two colour passes (2
+per sweep, each cheaper than a gradient); SW one per sweep (the bond pass reads each bond once;
+its labelling passes, ~6 at L = 64, reported apart).
 
 Usage: ``python benchmarks/potts.py [--sizes 256 1024] [--states 3 10] [--sweeps 100]``
 """
@@ -56,7 +60,7 @@ from numpyro.infer import MCMC, DiscreteGibbs
 
 import ebm_ppl as ebm
 from ebm_ppl.energy.conditionals import categorical_value_and_logits
-from ebm_ppl.kernels import gibbs, lattice
+from ebm_ppl.kernels import cluster, gibbs, lattice
 
 
 def jax_runner(L: int, q: int, sweeps: int, energy_fn, logits_fn=None):
@@ -211,10 +215,77 @@ def numpyro_rate(L: int, q: int, steps: int) -> tuple[float, float]:
     return (steps - steps // 10) / (t_long - t_short), L * L * (steps // (L * L) + 1) / t_ours
 
 
-def efficiency(L: int, q: int, chains: int, warmup: int, samples: int) -> list[dict]:
+def sw_runner(L: int, q: int, beta: float, chains: int, sweeps: int):
+    """Swendsen–Wang chains (vmapped): final states, energies ``(chain, sweep)``, loop passes."""
+    step = cluster.build_kernel(q)
+
+    @jax.jit
+    def run(key, starts):
+        def chain(k, s):
+            def body(st, kk):
+                st, info = step(kk, st, beta)
+                return st, (st.energy, info.num_iterations)
+
+            st, (e, it) = jax.lax.scan(
+                body, cluster.init(s, q, beta=beta), jax.random.split(k, sweeps)
+            )
+            return st.s, e, it
+
+        return jax.vmap(chain)(jax.random.split(key, chains), starts)
+
+    return run
+
+
+def equilibrium_starts(L: int, q: int, chains: int, sweeps: int, seed: int = 0):
+    """``(chains, L, L)`` equilibrium configurations at ``T_c``: SW from random starts."""
     beta = 1.0 / potts.critical_temperature(q)
+    key = jax.random.PRNGKey(seed)
+    starts = jax.random.randint(key, (chains, L, L), 0, q)
+    s, _, _ = sw_runner(L, q, beta, chains, sweeps)(jax.random.fold_in(key, 1), starts)
+    return jax.block_until_ready(s)
+
+
+def _row(kernel, energy, seconds, first, evals, acceptance, beta, L, **extra) -> dict:
+    energy = np.asarray(energy, np.float64)
+    ess = float(az.ess(energy, method="bulk"))
+    return {
+        "kernel": kernel,
+        "ess": ess,
+        "rhat": float(az.rhat(energy, method="rank")),
+        "seconds": seconds,
+        "compile_and_first": first,
+        "ess_per_s": ess / seconds,
+        "ess_per_eval": ess / evals,
+        "ess_per_sweep": ess / (energy.size),
+        "acceptance": acceptance,
+        "u_mean": float(energy.mean()) / (beta * L * L),
+        **extra,
+    }
+
+
+def efficiency(
+    L: int,
+    q: int,
+    chains: int,
+    warmup: int,
+    samples: int,
+    compact_factor: int = 20,
+    sw_sweeps: int = 2000,
+    burn: int = 1000,
+) -> list[dict]:
+    """DMALA, categorical Gibbs (generic and compact) and SW from SW-equilibrated starts.
+
+    Every chain starts from an equilibrium configuration (``burn`` SW sweeps from a random
+    start), so no burn-in is needed and the ESS is honest. Evaluations counted: generic Gibbs
+    one energy-and-gradient per colour (2 per sweep); DMALA one at ``x`` and one at the
+    proposal (2 per step); the compact heat bath its two colour passes (2 per sweep, each
+    cheaper than a gradient); SW one (the bond pass reads every bond once, as one energy
+    evaluation does; its labelling passes are reported apart).
+    """
+    beta = 1.0 / potts.critical_temperature(q)
+    starts = equilibrium_starts(L, q, chains, burn)
     rows = []
-    for kernel, evals_per_step in (("gibbs", 2), ("dmala", 2)):
+    for kernel in ("gibbs", "dmala"):
         kwargs = dict(
             kernel=kernel,
             num_chains=chains,
@@ -222,6 +293,7 @@ def efficiency(L: int, q: int, chains: int, warmup: int, samples: int) -> list[d
             num_samples=samples,
             model_args=((L, L), q),
             model_kwargs={"beta": beta},
+            init_values={"s": starts},
             progress=False,
         )
         t0 = time.perf_counter()
@@ -231,65 +303,75 @@ def efficiency(L: int, q: int, chains: int, warmup: int, samples: int) -> list[d
         idata = ebm.sample(potts.model, rng_key=1, **kwargs)
         seconds = time.perf_counter() - t0
         energy = np.asarray(idata.sample_stats["potential_energy"], np.float64)
-        ess = float(az.ess(energy, method="bulk"))
-        rhat = float(az.rhat(energy, method="rank"))
-        evals = chains * (warmup + samples) * evals_per_step
         acc = idata.sample_stats.get("acceptance_rate")
         rows.append(
-            {
-                "kernel": kernel,
-                "ess": ess,
-                "rhat": rhat,
-                "seconds": seconds,
-                "compile_and_first": first,
-                "ess_per_s": ess / seconds,
-                "ess_per_eval": ess / evals,
-                "acceptance": float(np.mean(acc)) if acc is not None else float("nan"),
-                "u_mean": float(energy.mean()) / (beta * L * L),
-            }
+            _row(
+                kernel,
+                energy,
+                seconds,
+                first,
+                chains * (warmup + samples) * 2,
+                float(np.mean(acc)) if acc is not None else float("nan"),
+                beta,
+                L,
+            )
         )
-    rows.append(compact_efficiency(L, q, chains, 20 * (warmup + samples), 20 * warmup))
+    rows.append(compact_efficiency(L, q, starts, compact_factor * (warmup + samples)))
+    rows.append(sw_efficiency(L, q, starts, sw_sweeps))
     return rows
 
 
-def compact_efficiency(L: int, q: int, chains: int, sweeps: int, burn: int) -> dict:
-    """The compact kernel's chains (vmapped, random starts), long enough to mix at ``T_c``."""
+def compact_efficiency(L: int, q: int, starts, sweeps: int) -> dict:
+    """The compact heat bath's chains (vmapped) from the given equilibrium starts."""
     beta = 1.0 / potts.critical_temperature(q)
     step = lattice.build_potts_kernel(q)
 
     @jax.jit
-    def run(key):
-        def chain(k):
-            k0, k1 = jax.random.split(k)
-            st = lattice.potts_init(jax.random.randint(k0, (L, L), 0, q), q, beta=beta)
+    def run(key, starts):
+        def chain(k, s):
+            st = lattice.potts_init(s, q, beta=beta)
 
             def body(st, kk):
                 st, _ = step(kk, st, beta)
                 return st, st.energy
 
-            return jax.lax.scan(body, st, jax.random.split(k1, sweeps))[1]
+            return jax.lax.scan(body, st, jax.random.split(k, sweeps))[1]
 
-        return jax.vmap(chain)(jax.random.split(key, chains))
+        return jax.vmap(chain)(jax.random.split(key, starts.shape[0]), starts)
 
     t0 = time.perf_counter()
-    jax.block_until_ready(run(jax.random.PRNGKey(0)))
+    jax.block_until_ready(run(jax.random.PRNGKey(0), starts))
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    energy = np.asarray(jax.block_until_ready(run(jax.random.PRNGKey(1))), np.float64)[:, burn:]
+    energy = jax.block_until_ready(run(jax.random.PRNGKey(1), starts))
     seconds = time.perf_counter() - t0
-    ess = float(az.ess(energy, method="bulk"))
-    return {
-        "kernel": "gibbs (compact)",
-        "ess": ess,
-        "rhat": float(az.rhat(energy, method="rank")),
-        "seconds": seconds,
-        "compile_and_first": first,
-        "ess_per_s": ess / seconds,
-        # one pass over the lattice per colour, in place of an energy evaluation
-        "ess_per_eval": ess / (chains * sweeps * 2),
-        "acceptance": 1.0,
-        "u_mean": float(energy.mean()) / (beta * L * L),
-    }
+    # one pass over the lattice per colour, in place of an energy evaluation
+    return _row(
+        "gibbs (compact)", energy, seconds, first, starts.shape[0] * sweeps * 2, 1.0, beta, L
+    )
+
+
+def sw_efficiency(L: int, q: int, starts, sweeps: int) -> dict:
+    """Swendsen–Wang chains (vmapped) from the given equilibrium starts."""
+    beta = 1.0 / potts.critical_temperature(q)
+    run = sw_runner(L, q, beta, starts.shape[0], sweeps)
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(jax.random.PRNGKey(0), starts))
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, energy, passes = jax.block_until_ready(run(jax.random.PRNGKey(1), starts))
+    seconds = time.perf_counter() - t0
+    return _row(
+        "swendsen-wang",
+        energy,
+        seconds,
+        first,
+        starts.shape[0] * sweeps,
+        1.0,
+        beta,
+        L,
+        labelling_passes=float(np.mean(passes)),
+    )
 
 
 def main(argv=None) -> dict:
@@ -304,6 +386,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--ess-chains", type=int, default=8)
     parser.add_argument("--ess-warmup", type=int, default=500)
     parser.add_argument("--ess-samples", type=int, default=2000)
+    parser.add_argument("--ess-compact-factor", type=int, default=20)
+    parser.add_argument("--ess-sw-sweeps", type=int, default=2000)
+    parser.add_argument("--ess-burn", type=int, default=1000)
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -340,24 +425,36 @@ def main(argv=None) -> dict:
         )
     if "efficiency" not in args.parts:
         return {"throughput": rows, "numpyro": (np_rate, our_rate), "efficiency": []}
-    eff = efficiency(args.ess_size, 3, args.ess_chains, args.ess_warmup, args.ess_samples)
+    eff = efficiency(
+        args.ess_size,
+        3,
+        args.ess_chains,
+        args.ess_warmup,
+        args.ess_samples,
+        args.ess_compact_factor,
+        args.ess_sw_sweeps,
+        args.ess_burn,
+    )
     print(
-        f"\nL = {args.ess_size}, q = 3 at T_c, {args.ess_chains} chains x ({args.ess_warmup} "
-        f"warmup + {args.ess_samples}) steps, bulk ESS of the energy:"
+        f"\nL = {args.ess_size}, q = 3 at T_c, {args.ess_chains} chains from SW-equilibrated starts "
+        f"({args.ess_burn} SW sweeps); gibbs/dmala {args.ess_warmup} warmup + {args.ess_samples}, "
+        f"compact x{args.ess_compact_factor}, SW {args.ess_sw_sweeps} sweeps; bulk ESS of the energy:"
     )
     for r in eff:
         print(
-            f"  {r['kernel']:<6} ESS {r['ess']:8.1f} (R-hat {r['rhat']:.3f})  {r['ess_per_s']:8.2f}"
-            f" ESS/s  {r['ess_per_eval']:.2e} ESS/eval  sampling {r['seconds']:.1f} s "
-            f"(first call {r['compile_and_first']:.1f} s)  acceptance {r['acceptance']:.2f}  "
-            f"u = {r['u_mean']:.4f}"
+            f"  {r['kernel']:<15} ESS {r['ess']:8.1f} (R-hat {r['rhat']:.3f})  {r['ess_per_s']:9.3f}"
+            f" ESS/s  {r['ess_per_eval']:.2e} ESS/eval  {r['ess_per_sweep']:.2e} ESS/sweep  "
+            f"sampling {r['seconds']:.1f} s (first call {r['compile_and_first']:.1f} s)  "
+            f"acceptance {r['acceptance']:.2f}  u = {r['u_mean']:.4f}"
+            + (f"  labelling passes {r['labelling_passes']:.1f}" if "labelling_passes" in r else "")
             + ("" if r["rhat"] < 1.05 else "  UNRELIABLE: R-hat >= 1.05, chains not mixed")
         )
-    g, d, c = eff
+    g, d, c, sw = eff
     print(
         f"  DMALA / Gibbs: {d['ess_per_s'] / g['ess_per_s']:.2f}x ESS/s, "
         f"{d['ess_per_eval'] / g['ess_per_eval']:.2f}x ESS/eval; DMALA / compact Gibbs: "
-        f"{d['ess_per_s'] / c['ess_per_s']:.3f}x ESS/s"
+        f"{d['ess_per_s'] / c['ess_per_s']:.3f}x ESS/s; SW / compact Gibbs: "
+        f"{sw['ess_per_s'] / c['ess_per_s']:.1f}x ESS/s"
     )
     return {"throughput": rows, "numpyro": (np_rate, our_rate), "efficiency": eff}
 
