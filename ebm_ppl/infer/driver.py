@@ -40,7 +40,11 @@ _CHUNK = 100
 # scheduling delay; the shorter remainder still goes in ``_CHUNK``-step chunks, so only one
 # more chunk length is compiled.
 _LONG_CHUNK = 1000
-_CHUNK_BYTES = 64 * 2**20  # at most this many bytes of draws per chunk
+# At most this many bytes of draws per long chunk (a multiple of ``_CHUNK`` steps): a chunk's
+# draws are written step by step and transposed to chains first; measured with 64 chains, 1000
+# steps of 8 KiB draws ran 1.17x faster than 100-step chunks, 1000 steps of 25 KiB draws (25 MiB,
+# past this CPU's 2 MiB-per-core L2) 0.85x as fast.
+_CHUNK_BYTES = 4 * 2**20
 
 
 def _is_param(msg: dict[str, Any]) -> bool:
@@ -591,7 +595,8 @@ def sample(
         int(np.prod(np.shape(x))) * np.dtype(getattr(x, "dtype", np.float64)).itemsize
         for x in jax.tree.leaves(getattr(state, runner.kernel.sample_field))
     ) + 8 * len(keys)
-    long_draws = max(draw_per_chunk, min(long_chunk // thinning, _CHUNK_BYTES // draw_bytes))
+    fit = min(long_chunk // thinning, _CHUNK_BYTES // draw_bytes)
+    long_draws = max(draw_per_chunk, fit // draw_per_chunk * draw_per_chunk)
     pending: Any = None
     while remaining > 0:
         n = long_draws if remaining >= long_draws else min(draw_per_chunk, remaining)
