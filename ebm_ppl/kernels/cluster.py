@@ -403,8 +403,7 @@ def build_kernel(num_states: int) -> Callable[..., tuple[ClusterState, ClusterIn
     q = _check_num_states(num_states)
 
     def kernel(rng_key, state: ClusterState, beta, coupling=1.0, field=None):
-        _check_shape(state.s.shape)
-        _check_field(field, state.s.shape, q, "field")
+        _check_field(field, _check_shape(state.s.shape), q, "field")
         _check_coupling(beta, coupling)
         bond_weight = beta * coupling
         log_field = None if field is None else beta * jnp.asarray(field)
