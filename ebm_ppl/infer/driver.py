@@ -41,9 +41,9 @@ _CHUNK = 100
 # more chunk length is compiled.
 _LONG_CHUNK = 1000
 # At most this many bytes of draws per long chunk (a multiple of ``_CHUNK`` steps): a chunk's
-# draws are written step by step and transposed to chains first; measured with 64 chains, 1000
-# steps of 8 KiB draws ran 1.17x faster than 100-step chunks, 1000 steps of 25 KiB draws (25 MiB,
-# past this CPU's 2 MiB-per-core L2) 0.85x as fast.
+# draws are written step by step and transposed to chains first, so they are kept near the
+# size of a core's L2 cache (a 25 MiB chunk once measured 0.85x as fast as 100-step chunks, a
+# difference within the noise of that loaded machine; the bound is the cautious choice).
 _CHUNK_BYTES = 4 * 2**20
 
 
