@@ -91,6 +91,7 @@ def test_latent_target_is_the_pulled_back_energy():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_latent_mala_samples_the_closed_form_targets():
     """G(z) = a z + t and E(x) = |x − μ|²/2: the latent target pushed forward is
     N((a²μ + t)/(1 + a²), a²/(1 + a²)) per coordinate; with ``exact`` it is p_θ = N(μ, 1)."""
