@@ -412,12 +412,21 @@ class JEMObjective:
     every update: a labelled set smaller than the data is the semi-supervised variant.
     ``generative=None`` trains the plain classifier.
 
+    The labelled arrays and ``w`` are objective state, not constants of the compiled update:
+    fits whose labelled arrays have the same shapes share one compiled program (and its
+    persistent-cache entry), and ``num_labelled`` pads labelled sets of different sizes to one
+    shape. With ``w = 0`` the generative term is skipped at run time (a conditional on the
+    traced weight, its metrics 0), so the plain classifier of :func:`train` shares the JEM's
+    program too.
+
     Args:
         labelled_x: ``(n_l, num_features)`` labelled inputs.
         labelled_y: ``(n_l,)`` their classes in ``0..K-1``.
         generative: objective spec for ``-log p(x)``, or ``None``.
         generative_weight: ``w``.
         labelled_batch_size: rows of the cross-entropy minibatch (default: ``fit``'s batch size).
+        num_labelled: only the first ``num_labelled`` rows are labelled examples (default: all);
+            the other rows are padding, never read.
 
     Metrics: ``cross_entropy``, ``train_accuracy`` (on the labelled minibatch) and the
     generative objective's own (``energy_pos``, ``energy_neg``, ...).
@@ -439,6 +448,7 @@ class JEMObjective:
     )
     generative_weight: float = 1.0
     labelled_batch_size: int | None = None
+    num_labelled: int | None = None
 
     def __post_init__(self):
         x = np.asarray(self.labelled_x)
@@ -455,6 +465,11 @@ class JEMObjective:
             raise ValueError(f"generative_weight must be >= 0, got {self.generative_weight!r}")
         if self.labelled_batch_size is not None:
             _int(self.labelled_batch_size, "labelled_batch_size", 1)
+        if self.num_labelled is not None and _int(self.num_labelled, "num_labelled", 1) > len(y):
+            raise ValueError(
+                f"num_labelled must be <= the rows of labelled_x ({len(y)}), "
+                f"got {self.num_labelled}"
+            )
         if self.generative is not None and not hasattr(self.generative, "build"):
             raise TypeError(
                 f"generative must be an objective spec or None, got {self.generative!r}"
@@ -474,20 +489,32 @@ class JEMObjective:
         probe = jax.eval_shape(
             lambda k: fn(em.init_params(k), jnp.zeros(num_features)), jax.random.PRNGKey(0)
         )
-        y_l = _labels(self.labelled_y, probe.shape[0], "labelled_y")
+        num_l = len(x_l) if self.num_labelled is None else int(self.num_labelled)
+        y_l = _labels(np.asarray(self.labelled_y)[:num_l], probe.shape[0], "labelled_y")
+        y_l = jnp.concatenate([y_l, jnp.zeros(len(x_l) - num_l, jnp.int32)])
         gen = None if self.generative is None else self.generative.build(em, **context)
-        size = self.labelled_batch_size or context.get("batch_size") or min(len(y_l), 64)
+        size = self.labelled_batch_size or context.get("batch_size") or min(num_l, 64)
         weight = float(self.generative_weight)
         batch_logits = jax.vmap(fn, in_axes=(None, 0))
 
         def init(rng_key, params, batch):
-            return () if gen is None else gen.init(rng_key, params, batch)
+            # Data and weight travel in the state (arguments of the compiled update), so that
+            # another labelled set or weight of the same shapes reuses the compiled program.
+            state = {
+                "labelled_x": x_l,
+                "labelled_y": y_l,
+                "num_labelled": jnp.asarray(num_l, jnp.int32),
+                "weight": jnp.asarray(weight, jnp.float32),
+            }
+            if gen is not None:
+                state["generative"] = gen.init(rng_key, params, batch)
+            return state
 
         def loss(params, obj_state, batch, rng_key):
             k_pick, k_gen = jax.random.split(rng_key)
-            idx = jax.random.randint(k_pick, (size,), 0, y_l.shape[0])
-            lg = batch_logits(params, x_l[idx])
-            labels = y_l[idx]
+            idx = jax.random.randint(k_pick, (size,), 0, obj_state["num_labelled"])
+            lg = batch_logits(params, obj_state["labelled_x"][idx])
+            labels = obj_state["labelled_y"][idx]
             # -log softmax(f)[y]: exact, so this term needs no sampling
             ce = jnp.mean(
                 jax.nn.logsumexp(lg, axis=-1) - jnp.take_along_axis(lg, labels[:, None], 1)[:, 0]
@@ -496,8 +523,22 @@ class JEMObjective:
             metrics = {"cross_entropy": ce, "train_accuracy": acc}
             if gen is None:
                 return ce, (obj_state, metrics)
-            g, (obj_state, g_metrics) = gen.loss(params, obj_state, batch, k_gen)
-            return ce + weight * g, (obj_state, {**g_metrics, **metrics})
+            w = obj_state["weight"]
+
+            def generative_term(params, g_state):
+                g, (g_state, g_metrics) = gen.loss(params, g_state, batch, k_gen)
+                return w * g, g_state, g_metrics
+
+            def skipped(params, g_state):
+                _, _, shapes = jax.eval_shape(generative_term, params, g_state)
+                zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                return jnp.zeros((), ce.dtype), g_state, zeros
+
+            g, g_state, g_metrics = jax.lax.cond(
+                w > 0, generative_term, skipped, params, obj_state["generative"]
+            )
+            obj_state = {**obj_state, "generative": g_state}
+            return ce + g, (obj_state, {**g_metrics, **metrics})
 
         return Objective(init, loss)
 
@@ -539,7 +580,9 @@ def train(
         num_classes: ``K``.
         labelled: ``(n,)`` booleans (default: all labelled).
         hidden: hidden widths of the MLP classifier.
-        generative: include the ``log p(x)`` term.
+        generative: include the ``log p(x)`` term (``False``: its weight is 0 and the term is
+            skipped at run time; the program, the replay buffer and the metrics' names are the
+            JEM's, the generative metrics 0).
         optimizer: an ``optax.GradientTransformation`` in place of the default Adam.
         model_kwargs: further arguments of :func:`model` (e.g. ``classifier``).
         fit_options: passed to :func:`ebm_ppl.fit` (``log_every``, ``progress``,
@@ -573,11 +616,16 @@ def train(
         l2_reg=l2_reg,
         noise_fn=uniform_noise(x.shape[1]),
     )
+    # The labelled rows first, padded to the data's shape: a semi-supervised fit, a fit on all
+    # labels and (weight 0) the plain classifier then run one compiled program.
+    x_np = np.asarray(x)
+    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
     objective = JEMObjective(
-        np.asarray(x)[mask],
-        np.asarray(y_l),
-        generative=spec if generative else None,
-        generative_weight=generative_weight,
+        x_np[order],
+        np.concatenate([np.asarray(y_l), np.zeros(len(y) - len(y_l), np.int32)]),
+        generative=spec,
+        generative_weight=generative_weight if generative else 0.0,
+        num_labelled=len(y_l),
     )
     fit_options.setdefault("progress", False)
     fit_options.setdefault("log_every", min(num_steps, 250))

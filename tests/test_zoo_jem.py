@@ -138,6 +138,44 @@ def test_bad_labels(setup):
         )
 
 
+def test_padding_and_zero_weight_share_the_program():
+    em = ebm.EnergyModel(jem.model, *ARGS)
+    params = em.init_params(jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (6, 5), minval=-1.0, maxval=1.0)
+    y = jnp.array([0, 1, 2, 3, 0, 1])
+    gen = ebm.objectives.ReplayBuffer(num_mcmc_steps=1, buffer_size=8)
+    batch = {"x": x[:4]}
+    key = jax.random.PRNGKey(2)
+
+    def run(objective):
+        obj = objective.build(em, batch_size=4)
+        state = obj.init(jax.random.PRNGKey(3), params, batch)
+        return state, jax.jit(obj.loss)(params, state, batch, key)
+
+    # the first 4 rows labelled, the other two padding (NaN, an invalid class): never read
+    padded_x = x.at[4:].set(jnp.nan)
+    padded_y = np.array([0, 1, 2, 3, 9, -1])
+    state, (loss, (new_state, m)) = run(
+        jem.JEMObjective(padded_x, padded_y, gen, generative_weight=0.0, num_labelled=4)
+    )
+    _, (loss_ce, (_, m_ce)) = run(jem.JEMObjective(x[:4], y[:4], generative=None))
+    # weight 0: the loss is the cross-entropy alone, the buffer untouched, its metrics 0
+    assert float(loss) == float(loss_ce) == float(m["cross_entropy"])
+    np.testing.assert_array_equal(
+        new_state["generative"].buffer["x"], state["generative"].buffer["x"]
+    )
+    assert float(m["reinit_fraction"]) == 0.0 and float(m["pos_energy"]) == 0.0
+    _, (loss_w, (state_w, m_w)) = run(
+        jem.JEMObjective(padded_x, padded_y, gen, generative_weight=0.5, num_labelled=4)
+    )
+    assert np.isfinite(float(loss_w)) and float(loss_w) != float(loss)
+    assert not np.array_equal(state_w["generative"].buffer["x"], state["generative"].buffer["x"])
+    with pytest.raises(ValueError, match=r"num_labelled must be <= the rows of labelled_x \(6\)"):
+        jem.JEMObjective(x, y, num_labelled=7)
+    with pytest.raises(ValueError, match="num_labelled must be an integer >= 1"):
+        jem.JEMObjective(x, y, num_labelled=0)
+
+
 # ------------------------------------------------------------------------------- training
 @pytest.fixture(scope="module")
 def trained():
@@ -174,7 +212,7 @@ def test_training_lowers_the_loss_and_classifies(trained):
     reinit = np.asarray(result.history["reinit_fraction"])
     assert 0.0 < reinit.mean() < 0.15  # restarts from noise at about 5%
     # the buffer holds Langevin negatives, clipped into the data box
-    buf = np.asarray(result.obj_state.buffer["x"])
+    buf = np.asarray(result.obj_state["generative"].buffer["x"])
     assert buf.shape == (200, 64) and np.all(np.abs(buf) <= 1.0)
 
 
