@@ -142,38 +142,41 @@ def test_padding_and_zero_weight_share_the_program():
     em = ebm.EnergyModel(jem.model, *ARGS)
     params = em.init_params(jax.random.PRNGKey(0))
     x = jax.random.uniform(jax.random.PRNGKey(1), (6, 5), minval=-1.0, maxval=1.0)
-    y = jnp.array([0, 1, 2, 3, 0, 1])
-    gen = ebm.objectives.ReplayBuffer(num_mcmc_steps=1, buffer_size=8)
     batch = {"x": x[:4]}
-    key = jax.random.PRNGKey(2)
-
-    def run(objective):
-        obj = objective.build(em, batch_size=4)
-        state = obj.init(jax.random.PRNGKey(3), params, batch)
-        return state, jax.jit(obj.loss)(params, state, batch, key)
-
     # the first 4 rows labelled, the other two padding (NaN, an invalid class): never read
-    padded_x = x.at[4:].set(jnp.nan)
-    padded_y = np.array([0, 1, 2, 3, 9, -1])
-    state, (loss, (new_state, m)) = run(
-        jem.JEMObjective(padded_x, padded_y, gen, generative_weight=0.0, num_labelled=4)
-    )
-    _, (loss_ce, (_, m_ce)) = run(jem.JEMObjective(x[:4], y[:4], generative=None))
+    obj = jem.JEMObjective(
+        x.at[4:].set(jnp.nan),
+        np.array([0, 1, 2, 3, 9, -1]),
+        ebm.objectives.ReplayBuffer(num_mcmc_steps=1, buffer_size=8),
+        generative_weight=0.0,
+        num_labelled=4,
+    ).build(em, batch_size=4)
+    state = obj.init(jax.random.PRNGKey(3), params, batch)
+    loss_fn = jax.jit(obj.loss)
+    loss, (new_state, m) = loss_fn(params, state, batch, jax.random.PRNGKey(2))
     # weight 0: the loss is the cross-entropy alone, the buffer untouched, its metrics 0
-    assert float(loss) == float(loss_ce) == float(m["cross_entropy"])
+    assert float(loss) == float(m["cross_entropy"]) and np.isfinite(float(loss))
     np.testing.assert_array_equal(
         new_state["generative"].buffer["x"], state["generative"].buffer["x"]
     )
     assert float(m["reinit_fraction"]) == 0.0 and float(m["pos_energy"]) == 0.0
-    _, (loss_w, (state_w, m_w)) = run(
-        jem.JEMObjective(padded_x, padded_y, gen, generative_weight=0.5, num_labelled=4)
+    # another weight is a value in the state, not another compiled program
+    loss_w, (state_w, m_w) = loss_fn(
+        params, {**state, "weight": jnp.float32(0.5)}, batch, jax.random.PRNGKey(2)
     )
-    assert np.isfinite(float(loss_w)) and float(loss_w) != float(loss)
+    assert loss_fn._cache_size() == 1
+    assert float(m_w["cross_entropy"]) == float(m["cross_entropy"])
+    np.testing.assert_allclose(
+        float(loss_w) - float(m_w["cross_entropy"]),
+        0.5 * float(m_w["energy_gap"]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     assert not np.array_equal(state_w["generative"].buffer["x"], state["generative"].buffer["x"])
     with pytest.raises(ValueError, match=r"num_labelled must be <= the rows of labelled_x \(6\)"):
-        jem.JEMObjective(x, y, num_labelled=7)
+        jem.JEMObjective(x, np.zeros(6, int), num_labelled=7)
     with pytest.raises(ValueError, match="num_labelled must be an integer >= 1"):
-        jem.JEMObjective(x, y, num_labelled=0)
+        jem.JEMObjective(x, np.zeros(6, int), num_labelled=0)
 
 
 # ------------------------------------------------------------------------------- training
