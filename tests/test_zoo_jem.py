@@ -52,31 +52,37 @@ def test_joint_energy_and_conditional_are_softmax(setup):
     _, params, x = setup
     joint = ebm.EnergyModel(jem.model, *ARGS, joint=True)
     assert joint.state_sites == ("x", "y")
-    f = _mlp_logits(params, x)
-    e_xy = jnp.stack(
-        [joint.batch_energy(params, {"x": x, "y": jnp.full(7, y)}) for y in range(4)], axis=1
-    )
+    cond = ebm.EnergyModel(jem.model, *ARGS, y=2)
+
+    @jax.jit  # one compiled program rather than an eager dispatch per operation
+    def compute(params, x):
+        e_xy = jnp.stack(
+            [joint.batch_energy(params, {"x": x, "y": jnp.full(7, y)}) for y in range(4)], axis=1
+        )
+        pred = jem.predict(params, x, model_args=ARGS)
+        return _mlp_logits(params, x), e_xy, pred, cond.batch_energy(params, {"x": x})
+
+    f, e_xy, pred, e_cond = compute(params, x)
     np.testing.assert_allclose(e_xy, -f, rtol=1e-5, atol=1e-5)  # E(x, y) = -f(x)[y]
     # p(y | x) = exp(-E(x, y)) / Σ_y exp(-E(x, y)) = softmax f(x)
-    np.testing.assert_allclose(
-        jax.nn.softmax(-e_xy, axis=-1),
-        jem.predict(params, x, model_args=ARGS),
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    np.testing.assert_allclose(jax.nn.softmax(-e_xy, axis=-1), pred, rtol=1e-5, atol=1e-6)
     # an observed label: the state is x alone and the energy is E(x, y)
-    cond = ebm.EnergyModel(jem.model, *ARGS, y=2)
     assert cond.state_sites == ("x",) and cond.data_sites == ("y",)
-    np.testing.assert_allclose(cond.batch_energy(params, {"x": x}), -f[:, 2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(e_cond, -f[:, 2], rtol=1e-5, atol=1e-5)
 
 
 def test_energy_gradient_is_the_expected_logit_gradient(setup):
     em, params, x = setup
-    # -∇x E(x) = ∇x logsumexp f(x) = Σ_y p(y | x) ∇x f(x)[y]
-    jac = jax.vmap(jax.jacobian(lambda v: _mlp_logits(params, v)))(x)  # (n, K, D)
-    p = jax.nn.softmax(_mlp_logits(params, x), axis=-1)
-    want = jnp.einsum("nk,nkd->nd", p, jac)
-    got = jax.vmap(lambda v: em.score(params, {"x": v})["x"])(x)
+
+    @jax.jit
+    def compute(params, x):
+        # -∇x E(x) = ∇x logsumexp f(x) = Σ_y p(y | x) ∇x f(x)[y]
+        jac = jax.vmap(jax.jacobian(lambda v: _mlp_logits(params, v)))(x)  # (n, K, D)
+        p = jax.nn.softmax(_mlp_logits(params, x), axis=-1)
+        want = jnp.einsum("nk,nkd->nd", p, jac)
+        return jax.vmap(lambda v: em.score(params, {"x": v})["x"])(x), want
+
+    got, want = compute(params, x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -86,11 +92,15 @@ def test_eqx_classifier():
     params = em.init_params(jax.random.PRNGKey(0))
     assert list(params) == ["net$params"]
     x = jnp.linspace(-1, 1, 10).reshape(2, 5)
-    f = jem.logits(params, x, model_args=(5, 3), model_kwargs={"classifier": clf})
+
+    @jax.jit
+    def compute(params, x):
+        f = jem.logits(params, x, model_args=(5, 3), model_kwargs={"classifier": clf})
+        return f, em.batch_energy(params, {"x": x})
+
+    f, e = compute(params, x)
     assert f.shape == (2, 3)
-    np.testing.assert_allclose(
-        em.batch_energy(params, {"x": x}), -jax.nn.logsumexp(f, axis=-1), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(e, -jax.nn.logsumexp(f, axis=-1), rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------- bad input
@@ -227,10 +237,8 @@ def test_conditional_samples(trained):
     )
     assert s.shape == (10, 64) and bool(jnp.all(jnp.abs(s) <= 1.0))
     # Langevin toward p(x | y) raises f(x)[y] above its value at the uniform start
-    f0 = jem.logits(
-        result.params,
-        jax.random.uniform(jax.random.PRNGKey(3), (10, 64), minval=-1.0),
-        model_args=(64, 10, (32,)),
+    start = jax.random.uniform(jax.random.PRNGKey(3), (10, 64), minval=-1.0)
+    f0, f1 = jnp.split(
+        jem.logits(result.params, jnp.concatenate([start, s]), model_args=(64, 10, (32,))), 2
     )
-    f1 = jem.logits(result.params, s, model_args=(64, 10, (32,)))
     assert float(jnp.mean(f1[labels, labels])) > float(jnp.mean(f0[labels, labels]))
