@@ -297,7 +297,8 @@ def efficiency(
             progress=False,
         )
         t0 = time.perf_counter()
-        ebm.sample(potts.model, rng_key=0, **kwargs)
+        # compiles the 100- and 1000-step chunks the long call reuses
+        ebm.sample(potts.model, rng_key=0, **{**kwargs, "num_samples": min(samples, 1100)})
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
         idata = ebm.sample(potts.model, rng_key=1, **kwargs)
