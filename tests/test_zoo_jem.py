@@ -201,7 +201,7 @@ def trained():
         num_classes=10,
         labelled=labelled,
         hidden=(32,),
-        num_steps=200,
+        num_steps=100,
         batch_size=50,
         learning_rate=3e-3,
         num_mcmc_steps=5,
