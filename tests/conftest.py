@@ -45,3 +45,20 @@ def pytest_collection_modifyitems(config, items):
     rank = {path: i for i, path in enumerate(_LONGEST_FIRST)}
     # stable: other files, and the tests within a file, keep their order
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+@pytest.fixture
+def xla_optimized():
+    """XLA's default optimizations for one test: long-running chains run faster compiled fully.
+
+    The suite compiles at -O0 (above) because most tests run their programs for milliseconds;
+    a test that runs one program for tens of seconds is the opposite case.
+    """
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update(
+            "jax_disable_most_optimizations",
+            os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS", "0") not in ("0", "false", "False"),
+        )

@@ -50,6 +50,7 @@ def _energies(q, L, num_chains, num_sweeps, key):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("xla_optimized")
 @pytest.mark.parametrize("q", [3])
 def test_critical_energy_at_L64(q):
     """Energy per site on the 64 × 64 torus at T_c = 1/ln(1 + √q) against u_c = -(1 + 1/√q)

@@ -151,6 +151,7 @@ _NU = {3: 5.0 / 6.0, 4: 2.0 / 3.0}
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("xla_optimized")
 @pytest.mark.parametrize("q", [3, 4])
 def test_critical_energy_finite_size_scaling(q):
     """Energy per site at T_c = 1/ln(1 + √q) against u_c = -(1 + 1/√q) plus its finite-size shift.
