@@ -7,12 +7,12 @@ split R-hat < 1.01 there needs ~10^5 chain-sweeps, beyond this file's budget.
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from ebm_ppl.models import potts
 
 from ebm_ppl.kernels import cluster
+from tests.helpers.potts_chains import critical_energies
 from tests.helpers.stats import mixing, z_value
 
 # 2 - 1/ν: ν = 5/6 (q = 3), 2/3 (q = 4)
@@ -26,27 +26,9 @@ _Z = z_value(1e-3, num_tests=2)
 
 
 def _energies(q, L, num_chains, num_sweeps, key):
-    """Energy per site ``(chain, sweep)`` at T_c; half the chains start ordered, half random."""
-    beta = 1.0 / potts.critical_temperature(q)
+    """Swendsen–Wang energy per site ``(chain, sweep)`` at T_c."""
     step = cluster.build_kernel(q)
-    half = num_chains // 2
-    starts = jnp.concatenate(
-        [jnp.zeros((half, L, L), jnp.int32), jax.random.randint(key, (half, L, L), 0, q)]
-    )
-
-    @jax.jit
-    def run(key):
-        def chain(k, s):
-            def body(st, kk):
-                st, _ = step(kk, st, beta)
-                return st, st.energy
-
-            st = cluster.init(s, q, beta=beta)
-            return jax.lax.scan(body, st, jax.random.split(k, num_sweeps))[1]
-
-        return jax.vmap(chain)(jax.random.split(key, num_chains), starts)
-
-    return np.asarray(run(jax.random.fold_in(key, 1)), np.float64) / (beta * L * L)
+    return critical_energies(step, cluster.init, q, L, num_sweeps, num_chains, key)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 from ebm_ppl.models import potts
 
 from ebm_ppl.kernels import gibbs, lattice
+from tests.helpers.potts_chains import critical_energies
 from tests.helpers.stats import assert_within_mcse, mixing, z_value
 
 # one family for the statistical assertions of the enumeration tests (energy + q - 1 marginals)
@@ -119,30 +120,9 @@ def test_bad_input():
 
 
 def _critical_energies(q, L, num_sweeps, num_chains, key):
-    """Energy per site ``(chain, sweep)`` at T_c; half the chains start ordered, half random."""
-    beta = 1.0 / potts.critical_temperature(q)
+    """Compact heat-bath energy per site ``(chain, sweep)`` at T_c."""
     step = lattice.build_potts_kernel(q)
-    half = num_chains // 2
-    starts = jnp.concatenate(
-        [
-            jnp.zeros((half, L, L), jnp.int32),
-            jax.random.randint(key, (num_chains - half, L, L), 0, q),
-        ]
-    )
-
-    @jax.jit
-    def run(key):
-        def chain(k, s):
-            def body(st, kk):
-                st, _ = step(kk, st, beta)
-                return st, st.energy
-
-            st = lattice.potts_init(s, q, beta=beta)
-            return jax.lax.scan(body, st, jax.random.split(k, num_sweeps))[1]
-
-        return jax.vmap(chain)(jax.random.split(key, num_chains), starts)
-
-    return np.asarray(run(jax.random.fold_in(key, 1)), np.float64) / (beta * L * L)
+    return critical_energies(step, lattice.potts_init, q, L, num_sweeps, num_chains, key)
 
 
 # relative width of the finite-size band (corrections to the leading scaling term)
