@@ -22,6 +22,43 @@ __all__ = ["TOY_SETS", "binarized_digits", "digits", "toy_data", "toy_log_densit
 DIGITS_NUM_TRAIN = 1500
 
 
+def _digits_csv() -> Any:
+    """The path of scikit-learn's bundled ``digits.csv.gz``, found without importing sklearn."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):  # pragma: no cover - depends on the environment
+        return None
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def _digits_pixels() -> np.ndarray:
+    """The ``(1797, 64)`` float64 grey levels of ``sklearn.datasets.load_digits().data``.
+
+    Importing scikit-learn takes about 1.5 s; the CSV it ships is read in 0.1 s with NumPy,
+    exactly as ``load_digits`` reads it (same parser, same dtype), so the arrays are identical.
+    """
+    path = _digits_csv()
+    if path is not None:
+        import gzip
+
+        with gzip.open(path, mode="rt", encoding="utf-8") as f:
+            table = np.loadtxt(f, delimiter=",")
+        if table.ndim == 2 and table.shape[1] == 65:
+            return table[:, :-1]
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("digits() needs scikit-learn: pip install 'ebm_ppl[data]'") from err
+    return np.asarray(load_digits().data)
+
+
 def digits(binarize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The 8×8 digits of scikit-learn as ``(train, test)`` arrays of 64 pixels.
 
@@ -46,11 +83,7 @@ def digits(binarize: bool = True) -> tuple[np.ndarray, np.ndarray]:
         >>> sorted(set(train.ravel().tolist()))
         [0.0, 1.0]
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("digits() needs scikit-learn: pip install 'ebm_ppl[data]'") from err
-    pixels = np.asarray(load_digits().data)
+    pixels = _digits_pixels()
     if binarize:
         x = (pixels >= 8.0).astype(np.float32)
     else:
