@@ -245,7 +245,8 @@ def equilibrium_starts(L: int, q: int, chains: int, sweeps: int, seed: int = 0):
     return jax.block_until_ready(s)
 
 
-def _row(kernel, energy, seconds, first, evals, acceptance, beta, L, **extra) -> dict:
+def _row(kernel, energy, seconds, first, evals, acceptance, beta, L, sweeps=None, **extra):
+    """One table row; ``sweeps``: chain-sweeps run (default one per kept draw)."""
     energy = np.asarray(energy, np.float64)
     ess = float(az.ess(energy, method="bulk"))
     return {
@@ -256,7 +257,7 @@ def _row(kernel, energy, seconds, first, evals, acceptance, beta, L, **extra) ->
         "compile_and_first": first,
         "ess_per_s": ess / seconds,
         "ess_per_eval": ess / evals,
-        "ess_per_sweep": ess / (energy.size),
+        "ess_per_sweep": ess / (energy.size if sweeps is None else sweeps),
         "acceptance": acceptance,
         "u_mean": float(energy.mean()) / (beta * L * L),
         **extra,
@@ -272,6 +273,7 @@ def efficiency(
     compact_factor: int = 20,
     sw_sweeps: int = 2000,
     burn: int = 1000,
+    thinning: int = 1,
 ) -> list[dict]:
     """DMALA, categorical Gibbs (generic and compact) and SW from SW-equilibrated starts.
 
@@ -280,7 +282,9 @@ def efficiency(
     one energy-and-gradient per colour (2 per sweep); DMALA one at ``x`` and one at the
     proposal (2 per step); the compact heat bath its two colour passes (2 per sweep, each
     cheaper than a gradient); SW one (the bond pass reads every bond once, as one energy
-    evaluation does; its labelling passes are reported apart).
+    evaluation does; its labelling passes are reported apart). Gibbs and DMALA keep every
+    ``thinning``-th step (``samples`` kept draws of ``samples * thinning`` steps), so long runs
+    fit in memory; the ESS is that of the kept draws.
     """
     beta = 1.0 / potts.critical_temperature(q)
     starts = equilibrium_starts(L, q, chains, burn)
@@ -291,6 +295,7 @@ def efficiency(
             num_chains=chains,
             num_warmup=warmup,
             num_samples=samples,
+            thinning=thinning,
             model_args=((L, L), q),
             model_kwargs={"beta": beta},
             init_values={"s": starts},
@@ -311,13 +316,14 @@ def efficiency(
                 energy,
                 seconds,
                 first,
-                chains * (warmup + samples) * 2,
+                chains * (warmup + samples * thinning) * 2,
                 float(np.mean(acc)) if acc is not None else float("nan"),
                 beta,
                 L,
+                sweeps=chains * samples * thinning,
             )
         )
-    rows.append(compact_efficiency(L, q, starts, compact_factor * (warmup + samples)))
+    rows.append(compact_efficiency(L, q, starts, compact_factor * (warmup + samples * thinning)))
     rows.append(sw_efficiency(L, q, starts, sw_sweeps))
     return rows
 
@@ -390,6 +396,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--ess-compact-factor", type=int, default=20)
     parser.add_argument("--ess-sw-sweeps", type=int, default=2000)
     parser.add_argument("--ess-burn", type=int, default=1000)
+    parser.add_argument("--ess-thinning", type=int, default=1)
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -435,10 +442,12 @@ def main(argv=None) -> dict:
         args.ess_compact_factor,
         args.ess_sw_sweeps,
         args.ess_burn,
+        args.ess_thinning,
     )
     print(
         f"\nL = {args.ess_size}, q = 3 at T_c, {args.ess_chains} chains from SW-equilibrated starts "
-        f"({args.ess_burn} SW sweeps); gibbs/dmala {args.ess_warmup} warmup + {args.ess_samples}, "
+        f"({args.ess_burn} SW sweeps); gibbs/dmala {args.ess_warmup} warmup + {args.ess_samples}"
+        f" x thinning {args.ess_thinning}, "
         f"compact x{args.ess_compact_factor}, SW {args.ess_sw_sweeps} sweeps; bulk ESS of the energy:"
     )
     for r in eff:
