@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 __all__ = ["as_key", "bits", "fold_in", "normal", "paired_bits", "split", "uniform"]
 
@@ -35,11 +36,17 @@ _ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 
 
 def _rotl(x: jax.Array, r: int) -> jax.Array:
-    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+    return lax.bitwise_or(
+        lax.shift_left(x, np.uint32(r)), lax.shift_right_logical(x, np.uint32(32 - r))
+    )
 
 
 def threefry2x32(k0: Any, k1: Any, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The Threefry-2x32 hash with 20 rounds (Salmon et al. 2011), unrolled.
+
+    Written with :mod:`jax.lax` primitives, not ``jax.numpy`` operators: each ``jnp`` operator
+    is a small jitted function whose tracing costs far more than binding one primitive, and the
+    unrolled hash has about 140 of them (the same operations, so the same bits).
 
     Args:
         k0, k1: the two uint32 key words (scalars).
@@ -57,16 +64,20 @@ def threefry2x32(k0: Any, k1: Any, x0: jax.Array, x1: jax.Array) -> tuple[jax.Ar
     """
     k0 = jnp.asarray(k0, jnp.uint32)
     k1 = jnp.asarray(k1, jnp.uint32)
-    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
-    x0 = x0 + ks[0]
-    x1 = x1 + ks[1]
+    x0 = jnp.asarray(x0, jnp.uint32)
+    x1 = jnp.asarray(x1, jnp.uint32)
+    ks = (k0, k1, lax.bitwise_xor(lax.bitwise_xor(k0, k1), np.uint32(0x1BD11BDA)))
+    # key words broadcast once, not in each of the 17 additions that use them
+    kb = tuple(lax.broadcast_in_dim(k, x0.shape, ()) for k in ks)
+    x0 = lax.add(x0, kb[0])
+    x1 = lax.add(x1, kb[1])
     for r in range(20):
-        x0 = x0 + x1
-        x1 = _rotl(x1, _ROTATIONS[r % 8]) ^ x0
+        x0 = lax.add(x0, x1)
+        x1 = lax.bitwise_xor(_rotl(x1, _ROTATIONS[r % 8]), x0)
         if r % 4 == 3:
             i = r // 4 + 1
-            x0 = x0 + ks[i % 3]
-            x1 = x1 + ks[(i + 1) % 3] + np.uint32(i)
+            x0 = lax.add(x0, kb[i % 3])
+            x1 = lax.add(lax.add(x1, kb[(i + 1) % 3]), np.uint32(i))
     return x0, x1
 
 
