@@ -30,6 +30,7 @@ from typing import Any
 # subpackage first and re-binding the name afterwards keeps ``ebm_ppl.energy(name, E)`` the
 # function (Python only sets the parent attribute when a submodule is first loaded).
 from ebm_ppl.energy import Bits, Categorical, EnergyModel, Flat, SiteInfo, Spins, one_hot
+from ebm_ppl.energy import Lattice
 from ebm_ppl.energy import energy as energy
 
 __version__ = "0.1.0"
@@ -68,6 +69,7 @@ __all__ = [
     "Categorical",
     "EnergyModel",
     "Flat",
+    "Lattice",
     "SiteInfo",
     "Spins",
     "energy",

@@ -36,6 +36,7 @@ import numpyro
 
 from ebm_ppl.energy.base import Spins, _as_shape
 from ebm_ppl.energy.declare import energy as declare_energy
+from ebm_ppl.energy.lattice import Lattice
 from ebm_ppl.kernels.gibbs import lattice_colouring
 
 __all__ = [
@@ -146,6 +147,11 @@ def model(
 ) -> None:
     """Nearest-neighbour Ising model on a lattice: site ``"s"`` on ``Spins(shape)``.
 
+    The site declares its Gibbs colours and its lattice (``infer={"lattice":
+    ebm.Lattice.ising(...)}``): ``ebm.sample(kernel="gibbs")`` runs the compact checkerboard
+    heat bath on an ``L x L`` torus with ``L`` even, and ``kernel="swendsen_wang"``
+    Swendsen–Wang cluster updates on any periodic 2-D lattice.
+
     Args:
         shape: lattice shape (int or tuple), e.g. ``(32, 32)``.
         beta: inverse temperature ``1/T``.
@@ -159,7 +165,10 @@ def model(
         (4, 4)
     """
     shape = _as_shape(shape)
-    s = numpyro.sample("s", Spins(shape), infer={"blocks": blocks(shape, periodic)})
+    # the declared lattice lets ebm.sample run the compact heat bath and Swendsen–Wang
+    lattice = Lattice.ising(shape, beta=beta, coupling=coupling, field=field, periodic=periodic)
+    infer = {"blocks": blocks(shape, periodic), "lattice": lattice}
+    s = numpyro.sample("s", Spins(shape), infer=infer)
     declare_energy("E", energy(s, beta=beta, coupling=coupling, field=field, periodic=periodic))
 
 

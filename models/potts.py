@@ -53,6 +53,7 @@ import numpyro
 from ebm_ppl.energy.base import Categorical, _as_shape
 from ebm_ppl.energy.conditionals import one_hot
 from ebm_ppl.energy.declare import energy as declare_energy
+from ebm_ppl.energy.lattice import Lattice
 from ebm_ppl.kernels.gibbs import greedy_colouring, lattice_colouring
 
 __all__ = [
@@ -274,6 +275,11 @@ def model(
 ) -> None:
     """Nearest-neighbour ``q``-state Potts model: site ``"s"`` on ``{0, …, q-1}^shape``.
 
+    The site declares its Gibbs colours and its lattice (``infer={"lattice":
+    ebm.Lattice.potts(...)}``): ``ebm.sample(kernel="gibbs")`` runs the compact checkerboard
+    heat bath on an ``L x L`` torus with ``L`` even (a field of shape ``(q,)`` or none), and
+    ``kernel="swendsen_wang"`` Swendsen–Wang cluster updates on any periodic 2-D lattice.
+
     Args:
         shape: lattice shape (int or tuple), e.g. ``(64, 64)``.
         num_states: ``q >= 2``.
@@ -294,7 +300,10 @@ def model(
     shape = _as_shape(shape)
     q = _check_num_states(num_states)
     _check_field(field, shape, q)
-    s = numpyro.sample("s", base_measure(shape, q), infer={"blocks": blocks(shape, periodic)})
+    # the declared lattice lets ebm.sample run the compact heat bath and Swendsen–Wang
+    lattice = Lattice.potts(shape, q, beta=beta, coupling=coupling, field=field, periodic=periodic)
+    infer = {"blocks": blocks(shape, periodic), "lattice": lattice}
+    s = numpyro.sample("s", base_measure(shape, q), infer=infer)
     declare_energy("E", energy(s, q, beta=beta, coupling=coupling, field=field, periodic=periodic))
 
 

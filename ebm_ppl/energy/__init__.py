@@ -3,6 +3,7 @@
 from ebm_ppl.energy.base import Bits, Categorical, Flat, Spins
 from ebm_ppl.energy.conditionals import one_hot
 from ebm_ppl.energy.declare import energy
+from ebm_ppl.energy.lattice import Lattice
 from ebm_ppl.energy.model import EnergyModel, SiteInfo
 from ebm_ppl.energy.plan import SitePlan, SiteSpec
 
@@ -11,6 +12,7 @@ __all__ = [
     "Categorical",
     "EnergyModel",
     "Flat",
+    "Lattice",
     "SiteInfo",
     "SitePlan",
     "SiteSpec",

@@ -119,6 +119,10 @@ class SiteSpec:
         dist: the site's distribution as traced (base measure of a state site).
         template: for modules, the pytree of parameters at the prototype (structure and leaf
             shapes a value must match).
+        lattice: a declared nearest-neighbour lattice (``infer={"lattice": ebm.Lattice...}``,
+            :class:`~ebm_ppl.energy.lattice.Lattice`) or ``None``: kind, shape, periodic,
+            number of states and ``beta``/``coupling``/``field`` as traced at the prototype
+            (kernels read the current values from the model).
 
     Examples:
         >>> import numpyro, ebm_ppl as ebm
@@ -140,6 +144,7 @@ class SiteSpec:
     blocks: Any = None
     dist: Any = None
     template: Any = None
+    lattice: Any = None
 
     @property
     def is_discrete(self) -> bool:
@@ -226,6 +231,7 @@ def _spec(name: str, site: Mapping[str, Any]) -> SiteSpec | None:
         plates=_plates(site),
         blocks=site.get("infer", {}).get("blocks"),
         dist=fn,
+        lattice=site.get("infer", {}).get("lattice"),
     )
 
 

@@ -12,6 +12,7 @@ from ebm_ppl.infer.adapter import AdapterState, KernelAdapter
 from ebm_ppl.infer.composite import Composite
 from ebm_ppl.infer.discrete import DMALA, DULA, BlockGibbs, GibbsWithGradients
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
+from ebm_ppl.infer.lattice import LatticeGibbs, SwendsenWang
 from ebm_ppl.infer.registry import available_kernels, register_kernel
 from ebm_ppl.infer.tempering import ParallelTempering, PTState
 
@@ -20,12 +21,14 @@ __all__ = [
     "DULA",
     "MALA",
     "SGLD",
+    "SwendsenWang",
     "ULA",
     "AdapterState",
     "BlockGibbs",
     "Composite",
     "GibbsWithGradients",
     "KernelAdapter",
+    "LatticeGibbs",
     "PTState",
     "ParallelTempering",
     "available_kernels",

@@ -23,6 +23,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from ebm_ppl.diagnostics import to_inference_data
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.infer.adapter import KernelAdapter, check_finite_starts
+from ebm_ppl.infer.lattice import lattice_kernel_factory
 from ebm_ppl.infer.registry import check_kernel_moves, get_kernel_factory
 from ebm_ppl.infer.tempering import ParallelTempering, tempered_kernel
 from ebm_ppl.kernels import chains as _chains
@@ -437,6 +438,9 @@ def sample(
         # (NaN parameters would otherwise give chains that never move); module parameters
         # (numpyro.contrib.module) stay pytrees.
         params = em.plan.validate_params(params)
+        # A site that declares its lattice: "gibbs" runs the compact heat bath, and
+        # "swendsen_wang" the cluster kernel; the declaration is checked here, on concrete values.
+        factory = lattice_kernel_factory(kernel_name, em, params, tempering=tempering) or factory
     else:
         if params is not None:
             raise ValueError(

@@ -4,8 +4,10 @@ Each name maps to a factory ``(model, params) -> MCMCKernel`` and, when register
 ``moves=``, to the kinds of state site the kernel can move (the kinds of
 :class:`~ebm_ppl.energy.plan.SitePlan`: ``"continuous"``, ``"binary"``, ``"categorical"``,
 ``"discrete"``, plus ``"gaussian-block"``: a real-valued site declared as a Gibbs block,
-``infer={"blocks": ...}``). :func:`check_kernel_moves` refuses a named kernel that cannot move
-a site of a model, before anything compiles, naming the site and the kernels that can.
+``infer={"blocks": ...}``, and ``"lattice"``: a binary or categorical site that declares its
+nearest-neighbour lattice, ``infer={"lattice": ebm.Lattice...}``). :func:`check_kernel_moves`
+refuses a named kernel that cannot move a site of a model, before anything compiles, naming
+the site and the kernels that can.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ KernelFactory = Callable[[Callable[..., Any], dict[str, Any]], Any]
 
 _FACTORIES: dict[str, KernelFactory] = {}
 _MOVES: dict[str, frozenset[str]] = {}
-_TAGS = ("continuous", "binary", "categorical", "discrete", "gaussian-block")
+_TAGS = ("continuous", "binary", "categorical", "discrete", "gaussian-block", "lattice")
 _CONTINUOUS = frozenset({"continuous"})
 # What the library's own kernels move (a re-registration with moves= overrides it): the pure
 # kernels' table of the one kernel resolution, plus the NumPyro-only kernels.
@@ -55,6 +57,7 @@ _KERNEL_MODULES: tuple[str, ...] = (
     "ebm_ppl.infer.langevin",
     "ebm_ppl.infer.discrete",
     "ebm_ppl.infer.composite",
+    "ebm_ppl.infer.lattice",
 )
 
 
@@ -106,6 +109,8 @@ def site_tags(spec: SiteSpec) -> frozenset[str]:
     tags = {spec.kind}
     if spec.kind == "continuous" and spec.blocks is not None and not spec.is_constrained:
         tags.add("gaussian-block")
+    if getattr(spec, "lattice", None) is not None and spec.kind in ("binary", "categorical"):
+        tags.add("lattice")  # a declared lattice (infer={"lattice": ...}): Swendsen–Wang too
     return frozenset(tags)
 
 

@@ -14,6 +14,7 @@ Examples:
 from ebm_ppl.kernels import (
     adaptation,
     cluster,
+    compact,
     composite,
     dlangevin,
     gibbs,
@@ -28,6 +29,7 @@ from ebm_ppl.kernels import (
 __all__ = [
     "adaptation",
     "cluster",
+    "compact",
     "composite",
     "dlangevin",
     "gibbs",

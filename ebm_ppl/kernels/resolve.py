@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.kernels import composite, dlangevin, gibbs, gwg
+from ebm_ppl.kernels import compact, composite, dlangevin, gibbs, gwg
 from ebm_ppl.kernels.gibbs import categorical_interaction_colouring, interaction_colouring
 
 __all__ = [
@@ -81,7 +81,7 @@ KERNEL_MODULES: dict[str, str] = {
     "ula": "ebm_ppl.kernels.ula",
 }
 #: names accepted by :func:`resolve_kernel` besides modules and kernel objects.
-KERNEL_NAMES: tuple[str, ...] = ("auto", *sorted(KERNEL_MODULES))
+KERNEL_NAMES: tuple[str, ...] = ("auto", *sorted(KERNEL_MODULES), "swendsen_wang")
 # Kernels whose transition takes a step size (Langevin); the default when none is given.
 _STEP_SIZE_KERNELS = ("mala", "ula")
 DEFAULT_STEP_SIZE = 0.01
@@ -98,6 +98,8 @@ KERNEL_MOVES: dict[str, tuple[str, ...]] = {
     "dula": ("binary", "categorical"),
     "dmala": ("binary", "categorical"),
     "auto": ("continuous", "gaussian", "binary", "categorical"),
+    # a binary or categorical site that declares its lattice (infer={"lattice": ...})
+    "swendsen_wang": ("lattice",),
 }
 
 
@@ -548,6 +550,62 @@ def _split_options(
     return nested, flat
 
 
+def _compact_for(
+    plan: Any,
+    names: tuple[str, ...],
+    name: str,
+    affine: Any,
+    purpose: str,
+    options: Mapping[str, Any],
+) -> Sampler | None:
+    """The compact lattice kernel for ``name`` on ``names`` (:mod:`ebm_ppl.kernels.compact`),
+    or ``None`` where the generic resolution applies (``"gibbs"`` on a site without a declared
+    lattice, or one the compact heat bath cannot run: same distribution either way)."""
+    if name == "auto":
+        if _auto_blocks(plan, names, affine, purpose)[0] != "gibbs":
+            return None
+        name = "gibbs"
+    if name not in compact.METHODS:
+        return None
+    declared = [n for n in names if getattr(plan[n], "lattice", None) is not None]
+    if name == "swendsen_wang":
+        undeclared = [n for n in names if n not in declared]
+        if undeclared:
+            _refuse(name, {undeclared[0]: _site_kind(plan, undeclared[0])})
+        if len(names) != 1:
+            raise ValueError(
+                f"kernel 'swendsen_wang' moves one lattice site, got sites {list(names)}"
+            )
+    elif len(names) != 1 or not declared:
+        return None
+    site = names[0]
+    spec = plan[site]
+    lat = spec.lattice
+    want = {
+        "ising": "binary with support {-1, 1}",
+        "potts": f"categorical with q = {lat.num_states}",
+    }
+    ok = (lat.kind == "ising" and spec.levels == (-1.0, 1.0)) or (
+        lat.kind == "potts" and spec.kind == "categorical" and spec.num_states == lat.num_states
+    )
+    if not ok or tuple(lat.shape) != tuple(spec.shape):
+        raise ValueError(
+            f"site {site!r} declares a {lat.kind} lattice of shape {tuple(lat.shape)}, which "
+            f"needs a site of that shape {want.get(lat.kind, '')}; the site is {spec.kind} of "
+            f"shape {tuple(spec.shape)}"
+        )
+    try:
+        compact.check(name, lat)
+    except ValueError:
+        if name == "gibbs":
+            return None  # the generic block Gibbs kernel: the same stationary distribution
+        raise
+    init, step = compact.build(
+        name, lat.kind, site=site, num_states=lat.num_states, dtype=spec.dtype, **dict(options)
+    )
+    return Sampler(init, step, name, False, ((site,),), (name,))
+
+
 def resolve_kernel(
     kernel: Any = "auto",
     *,
@@ -560,6 +618,7 @@ def resolve_kernel(
     probe: tuple[Callable[[Any], jax.Array], Mapping[str, Any]] | None = None,
     continuous_kernel: str = "mala",
     logits_fn: Callable[..., jax.Array] | None = None,
+    compact: bool = False,
 ) -> Sampler:
     """Turn a kernel name, ``"auto"`` or a kernel module into a :class:`Sampler`.
 
@@ -597,6 +656,14 @@ def resolve_kernel(
             the conditional logits ``site_shape + (q,)`` of categorical sites, for Gibbs, GWG,
             DULA and DMALA (``ebm_ppl.energy.conditionals.categorical_value_and_logits`` with
             the model's ``categorical_affine_sites``); default exact energy differences.
+        compact: on one site that declares its lattice (``plan[site].lattice``,
+            :class:`ebm_ppl.Lattice`), ``"gibbs"`` (and ``"auto"`` where it picks Gibbs) give
+            the compact checkerboard heat bath (:mod:`ebm_ppl.kernels.compact`) when the
+            lattice allows it (periodic, ``L x L``, ``L`` even), and ``"swendsen_wang"`` the
+            cluster kernel. Their ``energy_fn`` is then the lattice's
+            :class:`~ebm_ppl.kernels.compact.LatticeEnergy` (they read ``β``, ``J``, ``h``, not
+            an energy function), so only callers that build it ask for them (``ebm.sample``);
+            ``"swendsen_wang"`` needs ``compact=True``.
 
     Returns:
         :class:`Sampler`; ``name`` is the kernel's name or ``"composite"``.
@@ -643,6 +710,16 @@ def resolve_kernel(
     if not isinstance(kernel, str):
         return _resolve_plain(kernel, name, step_size, options)._replace(blocks=(names,))
     kinds = _kinds(plan, names)
+    if compact or name == "swendsen_wang":
+        lattice_sampler = _compact_for(plan, names, name, affine, purpose, options)
+        if lattice_sampler is not None and not compact:
+            raise ValueError(
+                "kernel 'swendsen_wang' reads the declared lattice's beta, coupling and field, "
+                "not an energy function: run it with ebm.sample(kernel='swendsen_wang') "
+                "(resolve_kernel(..., compact=True))"
+            )
+        if lattice_sampler is not None:
+            return lattice_sampler
     _refuse(name, kinds)
     if name == "auto":
         _, chosen = _auto_blocks(plan, names, affine, purpose)
