@@ -34,7 +34,7 @@ DMALA (on ``generic_model``: the Potts model without its lattice declaration, so
 the generic kernel on the model's energy; DMALA's step size adapted in warmup) on
 ``--ess-chains`` chains; the compact heat bath
 (``lattice.build_potts_kernel``) runs ``--ess-compact-factor`` times as many sweeps (its energy
-autocorrelation time at ``T_c`` is ~2000 sweeps at L = 64) and SW (``kernels.cluster``)
+autocorrelation time at ``T_c`` is ~900 sweeps at L = 64) and SW (``kernels.cluster``)
 ``--ess-sw-sweeps``. Reported: bulk ESS of the energy and its split R-hat (a row with R-hat >=
 1.05 is flagged unreliable), ESS per second of sampling (a second, timed call: compiled code
 reused; the first call, with compilation, reported apart), per sweep and per energy
