@@ -35,13 +35,14 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpyro
-from ebm_ppl.models import boltzmann, ising
+from ebm_ppl.models import boltzmann, ising, potts
 
 import ebm_ppl as ebm
 from ebm_ppl.energy.conditionals import categorical_value_and_logits
 from ebm_ppl.infer.discrete import DMALA, BlockGibbs, GibbsWithGradients
 from ebm_ppl.infer.langevin import MALA, SGLD, ULA
-from ebm_ppl.kernels import dlangevin, gibbs, gwg, mala, sgld, ula
+from ebm_ppl.infer.lattice import LatticeGibbs, SwendsenWang
+from ebm_ppl.kernels import compact, dlangevin, gibbs, gwg, mala, sgld, ula
 
 StepFn = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -301,5 +302,48 @@ KERNELS += [
         exact=False,
         divergent_energy_fn=walled_potts_energy,
         make_mcmc_kernel=lambda: (DMALA(potts_model), ()),
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- declared lattices
+# The compact heat bath and Swendsen–Wang read beta, J and h from a LatticeEnergy, not from an
+# energy function: ``build`` ignores the suite's (counting) energy_fn. beta = 1/2 keeps every
+# energy exact in float32, so eager and jit agree bitwise.
+def _lattice_build(method: str, kind: str, q: int, position: Any, dtype: str):
+    init, step = compact.build(method, kind, site="s", num_states=q, dtype=dtype)
+    energy = compact.LatticeEnergy("s", kind, q, jnp.float32(0.5))
+
+    def one_step(key: Any, state: Any) -> Any:
+        state, info = step(key, state, energy)
+        if method == "swendsen_wang":
+            # the labelling loop's iteration count is, by design, that of the merged loop of
+            # all vmapped chains (cluster.ClusterInfo): a cost diagnostic, not part of a chain
+            info = info._replace(num_iterations=jnp.zeros_like(info.num_iterations))
+        return state, info
+
+    def build(energy_fn: Callable[..., Any]):
+        del energy_fn
+        return (lambda: init(position, energy)), one_step
+
+    return build
+
+
+_POTTS0 = {"s": (jnp.arange(36).reshape(6, 6) * 7 % 3).astype(jnp.int32)}
+
+KERNELS += [
+    KernelEntry(
+        name="lattice-gibbs-ising",
+        build=_lattice_build("gibbs", "ising", 2, _SPINS0, "float32"),
+        energy_fn=compact.LatticeEnergy("s", "ising", 2, 0.5),
+        exact=True,
+        make_mcmc_kernel=lambda: (LatticeGibbs(ising.model), ((4, 4),)),
+    ),
+    KernelEntry(
+        name="swendsen-wang-potts",
+        build=_lattice_build("swendsen_wang", "potts", 3, _POTTS0, "int32"),
+        energy_fn=compact.LatticeEnergy("s", "potts", 3, 0.5),
+        exact=True,
+        make_mcmc_kernel=lambda: (SwendsenWang(potts.model), ((4, 4), 3)),
     ),
 ]

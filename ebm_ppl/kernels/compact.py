@@ -24,6 +24,8 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -110,7 +112,10 @@ def from_compact(black: Any, white: Any) -> jax.Array:
     return full.reshape(*black.shape[:-1], 2 * black.shape[-1])
 
 
-@jax.tree_util.register_pytree_node_class
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["inner"], meta_fields=["site", "dtype"]
+)
+@dataclasses.dataclass(frozen=True)
 class CompactState:
     """A lattice kernel's own state (``inner``) seen as a position dict of one site.
 
@@ -128,15 +133,9 @@ class CompactState:
         ([[1.0, 1.0], [1.0, 1.0]], -8.0)
     """
 
-    def __init__(self, inner: Any, site: str, dtype: str):
-        self.inner, self.site, self.dtype = inner, site, dtype
-
-    def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[str, str]]:
-        return (self.inner,), (self.site, self.dtype)
-
-    @classmethod
-    def tree_unflatten(cls, aux: tuple[str, str], children: tuple[Any, ...]) -> CompactState:
-        return cls(children[0], *aux)
+    inner: Any
+    site: str
+    dtype: str
 
     @property
     def position(self) -> dict[str, jax.Array]:
