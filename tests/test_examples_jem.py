@@ -1,26 +1,17 @@
-"""The JEM digits example runs as a script in its tiny mode."""
+"""The JEM digits example runs its ``main`` in its tiny mode (in the test process)."""
 
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.examples import run_example
 
 
-@pytest.mark.subprocess
-def test_jem_digits_tiny(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "jem_digits.py"), "--tiny"]
-        + ["--out", str(tmp_path / "jem.png")],
-        capture_output=True,
-        text=True,
+def test_jem_digits_tiny(tmp_path, capsys, monkeypatch):
+    stdout, _ = run_example(
+        "jem_digits.py",
+        *("--tiny", "--out", tmp_path / "jem.png"),
+        capsys=capsys,
+        monkeypatch=monkeypatch,
         cwd=tmp_path,
-        timeout=600,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     for line in ("fully supervised", "held-out class 9", "semi-supervised JEM accuracy"):
-        assert line in out.stdout
-    assert "JEM   |" in out.stdout and "MLP   |" in out.stdout
+        assert line in stdout
+    assert "JEM   |" in stdout and "MLP   |" in stdout
     assert (tmp_path / "jem.png").stat().st_size > 1000

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ebm_ppl.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,29 +63,22 @@ def test_models_import_from_built_wheel(tmp_path):
     assert out.stdout.strip() == "ebm_ppl.models"
 
 
-@pytest.mark.subprocess
-def test_cli_demo_runs(tmp_path):
-    out = subprocess.run(
+def test_cli_demo_runs(tmp_path, capsys):
+    # in the test process (the console script and ``python -m ebm_ppl.cli`` start in
+    # tests/test_cli_errors.py): a subprocess would pay JAX's start-up and a cold compile
+    status = main(
         [
-            sys.executable,
-            "-m",
-            "ebm_ppl.cli",
             "demo",
             "--out",
             str(tmp_path),
             *("--fit-steps", "50", "--hidden", "16", "--batch-size", "64"),
             *("--num-chains", "8", "--grid-points", "41"),
             *("--temperatures", "4", "--pcd-chains", "32"),
-            "--num-warmup",
-            "50",
-            "--num-samples",
-            "100",
+            *("--num-warmup", "50", "--num-samples", "100"),
             "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        ]
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "r_hat" in out.stdout and "E[x0^2]" in out.stdout and "KL(true || model)" in out.stdout
+    out = capsys.readouterr()
+    assert status == 0, out.err[-3000:]
+    assert "r_hat" in out.out and "E[x0^2]" in out.out and "KL(true || model)" in out.out
     assert (tmp_path / "demo.png").stat().st_size > 1000

@@ -4,8 +4,6 @@ latent MALA against a closed form, a short fit, and the example's tiny mode."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -19,6 +17,7 @@ from ebm_ppl.models.neural import mlp_energy
 import ebm_ppl as ebm
 from ebm_ppl.data import toy_data, toy_log_density
 from ebm_ppl.partition.quadrature import compare_on_grid
+from tests.helpers.examples import run_example
 from tests.helpers.stats import assert_within_mcse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,43 +176,18 @@ def test_short_meg_fit_lowers_kl():
     assert np.all(np.isfinite(result.history["generator_loss"]))
 
 
-def test_example_tiny_mode(tmp_path):
+def test_example_tiny_mode(tmp_path, capsys, monkeypatch):
     out = tmp_path / "meg.png"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "meg_toy2d.py"),
-            "--dataset",
-            "8gaussians",
-            "--steps",
-            "5",
-            "--hidden",
-            "8",
-            "--generator-hidden",
-            "4",
-            "--generator-layers",
-            "2",
-            "--batch-size",
-            "64",
-            "--num-train",
-            "512",
-            "--num-test",
-            "64",
-            "--num-samples",
-            "32",
-            "--mala-steps",
-            "3",
-            "--grid-points",
-            "21",
-            "--plot",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
+    stdout, _ = run_example(
+        "meg_toy2d.py",
+        *("--dataset", "8gaussians", "--steps", "5", "--hidden", "8"),
+        *("--generator-hidden", "4", "--generator-layers", "2", "--batch-size", "64"),
+        *("--num-train", "512", "--num-test", "64", "--num-samples", "32", "--mala-steps", "3"),
+        *("--grid-points", "21", "--plot", out),
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+        cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "8gaussians   meg  KL(true ‖ model)" in proc.stdout
-    assert "8gaussians   pcd  KL(true ‖ model)" in proc.stdout
+    assert "8gaussians   meg  KL(true ‖ model)" in stdout
+    assert "8gaussians   pcd  KL(true ‖ model)" in stdout
     assert out.stat().st_size > 0
