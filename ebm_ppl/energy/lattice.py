@@ -184,7 +184,7 @@ class Lattice(NamedTuple):
 
     def _pairs(self, x: Any) -> Any:
         """Σ over bonds of ``x_i * x_j`` (``x`` with the lattice's shape leading)."""
-        total = 0.0
+        total: Any = 0.0
         for axis in range(len(self.shape)):
             if self.periodic:
                 total = total + jnp.sum(x * jnp.roll(x, -1, axis=axis))

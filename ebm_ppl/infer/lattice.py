@@ -149,7 +149,8 @@ def check_declared_lattice(
     declared_energy = np.asarray(jax.vmap(declared.energy)(jnp.asarray(batch)), np.float64)
     scale = max(float(np.max(np.abs(model_energy))), float(np.max(np.abs(declared_energy))))
     diff = np.abs(model_energy - declared_energy)
-    bad = np.flatnonzero(~(diff <= RTOL * max(scale, np.finfo(np.float32).tiny)))
+    tiny = float(np.finfo(np.float32).tiny)
+    bad = np.flatnonzero(~(diff <= RTOL * max(scale, tiny)))
     if bad.size:
         i = int(bad[0])
         raise ValueError(

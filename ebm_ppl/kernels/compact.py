@@ -243,6 +243,7 @@ def build(
         raise ValueError(f"kind must be 'ising' or 'potts', got {kind!r}")
     dtype = np.dtype(dtype).name
     q = int(num_states)
+    transition: Callable[..., Any]
     if method == "gibbs" and kind == "ising":
         transition = lattice.build_kernel(uniform_bits=uniform_bits)
 
