@@ -444,34 +444,94 @@ def check_model_affine(
     levels = model.plan.levels()
     if not levels:
         return {}
-    idx = {
-        n: _units(int(np.prod(model.sites[n].shape, dtype=int)), num_units, seed) for n in levels
-    }
+    sizes = {n: int(np.prod(model.sites[n].shape, dtype=int)) for n in levels}
+    idx = {n: _units(sizes[n], num_units, seed) for n in levels}
+    rows = _probe_rows(idx)
 
-    def all_stats(key, idx):
+    def all_stats(key, rows):
         k_par, k_pert, k_state = jax.random.split(key, 3)
         params = model.init_params(k_par)
         states = model.plan.to_kernel(model.init_values(k_state, num_states))
-        out = []
-        for p in (params, _perturb(model, k_pert, params)):
-            fn = lambda q, p=p: model.energy(p, q)  # noqa: E731
-            out.append(
-                jax.vmap(
-                    lambda pos, fn=fn: {
-                        n: _affine_stats(fn, pos, n, lv, idx[n]) for n, lv in levels.items()
-                    }
-                )(states)
-            )
-        return out
+        perturbed = _perturb(model, k_pert, params)
+
+        def at(p):
+            fn = lambda q: model.energy(p, q)  # noqa: E731
+            return jax.vmap(lambda pos: _model_affine_stats(fn, pos, levels, rows))(states)
+
+        try:
+            stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, perturbed)
+        except (TypeError, ValueError):  # leaves that cannot be stacked: one trace per set
+            return [at(params), at(perturbed)]
+        # both parameter sets in one vmapped evaluation: the model is traced once
+        both = jax.vmap(at)(stacked)
+        return [jax.tree.map(lambda a, i=i: a[i], both) for i in range(2)]
 
     try:
         with jax.ensure_compile_time_eval():
             # the unit indices are arguments: as closed-over constants, every operation on
             # them would run (and compile) eagerly under ensure_compile_time_eval
-            results = jax.device_get(jax.jit(all_stats)(jax.random.PRNGKey(seed), idx))
+            results = jax.device_get(jax.jit(all_stats)(jax.random.PRNGKey(seed), rows))
     except Exception:  # noqa: BLE001  (any failure selects exact differences)
         return {n: False for n in levels}
     return {n: all(_all_ok(r[n]) for r in results) for n in levels}
+
+
+def _probe_rows(idx: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Row layout of the one batch of probed states of :func:`_model_affine_stats`.
+
+    Site ``n``'s checked unit ``idx[n][j]`` is set to ``lo``, ``hi`` and the midpoint in rows
+    ``start_n + 3 j + (0, 1, 2)``; the last row is the state itself. Returns per site the rows,
+    the units (flat indices) and which of the three values each row holds.
+    """
+    out, start = {}, 0
+    for n, units in idx.items():
+        k = len(units)
+        out[n] = {
+            "row": (start + np.arange(3 * k)).astype(np.int32),
+            "unit": np.repeat(np.asarray(units, np.int32), 3),
+            "which": np.tile(np.arange(3, dtype=np.int32), k),
+        }
+        start += 3 * k
+    return out
+
+
+def _model_affine_stats(energy_fn: EnergyFn, pos: Position, levels, rows) -> dict:
+    """:func:`_affine_stats` of every binary site at once, from one vmapped value and gradient.
+
+    Every probed state (each checked unit of each site at ``lo``, ``hi`` and the midpoint, and
+    the state itself; layout :func:`_probe_rows`) is one row of a batch, so the energy is traced
+    once whatever the number of sites: the exact differences come from the energies at ``lo``
+    and ``hi``, the partials from the gradients.
+    """
+    total = sum(int(r["row"].shape[0]) for r in rows.values()) + 1
+    flat = {n: jnp.ravel(jnp.asarray(pos[n])) for n in levels}
+    batch = {}
+    for n, (lo, hi) in levels.items():
+        r = rows[n]
+        # numpy, not jnp: constants are folded eagerly (one compilation per op) at compile-time eval
+        values = np.asarray([lo, hi, 0.5 * (lo + hi)], flat[n].dtype)
+        tiled = jnp.broadcast_to(flat[n], (total, flat[n].shape[0]))
+        batch[n] = tiled.at[r["row"], r["unit"]].set(jnp.asarray(values)[r["which"]])
+
+    def energy_of(sub):
+        return energy_fn({**pos, **{n: sub[n].reshape(jnp.shape(pos[n])) for n in sub}})
+
+    energies, grads = jax.vmap(jax.value_and_grad(energy_of))(batch)
+    e0 = energies[total - 1]
+    out = {}
+    for n, (lo, hi) in levels.items():
+        r = rows[n]
+        k = r["row"].shape[0] // 3
+        parts = grads[n][r["row"], r["unit"]].reshape(k, 3).T
+        e = energies[r["row"]].reshape(k, 3)
+        at_hi = flat[n][r["unit"][::3]] == hi
+        out[n] = {
+            "parts": parts,
+            "exact": e[:, 0] - e[:, 1],  # E(x_i = lo) - E(x_i = hi), whichever x_i holds
+            "grad_logit": -(hi - lo) * jnp.where(at_hi, parts[1], parts[0]),
+            "energy": e0,
+        }
+    return out
 
 
 # ---------------------------------------------------------------------- categorical units
