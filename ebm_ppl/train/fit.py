@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import math
 import os
 import time
+import types
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -77,6 +80,96 @@ _CHECKPOINT_SECONDS = 60.0
 
 #: Most shuffle indices ``fit`` draws up front for one compiled chunk (16 MiB of int32).
 _MAX_PRESHUFFLED = 1 << 22
+
+
+#: The compiled setup and chunk of the most recent configurations (see :func:`_structure_key`):
+#: a later ``fit`` of the same configuration in the process reuses them instead of tracing.
+_COMPILED: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+_COMPILED_MAX = 8
+
+#: Top-level packages whose functions' globals are not followed by :func:`_user_globals`.
+_LIBRARIES = frozenset(
+    ("jax", "jaxlib", "numpy", "numpyro", "optax", "ebm_ppl", "equinox", "flax", "scipy")
+)
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _user_globals(roots: Sequence[Any], limit: int = 4096) -> list[Any]:
+    """The module globals (values, and functions with their code) that user code reads.
+
+    A compiled program bakes in what the model, objective and optimizer functions read from
+    their modules' globals; a fingerprint of the functions' code and closures alone would not
+    see such a global change between two fits (``T = 2.0`` then ``T = 3.0`` in a notebook).
+    Functions of the libraries themselves are followed through their closures only.
+    """
+    out: list[Any] = []
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack and len(seen) < limit:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+            continue
+        if isinstance(obj, Mapping):
+            stack.extend(obj.values())
+            continue
+        if isinstance(obj, functools.partial):
+            stack.extend((obj.func, obj.args, obj.keywords))
+            continue
+        if isinstance(obj, types.MethodType):
+            stack.extend((obj.__func__, obj.__self__))
+            continue
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            stack.extend(getattr(obj, f.name, None) for f in dataclasses.fields(obj))
+            continue
+        wrapped = getattr(obj, "__wrapped__", None)
+        if wrapped is not None and not isinstance(obj, types.FunctionType):
+            stack.append(wrapped)
+            continue
+        if not isinstance(obj, types.FunctionType):
+            continue
+        for cell in obj.__closure__ or ():
+            try:
+                stack.append(cell.cell_contents)
+            except ValueError:  # empty cell
+                pass
+        if (obj.__module__ or "").split(".")[0] in _LIBRARIES:
+            continue
+        for name in sorted(_code_names(obj.__code__)):
+            if name not in obj.__globals__:
+                continue
+            value = obj.__globals__[name]
+            if isinstance(value, (types.ModuleType, type)):
+                continue
+            out.append((obj.__module__, name, value))
+            stack.append(value)
+    return out
+
+
+def _structure_key(fingerprints: Mapping[str, str], *roots: Any, **settings: Any) -> str | None:
+    """What a compiled setup and chunk of ``fit`` depend on, or ``None`` if not fingerprintable.
+
+    The model, its arguments, the objective, the optimizer and the data (values: objectives
+    may fold statistics of the data into their programs), the globals their code reads, and
+    the settings given; not the key or the initial parameters, which are arguments of the
+    compiled programs.
+    """
+    try:
+        extra = fingerprint((_user_globals(roots), sorted(settings.items())))
+    except Exception:  # noqa: BLE001  (unhashable configuration: compile afresh)
+        return None
+    parts = [fingerprints[k] for k in ("model", "objective", "optimizer", "data")]
+    return ":".join([*parts, extra])
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -375,10 +468,19 @@ def fit(
 
     # One compiled program rather than an eager op (and a compilation) per array operation; an
     # objective whose init needs concrete values runs eagerly instead.
+    structure = _structure_key(
+        fingerprints,
+        (em.model, em.args, em.kwargs, spec, optimizer),
+        record_grad_norm=record_grad_norm,
+        max_preshuffled=_MAX_PRESHUFFLED,
+        num_steps=num_steps,  # objectives may build schedules over the run into their loss
+    )
+    compiled = None if structure is None else _COMPILED.get(structure)
+    if compiled is None:
+        compiled = (jax.jit(setup), None)
+    setup_jit = compiled[0]
     try:
-        shuffle_key, params, uparams, opt_state, obj_state = jax.jit(setup)(
-            key, checked_init, data_dev
-        )
+        shuffle_key, params, uparams, opt_state, obj_state = setup_jit(key, checked_init, data_dev)
     except Exception:  # noqa: BLE001  (a genuine error is raised again by the eager call)
         shuffle_key, params, uparams, opt_state, obj_state = setup(key, checked_init, data_dev)
 
@@ -494,7 +596,15 @@ def fit(
         params = plan.constrain_params(uparams)
         return uparams, params, opt_state, obj_state, stopped, bad_step, rows
 
-    run_chunk_jit = jax.jit(run_chunk, static_argnums=(6,))
+    run_chunk_jit = compiled[1]
+    if run_chunk_jit is None:
+        run_chunk_jit = jax.jit(run_chunk, static_argnums=(6,))
+        compiled = (setup_jit, run_chunk_jit)
+    if structure is not None:
+        _COMPILED[structure] = compiled
+        _COMPILED.move_to_end(structure)
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
     chunk = log_every if checkpoint_every is None else math.gcd(log_every, checkpoint_every)
 
     def write_checkpoint(step):
