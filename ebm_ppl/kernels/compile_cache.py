@@ -13,7 +13,8 @@ Precedence (first match wins):
    thresholds;
 3. ``cache_dir`` if given, else ``$EBM_PPL_CACHE_DIR``, else ``$XDG_CACHE_HOME/ebm_ppl/jax``
    (``~/.cache/ebm_ppl/jax``), with a compile-time threshold of
-   :data:`MIN_COMPILE_TIME_SECS` (JAX's default of 1 s would skip most chunk functions).
+   :data:`MIN_COMPILE_TIME_SECS` (``0``: every program is written, eager operations included;
+   JAX's default of 1 s would skip most chunk functions).
 
 Several processes may share the directory. JAX names an entry by a hash of the program, the
 compile options, the backend and the JAX/jaxlib versions, so processes never read another
@@ -42,8 +43,13 @@ __all__ = [
     "enable_compilation_cache",
 ]
 
-#: Compilations faster than this are not written (eager ops' tiny programs).
-MIN_COMPILE_TIME_SECS = 0.2
+#: Compilations faster than this are not written. ``0``: a warm process compiles nothing. The
+#: few dozen small programs of a ``fit`` (eager operations, 5-50 ms each to compile) load faster
+#: than they compile: at 0.2 s they were compiled again in every process (about 0.5-1 s of a
+#: 3-5 s warm ``fit`` on 2 CPU cores), and which of them were written depended on the machine's
+#: load. Writing them all costs about 150 KB of cache per configuration (68 entries, 0.64 MB, for
+#: ``benchmarks/rbm.py --fresh``'s RBM fit, against 32 entries, 0.49 MB, at 0.2 s).
+MIN_COMPILE_TIME_SECS = 0.0
 #: Size bound of a cache this module configures when ``filelock`` is available.
 MAX_SIZE_BYTES = 2 * 1024**3
 
