@@ -22,9 +22,13 @@ Printed per configuration (median of interleaved repeats):
 batch 20 and 100, 20 epochs), against a fresh process running scikit-learn's ``fit``: the import
 time, the ``fit`` call and the whole process (interpreter start included) are printed for each;
 ebm_ppl runs first with an empty persistent compilation cache (cold) and then with the cache the
-cold run wrote (warm). Repeats are interleaved; medians.
+cold run wrote (warm). scikit-learn's process reads the digits with ``load_digits`` and imports
+nothing of ebm_ppl (nor JAX). ``--baseline DIR`` adds rows ``before cold``/``before warm``: the
+ebm_ppl source tree in ``DIR`` (e.g. ``git archive REV ebm_ppl | tar -x -C DIR``), measured in the
+same run. Repeats are interleaved; medians.
 
-Run: ``python benchmarks/rbm.py [--repeats 3] [--quick] [--fresh] [--configs 64x20,64x100]``.
+Run: ``python benchmarks/rbm.py [--repeats 3] [--quick] [--fresh [--baseline DIR]]
+[--configs 64x20,64x100]``.
 """
 
 from __future__ import annotations
@@ -177,10 +181,11 @@ import json, sys, time
 t0 = time.perf_counter()
 which, hidden, batch, lr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 if which == "sklearn":
+    import numpy as np
+    from sklearn.datasets import load_digits
     from sklearn.neural_network import BernoulliRBM
-    from ebm_ppl.data import binarized_digits
     t1 = time.perf_counter()
-    train, _ = binarized_digits()
+    train = (load_digits().data[:1500] >= 8).astype(np.float32)  # ebm_ppl.data's training set
     t2 = time.perf_counter()
     BernoulliRBM(n_components=hidden, learning_rate=lr, batch_size=batch, n_iter=20,
                  random_state=0).fit(train)
@@ -209,10 +214,12 @@ print(json.dumps({"import": t1 - t0, "fit": t3 - t2}))
 
 
 def run_fresh(which, hidden, batch, lr, env):
+    """One fresh process; ``{"import", "fit", "process"}`` seconds."""
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", _WORKER, which, str(hidden), str(batch), str(lr)],
         env=env,
+        cwd=tempfile.gettempdir(),  # not a source tree: PYTHONPATH decides which ebm_ppl runs
         capture_output=True,
         text=True,
         check=True,
@@ -232,18 +239,22 @@ def main_fresh(args):
         f"{'hidden':>6} {'batch':>5} {'run':<16} {'import s':>8} {'fit s':>7} {'process s':>9} "
         f"{'fit / sklearn fit':>17} {'process / sklearn':>17}"
     )
+    variants = {"ebm_ppl": base}
+    if args.baseline:
+        # another ebm_ppl source tree (e.g. ``git archive REV ebm_ppl | tar -x -C DIR``) first on
+        # the path: its rows are measured in the same run, interleaved with this checkout's
+        path = os.pathsep.join([args.baseline, base.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        variants = {"before": dict(base, PYTHONPATH=path), **variants}
     for hidden, batch in configs:
-        rows: dict[str, list[dict]] = {"sklearn": [], "ebm_ppl cold": [], "ebm_ppl warm": []}
+        rows: dict[str, list[dict]] = {"sklearn": []}
         for _ in range(args.repeats):
-            with tempfile.TemporaryDirectory() as tmp:
-                env = dict(base, EBM_PPL_CACHE_DIR=tmp)
-                rows["sklearn"].append(run_fresh("sklearn", hidden, batch, args.learning_rate, env))
-                rows["ebm_ppl cold"].append(
-                    run_fresh("ebm", hidden, batch, args.learning_rate, env)
-                )
-                rows["ebm_ppl warm"].append(
-                    run_fresh("ebm", hidden, batch, args.learning_rate, env)
-                )
+            rows["sklearn"].append(run_fresh("sklearn", hidden, batch, args.learning_rate, base))
+            for name, venv in variants.items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    env = dict(venv, EBM_PPL_CACHE_DIR=tmp)
+                    for state in ("cold", "warm"):
+                        row = run_fresh("ebm", hidden, batch, args.learning_rate, env)
+                        rows.setdefault(f"{name} {state}", []).append(row)
         med = {
             name: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
             for name, rs in rows.items()
@@ -264,6 +275,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="64 hidden units, batch 20 only")
     parser.add_argument("--fresh", action="store_true", help="end to end in fresh processes")
     parser.add_argument("--configs", default=None, help="e.g. 64x20,64x100 (hidden x batch)")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="with --fresh: an older ebm_ppl source tree to measure in the same run (rows 'before')",
+    )
     args = parser.parse_args()
     if args.fresh:
         return main_fresh(args)
