@@ -324,7 +324,8 @@ def train_eight_gaussians(num_steps, seed=0, lr=2e-3, step_size=0.03, batch_size
 
 
 @pytest.mark.slow
-def test_variational_ml_eight_gaussians_short_run():
+def test_variational_ml_eight_gaussians_short_run(xla_optimized):
+    # 600 updates and a 241 x 241 quadrature grid run ~25 % faster compiled fully
     # Untrained, KL(true ‖ model) = 2.73 nats, which fails the bound; 600 steps reach 1.62
     # (the full run, `python tests/test_variational.py`, reaches < 0.2 nats).
     res = train_eight_gaussians(SHORT_STEPS, lr=1e-3, step_size=0.01, batch_size=SHORT_BATCH)
