@@ -23,7 +23,8 @@ from ebm_ppl.models import ising, potts
 import ebm_ppl as ebm
 from ebm_ppl.infer import LatticeGibbs, SwendsenWang
 from ebm_ppl.infer.lattice import lattice_kernel_factory
-from ebm_ppl.kernels import lattice
+from ebm_ppl.kernels import compact, lattice
+from ebm_ppl.kernels.resolve import resolve_kernel
 from tests.helpers.compiles import count_compilations
 from tests.helpers.stats import assert_within_mcse
 from tests.references import EXACT_4X4
@@ -266,6 +267,14 @@ def test_refusals():
         LatticeGibbs(_chain).init(jax.random.PRNGKey(0), 0, None, (), {})
     with pytest.raises(ValueError, match="L even"):
         LatticeGibbs(ising.model).init(jax.random.PRNGKey(0), 0, None, ((3, 3),), {})
+    # "auto" picks Gibbs on a lattice model: the compact heat bath through the one resolver
+    plan = ebm.EnergyModel(potts.model, (L, L), POTTS_Q).plan
+    sampler = resolve_kernel("auto", plan=plan, purpose="sample", compact=True)
+    energy_fn = compact.LatticeEnergy("s", "potts", POTTS_Q, 0.5)
+    state = sampler.init({"s": jnp.zeros((L, L), jnp.int32)}, energy_fn)
+    assert sampler.name == "gibbs" and isinstance(state.inner, lattice.PottsState)
+    with pytest.raises(ValueError, match="compact=True"):
+        resolve_kernel("swendsen_wang", plan=plan)
     # an odd side: "gibbs" falls back on the registered block Gibbs kernel (same distribution)
     assert lattice_kernel_factory("gibbs", ebm.EnergyModel(ising.model, (3, 3)), {}) is None
     assert lattice_kernel_factory("gibbs", ebm.EnergyModel(ising.model, (4, 4)), {}) is not None
