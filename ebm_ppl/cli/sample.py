@@ -43,7 +43,7 @@ def sample_arguments(p: argparse.ArgumentParser) -> None:
         "--kernel",
         default="auto",
         help="kernel name: auto (default: NUTS, block Gibbs or a composite, from the model), nuts, "
-        "hmc, mala, ula, gibbs, gwg, composite",
+        "hmc, mala, ula, gibbs, gwg, composite, swendsen_wang (a model that declares its lattice)",
     )
     p.add_argument(
         "--num-chains",
