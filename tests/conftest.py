@@ -38,6 +38,7 @@ _LONGEST_FIRST = (
     "tests/test_potts.py",
     "tests/test_lint.py",
     "tests/test_zoo_deep.py",
+    "tests/test_lattice_sample.py",
 )
 
 
