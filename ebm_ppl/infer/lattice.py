@@ -17,7 +17,9 @@ Both kernels come from the one kernel resolution
 are read from the model's declaration at every step, so ``numpyro.param`` values are dynamic
 arguments of ``sample``'s compiled chunks. Before anything compiles, ``sample`` checks
 (:func:`check_declared_lattice`) that the declared energy equals the model's at a few states:
-a model whose energy is not the declared lattice's (e.g. an added term) is refused.
+a model whose energy is not the declared lattice's (e.g. an added term) is refused. Built by
+hand (e.g. under ``numpyro.infer.MCMC``), the adapters trust the declaration: call
+:func:`check_declared_lattice` first.
 
 Examples:
     >>> import ebm_ppl as ebm
