@@ -29,8 +29,7 @@ from typing import Any
 # ``ebm_ppl.energy`` is both a subpackage and the declaration function; importing the
 # subpackage first and re-binding the name afterwards keeps ``ebm_ppl.energy(name, E)`` the
 # function (Python only sets the parent attribute when a submodule is first loaded).
-from ebm_ppl.energy import Bits, Categorical, EnergyModel, Flat, SiteInfo, Spins, one_hot
-from ebm_ppl.energy import Lattice
+from ebm_ppl.energy import Bits, Categorical, EnergyModel, Flat, Lattice, SiteInfo, Spins, one_hot
 from ebm_ppl.energy import energy as energy
 
 __version__ = "0.1.0"
