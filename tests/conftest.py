@@ -28,6 +28,7 @@ _LONGEST_FIRST = (
     "tests/test_examples.py",
     "tests/test_docs.py",
     "tests/test_durability.py",
+    "tests/test_potts_critical.py",
     "tests/test_zoo_poe.py",
     "tests/test_ais.py",
     "tests/test_package.py",
