@@ -40,3 +40,15 @@ def test_check_model_affine_per_site_and_energy_traced_once():
     assert _CALLS[0] - start <= 2
     em = ebm.EnergyModel(_affine)
     assert check_model_affine(em, num_units=2) == {"v": True, "h": True}
+
+
+def _no_params():
+    x = numpyro.sample("x", ebm.Flat(2))
+    b = numpyro.sample("b", ebm.Bits(2))
+    c = numpyro.sample("c", ebm.Bits(2))
+    ebm.energy("E", jnp.sum(x**2) - x @ b + jnp.sum(c) ** 2)  # c_0 c_1 cross term and c_i^2
+
+
+def test_check_model_affine_without_parameters():
+    """A model with no parameter (nothing to perturb) is checked like any other."""
+    assert check_model_affine(ebm.EnergyModel(_no_params)) == {"b": True, "c": False}

@@ -458,6 +458,8 @@ def check_model_affine(
             fn = lambda q: model.energy(p, q)  # noqa: E731
             return jax.vmap(lambda pos: _model_affine_stats(fn, pos, levels, rows))(states)
 
+        if not jax.tree.leaves(params):  # nothing to perturb (and vmap needs a mapped leaf)
+            return [at(params)] * 2
         try:
             stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, perturbed)
         except (TypeError, ValueError):  # leaves that cannot be stacked: one trace per set
