@@ -92,10 +92,50 @@ class CheckpointWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------- fingerprints
+#: Top-level packages whose classes' methods a strict fingerprint does not hash (their code is
+#: fixed for the life of a process; a user's class can be redefined in a notebook).
+_LIBRARY_PACKAGES = frozenset(
+    ("builtins", "jax", "jaxlib", "numpy", "numpyro", "optax", "ebm_ppl", "equinox", "flax")
+)
+
+
+class _Strict:
+    """A hash that refuses what a fingerprint cannot describe (see ``fingerprint(strict=True)``)."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self.h.update(data)
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+def _class_code(cls: type) -> tuple[Any, ...]:
+    """Methods and plain class attributes of ``cls`` and its bases outside the libraries."""
+    out = []
+    for klass in cls.__mro__:
+        if (getattr(klass, "__module__", "") or "").split(".")[0] in _LIBRARY_PACKAGES:
+            continue
+        for name, value in sorted(vars(klass).items()):
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if isinstance(value, property):
+                value = (value.fget, value.fset)
+            simple = (types.FunctionType, tuple, bool, int, float, str)
+            if not name.startswith("__") and (value is None or isinstance(value, simple)):
+                out.append((klass.__qualname__, name, value))
+    return tuple(out)
+
+
 def _update(h: Any, obj: Any, depth: int, seen: set[int]) -> None:
     """Feed a stable description of ``obj`` into the hash ``h`` (no memory addresses)."""
     put = lambda s: h.update(s.encode() if isinstance(s, str) else s)
+    strict = isinstance(h, _Strict)
     if depth > 24:
+        if strict:
+            raise TypeError("configuration nested too deeply to fingerprint")
         put("<deep>")
         return
     if obj is None or isinstance(obj, (bool, int, float, complex, str)):
@@ -164,6 +204,8 @@ def _update(h: Any, obj: Any, depth: int, seen: set[int]) -> None:
     if isinstance(obj, (types.BuiltinFunctionType, type)):
         put(f"{getattr(obj, '__module__', '')}.{obj.__qualname__};")
         return
+    if strict and not isinstance(obj, type):
+        _update(h, _class_code(type(obj)), depth + 1, seen)
     if dataclasses.is_dataclass(obj):
         put(f"dataclass:{type(obj).__module__}.{type(obj).__qualname__}(")
         for field in dataclasses.fields(obj):
@@ -184,10 +226,12 @@ def _update(h: Any, obj: Any, depth: int, seen: set[int]) -> None:
         _update(h, {k: v for k, v in state.items() if not k.startswith("__")}, depth + 1, seen)
         put(")")
         return
+    if strict:
+        raise TypeError(f"cannot fingerprint an object of type {name}")
     put(f"opaque:{name};")
 
 
-def fingerprint(obj: Any) -> str:
+def fingerprint(obj: Any, *, strict: bool = False) -> str:
     """A stable hash of a configuration: values, arrays, dataclasses and functions' code.
 
     Functions are hashed by module, name, bytecode, constants, defaults and closure contents,
@@ -196,9 +240,17 @@ def fingerprint(obj: Any) -> str:
 
     Args:
         obj: any object (nested containers, arrays, callables, optax transformations, ...).
+        strict: for deciding that two configurations compute the same thing (``fit`` reuses a
+            compiled program on it): the methods of the objects' classes (outside JAX, NumPy,
+            NumPyro, optax, Equinox, Flax and ebm_ppl) are hashed too, and an object it cannot
+            describe (no ``__dict__``, fields or ``__wrapped__``; nesting deeper than 24)
+            raises ``TypeError`` instead of being hashed by its type name.
 
     Returns:
         a 16-character hexadecimal string.
+
+    Raises:
+        TypeError: with ``strict=True``, an object it cannot describe.
 
     Examples:
         >>> import optax
@@ -207,7 +259,7 @@ def fingerprint(obj: Any) -> str:
         >>> fingerprint(optax.adam(1e-3)) == fingerprint(optax.adam(2e-3))
         False
     """
-    h = hashlib.sha256()
+    h: Any = _Strict() if strict else hashlib.sha256()
     _update(h, obj, 0, set())
     return h.hexdigest()[:16]
 
