@@ -7,6 +7,7 @@ import functools
 import importlib
 import math
 import os
+import threading
 import time
 import types
 import warnings
@@ -86,6 +87,7 @@ _MAX_PRESHUFFLED = 1 << 22
 #: a later ``fit`` of the same configuration in the process reuses them instead of tracing.
 _COMPILED: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 _COMPILED_MAX = 8
+_COMPILED_LOCK = threading.Lock()
 
 #: Top-level packages whose functions' globals are not followed by :func:`_user_globals`.
 _LIBRARIES = frozenset(
@@ -601,10 +603,11 @@ def fit(
         run_chunk_jit = jax.jit(run_chunk, static_argnums=(6,))
         compiled = (setup_jit, run_chunk_jit)
     if structure is not None:
-        _COMPILED[structure] = compiled
-        _COMPILED.move_to_end(structure)
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
+        with _COMPILED_LOCK:  # fits may run in several threads
+            _COMPILED[structure] = compiled
+            _COMPILED.move_to_end(structure)
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
     chunk = log_every if checkpoint_every is None else math.gcd(log_every, checkpoint_every)
 
     def write_checkpoint(step):
