@@ -167,11 +167,12 @@ def _structure_key(fingerprints: Mapping[str, str], *roots: Any, **settings: Any
     compiled programs.
     """
     try:
-        extra = fingerprint((_user_globals(roots), sorted(settings.items())))
+        # strict: the methods of user classes count (a class redefined in a notebook cell), and
+        # anything the fingerprint cannot describe means no reuse rather than a guess
+        extra = fingerprint((roots, _user_globals(roots), sorted(settings.items())), strict=True)
     except Exception:  # noqa: BLE001  (unhashable configuration: compile afresh)
         return None
-    parts = [fingerprints[k] for k in ("model", "objective", "optimizer", "data")]
-    return ":".join([*parts, extra])
+    return ":".join([fingerprints["data"], extra])
 
 
 def _positive_int(value: Any, name: str) -> int:
