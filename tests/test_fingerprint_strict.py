@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -103,3 +105,61 @@ def test_fit_does_not_reuse_a_program_across_a_redefined_class():
     np.testing.assert_array_equal(again, first)
     # SGD on this quadratic is linear: the shift moves mu by (1 - (1 - lr)^steps) of itself
     np.testing.assert_allclose(shifted, first - (1.0 - 0.9**32), atol=1e-5)
+
+
+_CFG = types.ModuleType("user_settings")  # a user's settings module, read as _CFG.SHIFT
+_CFG.SHIFT = 0.0
+_OFFSET = 0.0  # read by a method of an object the model closes over
+
+
+class _Offsetter:
+    def shift(self, mu):
+        return mu + _OFFSET
+
+
+def _fit_shifted(shift_fn):
+    data = np.random.default_rng(0).normal(3.0, 1.0, (64, 2)).astype(np.float32)
+
+    def model():
+        mu = numpyro.param("mu", jnp.zeros(2))
+        x = numpyro.sample("x", ebm.Flat(2))
+        ebm.energy("E", 0.5 * jnp.sum((x - shift_fn(mu)) ** 2))
+
+    nll = stateless(
+        lambda p, b, k: (jnp.mean(0.5 * jnp.sum((b["x"] - shift_fn(p["mu"])) ** 2, -1)), {})
+    )
+    res = ebm.fit(
+        model,
+        data,
+        objective=nll,
+        optimizer=optax.sgd(0.1),
+        num_steps=32,
+        batch_size=8,
+        rng_key=0,
+        log_every=16,
+        progress=False,
+    )
+    return np.asarray(res.params["mu"])
+
+
+def _module_shift(mu):
+    return mu + _CFG.SHIFT
+
+
+def test_fit_sees_a_changed_module_attribute_and_a_global_read_by_a_method():
+    global _OFFSET
+    move = 1.0 - 0.9**32  # SGD on this quadratic is linear in the shift
+    first = _fit_shifted(_module_shift)
+    try:
+        _CFG.SHIFT = 1.0
+        np.testing.assert_allclose(_fit_shifted(_module_shift), first - move, atol=1e-5)
+    finally:
+        _CFG.SHIFT = 0.0
+    offsetter = _Offsetter()
+    base = _fit_shifted(offsetter.shift)
+    np.testing.assert_allclose(base, first, atol=1e-6)
+    try:
+        _OFFSET = 1.0
+        np.testing.assert_allclose(_fit_shifted(offsetter.shift), first - move, atol=1e-5)
+    finally:
+        _OFFSET = 0.0

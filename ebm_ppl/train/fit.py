@@ -139,6 +139,13 @@ def _user_globals(roots: Sequence[Any], limit: int = 4096) -> list[Any]:
             stack.append(wrapped)
             continue
         if not isinstance(obj, types.FunctionType):
+            # a user object's methods and attributes (a class defined outside the libraries)
+            cls = obj if isinstance(obj, type) else type(obj)
+            if (getattr(cls, "__module__", "") or "").split(".")[0] not in _LIBRARIES:
+                for klass in cls.__mro__[:-1]:
+                    stack.extend(v for k, v in vars(klass).items() if not k.startswith("__"))
+                if not isinstance(obj, type):
+                    stack.extend(getattr(obj, "__dict__", {}).values())
             continue
         for cell in obj.__closure__ or ():
             try:
@@ -151,7 +158,18 @@ def _user_globals(roots: Sequence[Any], limit: int = 4096) -> list[Any]:
             if name not in obj.__globals__:
                 continue
             value = obj.__globals__[name]
-            if isinstance(value, (types.ModuleType, type)):
+            if isinstance(value, types.ModuleType):
+                # a user module's attributes read by name (``config.SCALE``)
+                if value.__name__.split(".")[0] not in _LIBRARIES and value.__name__ != "builtins":
+                    for attr in sorted(_code_names(obj.__code__)):
+                        if attr in vars(value) and not isinstance(
+                            vars(value)[attr], types.ModuleType
+                        ):
+                            out.append((value.__name__, attr, vars(value)[attr]))
+                            stack.append(vars(value)[attr])
+                continue
+            if isinstance(value, type):
+                stack.append(value)  # its methods may read globals too
                 continue
             out.append((obj.__module__, name, value))
             stack.append(value)
