@@ -238,6 +238,17 @@ def _inside_supports(plan: Any, params: Mapping[str, Any]) -> jax.Array:
     return jnp.all(jnp.stack(ok))
 
 
+def _strongly_typed(tree: Any) -> Any:
+    """``tree`` with every weakly typed array leaf made strongly typed (same dtype and values)."""
+
+    def strong(a: Any) -> Any:
+        if isinstance(a, jax.Array) and getattr(a, "weak_type", False):
+            return jax.lax.convert_element_type(a, a.dtype)
+        return a
+
+    return jax.tree.map(strong, tree)
+
+
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [
         jnp.all(jnp.isfinite(x))
@@ -504,6 +515,10 @@ def fit(
         shuffle_key, params, uparams, opt_state, obj_state = setup_jit(key, checked_init, data_dev)
     except Exception:  # noqa: BLE001  (a genuine error is raised again by the eager call)
         shuffle_key, params, uparams, opt_state, obj_state = setup(key, checked_init, data_dev)
+    # A parameter started from a Python float is weakly typed; the chunk returns it strongly
+    # typed, so the second chunk (and the third, once the optimizer state follows) would be
+    # traced and compiled again: fix the types once, here.
+    params, uparams, opt_state, obj_state = _strongly_typed((params, uparams, opt_state, obj_state))
 
     history = History()
     flags: dict[str, Any] = {
