@@ -123,8 +123,11 @@ def _class_code(cls: type) -> tuple[Any, ...]:
                 value = value.__func__
             if isinstance(value, property):
                 value = (value.fget, value.fset)
-            simple = (types.FunctionType, tuple, bool, int, float, str)
-            if not name.startswith("__") and (value is None or isinstance(value, simple)):
+            # methods whatever their name (``__call__`` is behaviour too); plain values unless
+            # they are Python's own bookkeeping (``__module__``, ``__doc__``, ...)
+            method = isinstance(value, (types.FunctionType, tuple))
+            plain = value is None or isinstance(value, (bool, int, float, str))
+            if method or (plain and not name.startswith("__")):
                 out.append((klass.__qualname__, name, value))
     return tuple(out)
 
