@@ -8,7 +8,6 @@ the host only between chunks (progress bar, collection).
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from collections import OrderedDict
@@ -22,7 +21,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from ebm_ppl.diagnostics import to_inference_data
 from ebm_ppl.energy.model import EnergyModel
-from ebm_ppl.infer.adapter import KernelAdapter, check_finite_starts
+from ebm_ppl.infer.adapter import KernelAdapter, check_finite_starts, content_key
 from ebm_ppl.infer.lattice import lattice_kernel_factory
 from ebm_ppl.infer.registry import check_kernel_moves, get_kernel_factory
 from ebm_ppl.infer.tempering import ParallelTempering, tempered_kernel
@@ -71,25 +70,6 @@ def _with_params(model: Callable[..., Any], hide: bool = False) -> Callable[...,
 
     model_with_params.__name__ = getattr(model, "__name__", "model")
     return model_with_params
-
-
-def _fingerprint(tree: Any) -> tuple[Any, ...]:
-    """Hashable content key of a pytree of arrays and hashable values (arrays by their bytes)."""
-    leaves, treedef = jax.tree.flatten(tree)
-    out: list[Any] = [treedef]
-    for leaf in leaves:
-        if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
-            arr = np.asarray(leaf)
-            out.append((arr.shape, str(arr.dtype), hashlib.sha1(arr.tobytes()).hexdigest()))
-        else:
-            try:
-                hash(leaf)
-            except TypeError:
-                raise TypeError(
-                    f"model arguments must be arrays or hashable values, got {leaf!r}"
-                ) from None
-            out.append((type(leaf).__name__, leaf))
-    return tuple(out)
 
 
 def _kernel_stats(kernel: Any, state: Any) -> dict[str, jax.Array]:
@@ -500,7 +480,7 @@ def sample(
     else:
         kernel_obj_key = ("name", kernel_name)
         if tempering is not None:
-            kernel_obj_key = (*kernel_obj_key, "tempering", _fingerprint(tempering))
+            kernel_obj_key = (*kernel_obj_key, "tempering", content_key(tempering))
         run_model = _with_params(model_fn)
     dynamic: Any = []
     dynamic_params = not user_kernel and _takes_dynamic_params(factory, run_model)
@@ -520,7 +500,7 @@ def sample(
         num_warmup,
         chain_method,
         tuple(str(d) for d in devices),
-        _fingerprint((model_args, call_kwargs, params_key)),
+        content_key((model_args, call_kwargs, params_key)),
         has_init,
     )
 

@@ -32,7 +32,6 @@ Examples:
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,7 +44,7 @@ from numpyro.infer.initialization import init_to_uniform
 
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.energy.plan import SitePlan
-from ebm_ppl.infer.adapter import KernelAdapter
+from ebm_ppl.infer.adapter import KernelAdapter, content_key
 from ebm_ppl.infer.discrete import _trace_plan, _with_param_init
 from ebm_ppl.infer.registry import register_kernel
 from ebm_ppl.kernels import cluster, compact, gibbs
@@ -382,22 +381,10 @@ _CHECKED_SIZE = 64
 
 def _check_key(em: EnergyModel, params: Mapping[str, Any] | None, method: str) -> Any:
     """A content key of the model, its arguments and parameters (``None`` if not hashable)."""
-    out: list[Any] = [em.model, method]
-    leaves, treedef = jax.tree.flatten((em.args, em.kwargs, dict(params or {})))
-    out.append(treedef)
-    for leaf in leaves:
-        if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
-            if isinstance(leaf, jax.core.Tracer):
-                return None
-            arr = np.asarray(leaf)
-            out.append((arr.shape, str(arr.dtype), hashlib.sha1(arr.tobytes()).hexdigest()))
-        else:
-            try:
-                hash(leaf)
-            except TypeError:
-                return None
-            out.append((type(leaf).__name__, leaf))
-    return tuple(out)
+    try:
+        return (em.model, method, content_key((em.args, em.kwargs, dict(params or {}))))
+    except TypeError:
+        return None
 
 
 def _gibbs_factory(model: Callable[..., Any], params: Mapping[str, Any]) -> LatticeGibbs:
