@@ -95,7 +95,18 @@ class CheckpointWarning(UserWarning):
 #: Top-level packages whose classes' methods a strict fingerprint does not hash (their code is
 #: fixed for the life of a process; a user's class can be redefined in a notebook).
 _LIBRARY_PACKAGES = frozenset(
-    ("builtins", "jax", "jaxlib", "numpy", "numpyro", "optax", "ebm_ppl", "equinox", "flax")
+    (
+        "builtins",
+        "jax",
+        "jaxlib",
+        "numpy",
+        "scipy",
+        "numpyro",
+        "optax",
+        "ebm_ppl",
+        "equinox",
+        "flax",
+    )
 )
 
 

@@ -26,6 +26,7 @@ from ebm_ppl.kernels import _random
 from ebm_ppl.kernels.compile_cache import enable_compilation_cache
 from ebm_ppl.objectives.base import Objective
 from ebm_ppl.train.checkpoint import (
+    _LIBRARY_PACKAGES,
     fingerprint,
     latest_checkpoint,
     prepare_directory,
@@ -90,9 +91,7 @@ _COMPILED_MAX = 8
 _COMPILED_LOCK = threading.Lock()
 
 #: Top-level packages whose functions' globals are not followed by :func:`_user_globals`.
-_LIBRARIES = frozenset(
-    ("jax", "jaxlib", "numpy", "numpyro", "optax", "ebm_ppl", "equinox", "flax", "scipy")
-)
+_LIBRARIES = _LIBRARY_PACKAGES
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -154,14 +153,15 @@ def _user_globals(roots: Sequence[Any], limit: int = 4096) -> list[Any]:
                 pass
         if (obj.__module__ or "").split(".")[0] in _LIBRARIES:
             continue
-        for name in sorted(_code_names(obj.__code__)):
+        names = sorted(_code_names(obj.__code__))
+        for name in names:
             if name not in obj.__globals__:
                 continue
             value = obj.__globals__[name]
             if isinstance(value, types.ModuleType):
                 # a user module's attributes read by name (``config.SCALE``)
-                if value.__name__.split(".")[0] not in _LIBRARIES and value.__name__ != "builtins":
-                    for attr in sorted(_code_names(obj.__code__)):
+                if value.__name__.split(".")[0] not in _LIBRARIES:
+                    for attr in names:
                         if attr in vars(value) and not isinstance(
                             vars(value)[attr], types.ModuleType
                         ):
