@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl.kernels import cluster, lattice
+from ebm_ppl.kernels.lattice import from_compact  # batch axes kept; re-exported here
 
 __all__ = ["CompactState", "LatticeEnergy", "build", "check", "from_compact"]
 
@@ -90,26 +91,6 @@ class LatticeEnergy:
             s = jnp.asarray(s, jnp.result_type(float))
             return cluster.ising_energy(s, self.beta, self.coupling, self.ising_field)
         return cluster.potts_energy(s, self.beta, self.coupling, self.field)
-
-
-def from_compact(black: Any, white: Any) -> jax.Array:
-    """:func:`ebm_ppl.kernels.lattice.from_compact` for arrays with leading batch axes.
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> s = jnp.arange(32.0).reshape(2, 4, 4)          # two lattices
-        >>> b, w = jnp.stack([lattice.to_compact(x)[0] for x in s]), jnp.stack(
-        ...     [lattice.to_compact(x)[1] for x in s])
-        >>> bool((from_compact(b, w) == s).all())
-        True
-    """
-    black, white = jnp.asarray(black), jnp.asarray(white)
-    n = black.shape[-2]
-    even = (jnp.arange(n) % 2 == 0)[:, None]
-    first = jnp.where(even, black, white)
-    second = jnp.where(even, white, black)
-    full = jnp.stack([first, second], axis=-1)
-    return full.reshape(*black.shape[:-1], 2 * black.shape[-1])
 
 
 @functools.partial(

@@ -104,17 +104,23 @@ def to_compact(s: Any) -> tuple[jax.Array, jax.Array]:
 def from_compact(black: Any, white: Any) -> jax.Array:
     """The ``(L, L)`` lattice of the two compact arrays (inverse of :func:`to_compact`).
 
+    Leading batch axes (chains, draws) are kept: ``(..., L, L/2)`` arrays give ``(..., L, L)``.
+
     Examples:
-        >>> import jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp
         >>> s = jnp.arange(16.0).reshape(4, 4)
         >>> bool((from_compact(*to_compact(s)) == s).all())
         True
+        >>> b, w = jax.vmap(to_compact)(jnp.stack([s, -s]))
+        >>> from_compact(b, w).shape
+        (2, 4, 4)
     """
     black, white = jnp.asarray(black), jnp.asarray(white)
-    even = _even_rows(black.shape[0])
+    even = _even_rows(black.shape[-2])
     first = jnp.where(even, black, white)
     second = jnp.where(even, white, black)
-    return jnp.stack([first, second], axis=-1).reshape(black.shape[0], 2 * black.shape[1])
+    full = jnp.stack([first, second], axis=-1)
+    return full.reshape(*black.shape[:-1], 2 * black.shape[-1])
 
 
 def _neighbour_sum(other: jax.Array, side: int) -> jax.Array:
