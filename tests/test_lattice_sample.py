@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
+import numpyro.distributions as dist
 import pytest
 from ebm_ppl.models import ising, potts
 
@@ -29,8 +30,9 @@ from tests.helpers.compiles import count_compilations
 from tests.helpers.stats import assert_within_mcse
 from tests.references import EXACT_4X4
 
-# Ising: gibbs at T = 3 and T = 2 (param), SW at T = 3; Potts: gibbs, SW; two statistics each
-NUM_TESTS = 10
+# Ising: gibbs at T = 3 and T = 2 (param), SW at T = 3; Potts: gibbs, SW, each also on a
+# dist.Categorical site; two statistics each
+NUM_TESTS = 14
 L = 4
 POTTS_Q, POTTS_BETA = 3, 0.8
 POTTS_FIELD = (0.2, 0.0, -0.1)
@@ -192,6 +194,39 @@ def test_potts_matches_transfer_matrix(kernel):
     assert s.dtype == np.int32 and s.min() >= 0 and s.max() < POTTS_Q
     exact = _potts_exact(POTTS_BETA, POTTS_Q, POTTS_FIELD)
     _check(_potts_stats(s), exact, f"Potts {kernel}")
+
+
+def _potts_on_numpyro_categorical(logits=None):
+    """The declared Potts lattice on NumPyro's own ``dist.Categorical`` site: a uniform base
+    adds a constant to the energy, which the declaration check allows."""
+    shape = (L, L)
+    lat = ebm.Lattice.potts(shape, POTTS_Q, beta=POTTS_BETA, field=jnp.asarray(POTTS_FIELD))
+    logits = jnp.zeros(shape + (POTTS_Q,)) if logits is None else logits
+    s = numpyro.sample("s", dist.Categorical(logits=logits), infer={"lattice": lat})
+    ebm.energy("E", lat.energy(s))
+
+
+@pytest.mark.parametrize("kernel", ["gibbs", "swendsen_wang"])
+def test_potts_on_a_numpyro_categorical_site(kernel):
+    idata = ebm.sample(
+        _potts_on_numpyro_categorical, kernel=kernel, rng_key=jax.random.PRNGKey(4), **KW
+    )
+    assert idata.posterior.attrs["kernel"] == kernel
+    s = idata.posterior["s"].values
+    exact = _potts_exact(POTTS_BETA, POTTS_Q, POTTS_FIELD)
+    _check(_potts_stats(s), exact, f"Potts {kernel}, dist.Categorical site")
+    # a base measure that is not uniform is a field the declaration does not have
+    tilted = jnp.zeros((L, L, POTTS_Q)).at[..., 0].set(0.5)
+    with pytest.raises(ValueError, match="the energy is not the declared lattice's"):
+        ebm.sample(
+            _potts_on_numpyro_categorical,
+            kernel=kernel,
+            model_args=(tilted,),
+            num_chains=1,
+            num_warmup=0,
+            num_samples=2,
+            progress=False,
+        )
 
 
 # ----------------------------------------------------------------------------- same chain
