@@ -3,7 +3,7 @@ form it replaced, cheaper to trace."""
 
 from __future__ import annotations
 
-import time
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -45,18 +45,29 @@ def test_threefry_bits_equal_jnp_form():
             np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
 
 
-def test_threefry_traces_faster_than_jnp_form():
+def _python_calls_to_trace(fn):
+    """Python function calls made while tracing ``fn`` (deterministic, unlike a timing)."""
     x = jnp.zeros(8, jnp.uint32)
+    count = [0]
 
-    def trace_seconds(fn):
-        start = time.perf_counter()
-        # a new function each time: make_jaxpr caches traces of the same callable
-        jax.make_jaxpr(lambda a, b: fn(np.uint32(1), np.uint32(2), a, b))(x, x)
-        return time.perf_counter() - start
+    def profile(frame, event, arg):
+        if event == "call":
+            count[0] += 1
 
-    ours, theirs = [], []
-    for _ in range(9):  # interleaved, so the machine's load cancels in the ratio
-        ours.append(trace_seconds(_random.threefry2x32))
-        theirs.append(trace_seconds(_threefry_jnp))
-    # measured ratio about 0.45; the jnp form dispatches each operator as a jitted function
-    assert np.median(ours) < 0.75 * np.median(theirs)
+    # a new function each time: make_jaxpr caches traces of the same callable
+    traced = lambda a, b: fn(np.uint32(1), np.uint32(2), a, b)  # noqa: E731
+    sys.setprofile(profile)
+    try:
+        jax.make_jaxpr(traced)(x, x)
+    finally:
+        sys.setprofile(None)
+    return count[0]
+
+
+def test_threefry_traces_with_less_python_work_than_jnp_form():
+    for fn in (_random.threefry2x32, _threefry_jnp):  # warm JAX's own caches first
+        _python_calls_to_trace(fn)
+    ours = _python_calls_to_trace(_random.threefry2x32)
+    theirs = _python_calls_to_trace(_threefry_jnp)
+    # measured 7602 against 15458: each jnp operator goes through its wrappers
+    assert ours < 0.6 * theirs, (ours, theirs)
