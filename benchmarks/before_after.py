@@ -14,6 +14,15 @@ Each repeat runs the benchmark twice, alternating which goes first: "before" is
 own ebm_ppl and models), "after" is this checkout's script with the installed ebm_ppl. Printed:
 every run's output (the benchmark's own tables, whose ratios against their references are the
 numbers to compare) and the wall time of each process, with the medians.
+
+To measure "after" on a frozen copy while the checkout keeps changing, install it the same way
+and name it with ``--after-site`` (put first on ``PYTHONPATH``) and ``--after-tree`` (whose
+``benchmarks/<script>`` is run)::
+
+    git archive HEAD | tar -x -C /tmp/new
+    pip install --no-deps --target /tmp/new-site /tmp/new
+    python /tmp/new/benchmarks/before_after.py --before-site /tmp/old-site \
+        --before-tree /tmp/old --after-site /tmp/new-site --after-tree /tmp/new -- ais.py
 """
 
 from __future__ import annotations
@@ -50,6 +59,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before-site", required=True, help="folder holding the older ebm_ppl")
     parser.add_argument("--before-tree", required=True, help="the older revision's source tree")
+    parser.add_argument(
+        "--after-site", default=None, help="folder holding the newer ebm_ppl (default: installed)"
+    )
+    parser.add_argument(
+        "--after-tree",
+        default=str(HERE.parent),
+        help="the newer revision's source tree (default: this checkout)",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("benchmark", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS...]")
     args = parser.parse_args(argv)
@@ -58,15 +75,18 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         parser.error("name a benchmark script after --, e.g. -- rbm.py --fresh")
     script, rest = bench[0], bench[1:]
     before_script = Path(args.before_tree) / "benchmarks" / script
-    after_script = HERE / script
+    after_script = Path(args.after_tree) / "benchmarks" / script
     for path in (before_script, after_script):
         if not path.exists():
             parser.error(f"no benchmark {path}")
     base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env_before = dict(base, PYTHONPATH=str(Path(args.before_site).resolve()))
+    env_after = (
+        dict(base, PYTHONPATH=str(Path(args.after_site).resolve())) if args.after_site else base
+    )
     walls: dict[str, list[float]] = {"before": [], "after": []}
     for r in range(args.repeats):
-        order = [("before", before_script, env_before), ("after", after_script, base)]
+        order = [("before", before_script, env_before), ("after", after_script, env_after)]
         for name, path, env in order if r % 2 == 0 else order[::-1]:
             wall, text = run(path, rest, env)
             walls[name].append(wall)
