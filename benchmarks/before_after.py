@@ -23,6 +23,9 @@ and name it with ``--after-site`` (put first on ``PYTHONPATH``) and ``--after-tr
     pip install --no-deps --target /tmp/new-site /tmp/new
     python /tmp/new/benchmarks/before_after.py --before-site /tmp/old-site \
         --before-tree /tmp/old --after-site /tmp/new-site --after-tree /tmp/new -- ais.py
+
+An option only the newer script has (such as ``ising.py --no-thrml``) is given to "after" alone
+with ``--after-extra=--no-thrml`` (repeatable); say so when comparing the outputs.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         default=str(HERE.parent),
         help="the newer revision's source tree (default: this checkout)",
     )
+    parser.add_argument(
+        "--after-extra",
+        action="append",
+        default=[],
+        help="an argument for the after script only (repeatable; --after-extra=--flag)",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("benchmark", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS...]")
     args = parser.parse_args(argv)
@@ -86,9 +95,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     )
     walls: dict[str, list[float]] = {"before": [], "after": []}
     for r in range(args.repeats):
-        order = [("before", before_script, env_before), ("after", after_script, env_after)]
-        for name, path, env in order if r % 2 == 0 else order[::-1]:
-            wall, text = run(path, rest, env)
+        order = [
+            ("before", before_script, env_before, rest),
+            ("after", after_script, env_after, rest + args.after_extra),
+        ]
+        for name, path, env, script_args in order if r % 2 == 0 else order[::-1]:
+            wall, text = run(path, script_args, env)
             walls[name].append(wall)
             print(f"===== {name} (repeat {r + 1}/{args.repeats}, {wall:.1f} s) =====")
             print(text, flush=True)
