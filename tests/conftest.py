@@ -50,6 +50,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def no_executable_store(monkeypatch):
+    """``fit`` neither reads nor writes stored executables during the test (JAX's cache as set):
+    for tests that count what one process traces, whatever an earlier run stored."""
+    monkeypatch.setenv("EBM_PPL_NO_CACHE", "1")
+
+
+@pytest.fixture
 def xla_optimized():
     """XLA's default optimizations for one test: long-running chains run faster compiled fully.
 

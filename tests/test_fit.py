@@ -53,6 +53,10 @@ def test_stateless_objective_converges_to_mle_and_records_history():
     )
     # Full-batch gradient descent on a quadratic: converges to the sample mean.
     np.testing.assert_allclose(res.params["mu"], DATA.mean(0), atol=1e-5)
+    # where the setup and the chunk came from: this process, the executable store, or traced
+    programs = res.flags.pop("programs")
+    assert set(programs) == {"setup", "chunk"}, programs
+    assert set(programs.values()) <= {"traced", "process", "stored"}, programs
     assert res.flags == {
         "nonfinite": False,
         "nonfinite_step": None,

@@ -62,7 +62,7 @@ def _fit(traces, data=_DATA, lr=0.1, seed=0):
     return np.asarray(res.params["mu"]), chunk, setup
 
 
-def test_second_fit_reuses_compiled_update(traces):
+def test_second_fit_reuses_compiled_update(traces, no_executable_store):
     global _SHIFT
     first, chunk, setup = _fit(traces)
     assert chunk == 1 and setup == 1

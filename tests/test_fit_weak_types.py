@@ -26,7 +26,7 @@ def _nll(p, b, k):
     return jnp.mean(0.5 * jnp.sum(b["x"] ** 2, -1) / s**2 + 2.0 * jnp.log(s)), {}
 
 
-def test_python_float_parameter_traces_the_chunk_once():
+def test_python_float_parameter_traces_the_chunk_once(no_executable_store):
     traces: collections.Counter = collections.Counter()
 
     def listen(name, duration, fun_name="", **kw):

@@ -25,22 +25,51 @@ it never runs a wrong program (entries are zstd frames that fail to decompress w
 When the ``filelock`` package is installed, the cache set here gets a size bound
 (:data:`MAX_SIZE_BYTES`), which makes JAX take a file lock around every read and write and
 evict the least recently used entries: then readers and writers never overlap.
+
+Compiled programs, stored whole
+-------------------------------
+JAX's cache saves XLA's work only: a new process still traces and lowers every program before it
+can look its entry up (most of a warm ``fit`` of a small model). :func:`save_executable` and
+:func:`load_executable` keep whole compiled executables instead, in the ``ebm_ppl-executables``
+folder of the cache directory, under a key the caller computes from everything the program
+depends on; :func:`environment_fingerprint` adds what the process runs on (library versions and
+sources, JAX's settings, the devices). A stored executable is loaded without tracing or
+lowering. Only executables this process compiled are stored: one JAX's cache loaded does not
+serialize again into a runnable file on the CPU (XLA leaves out its kernels:
+"Function wrapped_iota not found" when run), so :func:`compile_lowered` says which is which.
+Files are written atomically (a temporary file renamed into place), carry a checksum
+and their full key, and a file that fails either is a miss, never a wrong program. At most
+:data:`MAX_EXECUTABLES` files are kept, the least recently used removed first. The opt-outs
+above turn this off too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import platform
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
 __all__ = [
+    "MAX_EXECUTABLES",
     "MAX_SIZE_BYTES",
     "MIN_COMPILE_TIME_SECS",
     "cache_enabled",
+    "compile_lowered",
     "default_cache_dir",
+    "discard_executable",
     "enable_compilation_cache",
+    "environment_fingerprint",
+    "executable_dir",
+    "load_executable",
+    "save_executable",
 ]
 
 #: Compilations faster than this are not written. ``0``: a warm process compiles nothing. The
@@ -52,6 +81,9 @@ __all__ = [
 MIN_COMPILE_TIME_SECS = 0.0
 #: Size bound of a cache this module configures when ``filelock`` is available.
 MAX_SIZE_BYTES = 2 * 1024**3
+
+#: Most stored executables kept (least recently used removed first).
+MAX_EXECUTABLES = 256
 
 _ENV_OPT_OUT = "EBM_PPL_NO_CACHE"
 _ENV_DIR = "EBM_PPL_CACHE_DIR"
@@ -141,3 +173,246 @@ def enable_compilation_cache(
     jax.config.update("jax_compilation_cache_dir", str(path))
     _state["dir"] = str(path)
     return str(path)
+
+
+# ---------------------------------------------------------------------------------- executables
+_EXE_DIR = "ebm_ppl-executables"
+_EXE_MAGIC = b"ebm_ppl-executable-1\n"
+_EXE_SUFFIX = ".exe"
+#: Packages whose versions every stored executable's key holds (their code is in the programs).
+_VERSIONED = ("jax", "jaxlib", "numpy", "numpyro", "optax", "equinox", "flax", "scipy")
+_env_cache: dict[str, str] = {}
+
+
+def executable_dir() -> Path | None:
+    """Folder of stored executables, or ``None`` when the cache is off or not a local folder.
+
+    Examples:
+        >>> d = executable_dir()
+        >>> d is None or d.name == "ebm_ppl-executables"
+        True
+    """
+    if _env_opt_out() or _state["opted_out"] or not cache_enabled():
+        return None
+    root = str(_config("jax_compilation_cache_dir"))
+    if "://" in root:  # a remote cache (gs://...): JAX's own cache only
+        return None
+    return Path(root).expanduser() / _EXE_DIR
+
+
+def _source_digest() -> str:
+    """Hash of the library's Python sources (an edited install must not reuse old programs)."""
+    from importlib.util import find_spec
+
+    h = hashlib.sha256()
+    roots = {Path(__file__).resolve().parents[1]}  # the ebm_ppl package
+    try:  # the model zoo may be installed from another folder
+        spec = find_spec("ebm_ppl.models")
+    except ImportError:
+        spec = None
+    roots |= {Path(p).resolve() for p in (spec.submodule_search_locations or ()) if spec}
+    for root in sorted(roots):
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature flags (executables are compiled for the host's instruction set)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def environment_fingerprint() -> str:
+    """What a compiled executable depends on besides its program: a 32-character hash.
+
+    Versions of JAX, jaxlib, NumPy, NumPyro, optax, Equinox, Flax and SciPy; this library's
+    sources; JAX's settings (its cache settings aside) and the ``XLA_FLAGS``; the backend, its
+    version and devices; Python's version, the machine and its CPU features.
+
+    Examples:
+        >>> len(environment_fingerprint())
+        32
+    """
+    if "static" not in _env_cache:
+        from importlib import metadata
+
+        versions = []
+        for name in _VERSIONED:
+            try:
+                versions.append((name, metadata.version(name)))
+            except metadata.PackageNotFoundError:
+                versions.append((name, None))
+        _env_cache["static"] = repr(
+            (versions, _source_digest(), sys.version, platform.machine(), _cpu_flags())
+        )
+    settings = sorted(
+        (k, repr(v))
+        for k, v in jax.config.values.items()
+        if "cache" not in k and "log" not in k and "traceback" not in k
+    )
+    devices = jax.devices()
+    backend = (
+        jax.default_backend(),
+        devices[0].client.platform_version,
+        [(d.id, d.device_kind) for d in devices],
+        jax.process_index(),
+        jax.process_count(),
+    )
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(("XLA_", "LIBTPU")))
+    text = repr((_env_cache["static"], settings, backend, env))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+_hits = threading.local()  # JAX's cache hits seen by this thread
+_listening: list[bool] = []
+
+
+def _count_hits(name: str, **kwargs: Any) -> None:
+    if name == "/jax/compilation_cache/cache_hits":
+        _hits.count = getattr(_hits, "count", 0) + 1
+
+
+#: Compiler options of the programs compiled for the store: XLA's default value, but a key of
+#: their own in JAX's cache, so that after an upgrade (or a lost store file) JAX's entry of the
+#: same program compiled by a plain ``jit`` is not what is found (it could not be stored).
+_STORE_OPTIONS = {"xla_embed_ir_in_executable": False}
+
+
+def compile_lowered(lowered: Any) -> tuple[Any, bool]:
+    """Compile ``lowered`` for the store: the executable, and whether it may be stored.
+
+    Only an executable XLA compiled in this process may be given to :func:`save_executable`
+    (``True``); one that JAX's cache loaded (``False``) is used as it is but not stored.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> exe, storable = compile_lowered(jax.jit(jnp.cos).lower(jnp.zeros(2)))
+        >>> exe(jnp.zeros(2)).tolist(), isinstance(storable, bool)
+        ([1.0, 1.0], True)
+    """
+    if not _listening:
+        jax.monitoring.register_event_listener(_count_hits)
+        _listening.append(True)
+    before = getattr(_hits, "count", 0)
+    compiled = lowered.compile(compiler_options=_STORE_OPTIONS)
+    return compiled, getattr(_hits, "count", 0) == before
+
+
+def _exe_path(folder: Path, key: str) -> tuple[Path, str]:
+    full = f"{environment_fingerprint()}:{key}"
+    return folder / (hashlib.sha256(full.encode()).hexdigest()[:40] + _EXE_SUFFIX), full
+
+
+def load_executable(key: str) -> Any | None:
+    """The executable :func:`save_executable` stored under ``key`` in this environment, or ``None``.
+
+    Args:
+        key: the caller's description of the program and its argument types (a string that
+            changes whenever the program would).
+
+    Returns:
+        a callable ``jax.stages.Compiled``, or ``None`` (nothing stored, a damaged file, another
+        environment, or the cache turned off).
+
+    Examples:
+        >>> load_executable("nothing was stored under this key") is None
+        True
+    """
+    folder = executable_dir()
+    if folder is None:
+        return None
+    path, full = _exe_path(folder, key)
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    head = len(_EXE_MAGIC)
+    body = blob[head + 32 :]
+    if blob[:head] != _EXE_MAGIC or hashlib.sha256(body).digest() != blob[head : head + 32]:
+        return None
+    try:
+        stored_key, payload, in_tree, out_tree = pickle.loads(body)
+        if stored_key != full:
+            return None
+        from jax.experimental import serialize_executable
+
+        compiled = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # noqa: BLE001  (an unreadable entry is a miss: compile afresh)
+        return None
+    try:
+        os.utime(path)  # recently used: evicted last
+    except OSError:
+        pass
+    return compiled
+
+
+def save_executable(key: str, compiled: Any) -> bool:
+    """Store a compiled executable under ``key`` (see :func:`load_executable`); atomic.
+
+    Args:
+        key: as for :func:`load_executable`.
+        compiled: a ``jax.stages.Compiled`` that XLA compiled in this process (see
+            :func:`compile_lowered`).
+
+    Returns:
+        whether it was stored (``False``: the cache is off, the folder is not writable or the
+        executable cannot be serialized; nothing is raised).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> exe, storable = compile_lowered(jax.jit(jnp.sin).lower(jnp.zeros(3)))
+        >>> stored = save_executable("sin f32[3]", exe) if storable else False
+        >>> load_executable("sin f32[3]") is not None or not stored
+        True
+    """
+    folder = executable_dir()
+    if folder is None:
+        return False
+    try:
+        from jax.experimental import serialize_executable
+
+        path, full = _exe_path(folder, key)
+        payload, in_tree, out_tree = serialize_executable.serialize(compiled)
+        body = pickle.dumps((full, payload, in_tree, out_tree), protocol=pickle.HIGHEST_PROTOCOL)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(_EXE_MAGIC + hashlib.sha256(body).digest() + body)
+        os.replace(tmp, path)  # readers see the old file or the whole new one
+        _evict(folder)
+    except Exception:  # noqa: BLE001  (a cache that cannot be written must not stop a computation)
+        return False
+    return True
+
+
+def discard_executable(key: str) -> None:
+    """Remove what :func:`save_executable` stored under ``key`` (nothing if there is none).
+
+    Examples:
+        >>> discard_executable("nothing was stored under this key")
+    """
+    folder = executable_dir()
+    if folder is not None:
+        _exe_path(folder, key)[0].unlink(missing_ok=True)
+
+
+def _evict(folder: Path) -> None:
+    files = list(folder.glob(f"*{_EXE_SUFFIX}"))
+    if len(files) <= MAX_EXECUTABLES:
+        return
+
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    for path in sorted(files, key=mtime)[: len(files) - MAX_EXECUTABLES]:
+        path.unlink(missing_ok=True)

@@ -23,7 +23,13 @@ import optax
 from ebm_ppl.energy.binding import bind_data
 from ebm_ppl.energy.model import EnergyModel
 from ebm_ppl.kernels import _random
-from ebm_ppl.kernels.compile_cache import enable_compilation_cache
+from ebm_ppl.kernels.compile_cache import (
+    compile_lowered,
+    discard_executable,
+    enable_compilation_cache,
+    load_executable,
+    save_executable,
+)
 from ebm_ppl.objectives.base import Objective
 from ebm_ppl.train.checkpoint import (
     _LIBRARY_PACKAGES,
@@ -61,8 +67,11 @@ class FitResult(NamedTuple):
         flags: dict with ``"nonfinite"`` (bool), ``"nonfinite_step"`` (int or None: the update
             whose loss or parameters were not finite), ``"stopped_by_callback"`` (bool),
             ``"resumed_from"`` (step of the checkpoint resumed from, or None), ``"step"``
-            (number of updates done) and ``"model_fingerprint"`` (of the model and its
-            arguments, checked when a saved result is loaded).
+            (number of updates done), ``"model_fingerprint"`` (of the model and its
+            arguments, checked when a saved result is loaded) and ``"programs"`` (where the
+            compiled setup and training chunk came from: ``"traced"`` and compiled, reused in
+            this ``"process"``, ``"stored"`` by an earlier process and loaded whole, or
+            ``"eager"`` for a setup that needs concrete values).
 
     Examples:
         >>> r = FitResult({"w": 1.0}, (), History(), {"nonfinite": False})
@@ -84,10 +93,11 @@ _CHECKPOINT_SECONDS = 60.0
 _MAX_PRESHUFFLED = 1 << 22
 
 
-#: The compiled setup and chunk of the most recent configurations (see :func:`_structure_key`):
-#: a later ``fit`` of the same configuration in the process reuses them instead of tracing.
-_COMPILED: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
-_COMPILED_MAX = 8
+#: The compiled setups and chunks of the most recent configurations, by :func:`_program` key
+#: (see :func:`_structure_key`): a later ``fit`` of the same configuration in the process reuses
+#: them instead of tracing; a new process loads them from the executable store.
+_COMPILED: OrderedDict[str, Any] = OrderedDict()
+_COMPILED_MAX = 32
 _COMPILED_LOCK = threading.Lock()
 
 #: Top-level packages whose functions' globals are not followed by :func:`_user_globals`.
@@ -191,6 +201,73 @@ def _structure_key(fingerprints: Mapping[str, str], *roots: Any, **settings: Any
     except Exception:  # noqa: BLE001  (unhashable configuration: compile afresh)
         return None
     return ":".join([fingerprints["data"], extra])
+
+
+def _types_key(args: Any) -> str:
+    """The structure, shapes and dtypes (weak types included) of a compiled program's arguments."""
+    leaves, treedef = jax.tree.flatten(args)
+    return repr((str(treedef), [str(jax.typeof(x)) for x in leaves]))
+
+
+def _program(
+    name: str, structure: str | None, args: Any, static: Any, lower: Callable[[], Any]
+) -> tuple[Any, str]:
+    """A compiled program of ``fit`` and where it came from.
+
+    Looked up, in order, in this process (``"process"``), in the executable store written by an
+    earlier process (``"stored"``: no tracing, lowering or compilation), else ``lower()`` is
+    compiled (``"traced"``) and stored. ``structure`` (see :func:`_structure_key`), the static
+    arguments and the argument types make the key; ``None`` (a configuration that cannot be
+    fingerprinted) compiles afresh every time.
+    """
+    if structure is None:
+        return lower().compile(), "traced"
+    key = f"fit.{name}:{structure}:{static!r}:{_types_key(args)}"
+    with _COMPILED_LOCK:
+        exe = _COMPILED.get(key)
+        if exe is not None:
+            _COMPILED.move_to_end(key)
+            return exe, "process"
+    exe = load_executable(key)
+    origin = "stored"
+    if exe is None:
+        exe, storable = compile_lowered(lower())
+        if storable:
+            save_executable(key, exe)
+        origin = "traced"
+    else:
+        exe = _checked_first_call(exe, key, lower)
+    with _COMPILED_LOCK:  # fits may run in several threads
+        _COMPILED[key] = exe
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return exe, origin
+
+
+def _checked_first_call(exe: Any, key: str, lower: Callable[[], Any]) -> Callable[..., Any]:
+    """A stored executable that, if its first call fails in XLA's runtime, is compiled afresh.
+
+    A stored file that deserializes but cannot run (an XLA runtime error, e.g. a kernel
+    missing from it) is replaced rather than failing the fit; errors of the computation itself
+    recur in the fresh executable and are raised from it.
+    """
+    state: dict[str, Any] = {"exe": exe, "checked": False}
+
+    def call(*args: Any) -> Any:
+        if state["checked"]:
+            return state["exe"](*args)
+        try:
+            out = jax.block_until_ready(state["exe"](*args))
+        except jax.errors.JaxRuntimeError:
+            fresh_exe, storable = compile_lowered(lower())
+            if not (storable and save_executable(key, fresh_exe)):
+                discard_executable(key)
+            state["exe"] = fresh_exe
+            out = fresh_exe(*args)
+        state["checked"] = True
+        return out
+
+    return call
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -432,20 +509,31 @@ def fit(
             "model has no parameters (numpyro.param sites or numpyro.contrib.module networks): "
             "nothing to fit"
         )
-    if isinstance(spec, Objective):
-        obj = spec
-    else:
-        obj = spec.build(
-            em,
-            data_sites=data_sites,
-            latent_sites=latent_sites,
-            condition_sites=condition_sites,
-            batch_size=batch_size,
-            num_steps=num_steps,
-            data=bound,
-        )
-        if not isinstance(obj, Objective):
-            raise TypeError(f"objective.build must return an Objective, got {type(obj).__name__}")
+    built: list[Objective] = []
+
+    def objective_fn() -> Objective:
+        # Built when a program is traced (its checks run then, before compiling); a fit whose
+        # programs are all found compiled skips it (the same configuration built before).
+        if not built:
+            if isinstance(spec, Objective):
+                built.append(spec)
+            else:
+                obj = spec.build(
+                    em,
+                    data_sites=data_sites,
+                    latent_sites=latent_sites,
+                    condition_sites=condition_sites,
+                    batch_size=batch_size,
+                    num_steps=num_steps,
+                    data=bound,
+                )
+                if not isinstance(obj, Objective):
+                    raise TypeError(
+                        f"objective.build must return an Objective, got {type(obj).__name__}"
+                    )
+                built.append(obj)
+        return built[0]
+
     diagnose = getattr(spec, "diagnose", None)
 
     fingerprints = {
@@ -495,7 +583,7 @@ def fit(
         uparams = plan.unconstrain_params(params)
         opt_state = optimizer.init(uparams)
         first_batch = get_batch(data, permutation(shuffle_key, 0), 0)
-        obj_state = obj.init(obj_key, params, first_batch)
+        obj_state = objective_fn().init(obj_key, params, first_batch)
         return shuffle_key, params, uparams, opt_state, obj_state
 
     # One compiled program rather than an eager op (and a compilation) per array operation; an
@@ -507,14 +595,16 @@ def fit(
         max_preshuffled=_MAX_PRESHUFFLED,
         num_steps=num_steps,  # objectives may build schedules over the run into their loss
     )
-    compiled = None if structure is None else _COMPILED.get(structure)
-    if compiled is None:
-        compiled = (jax.jit(setup), None)
-    setup_jit = compiled[0]
+    programs: dict[str, str] = {}  # where each compiled program came from (flags["programs"])
+    setup_args = (key, checked_init, data_dev)
     try:
-        shuffle_key, params, uparams, opt_state, obj_state = setup_jit(key, checked_init, data_dev)
+        setup_exe, programs["setup"] = _program(
+            "setup", structure, setup_args, None, lambda: jax.jit(setup).lower(*setup_args)
+        )
+        shuffle_key, params, uparams, opt_state, obj_state = setup_exe(*setup_args)
     except Exception:  # noqa: BLE001  (a genuine error is raised again by the eager call)
-        shuffle_key, params, uparams, opt_state, obj_state = setup(key, checked_init, data_dev)
+        shuffle_key, params, uparams, opt_state, obj_state = setup(*setup_args)
+        programs["setup"] = "eager"
     # A parameter started from a Python float is weakly typed; the chunk returns it strongly
     # typed, so the second chunk (and the third, once the optimizer state follows) would be
     # traced and compiled again: fix the types once, here.
@@ -569,7 +659,7 @@ def fit(
 
     # ---- compiled chunk
     def constrained_loss(uparams, obj_state, batch, rng_key):
-        return obj.loss(plan.constrain_params(uparams), obj_state, batch, rng_key)
+        return objective_fn().loss(plan.constrain_params(uparams), obj_state, batch, rng_key)
 
     def one_update(keys, data, perms, first_epoch, carry, step):
         key, shuffle_key = keys
@@ -632,16 +722,21 @@ def fit(
         params = plan.constrain_params(uparams)
         return uparams, params, opt_state, obj_state, stopped, bad_step, rows
 
-    run_chunk_jit = compiled[1]
-    if run_chunk_jit is None:
-        run_chunk_jit = jax.jit(run_chunk, static_argnums=(6,))
-        compiled = (setup_jit, run_chunk_jit)
-    if structure is not None:
-        with _COMPILED_LOCK:  # fits may run in several threads
-            _COMPILED[structure] = compiled
-            _COMPILED.move_to_end(structure)
-            while len(_COMPILED) > _COMPILED_MAX:
-                _COMPILED.popitem(last=False)
+    chunks: dict[int, Any] = {}
+
+    def run_chunk_exe(*args):
+        *dynamic, length = args
+        if length not in chunks:
+            chunks[length], origin = _program(
+                "chunk",
+                structure,
+                dynamic,
+                length,
+                lambda: jax.jit(run_chunk, static_argnums=(6,)).lower(*args),
+            )
+            programs.setdefault("chunk", origin)
+        return chunks[length](*dynamic)
+
     chunk = log_every if checkpoint_every is None else math.gcd(log_every, checkpoint_every)
 
     def write_checkpoint(step):
@@ -686,7 +781,7 @@ def fit(
     try:
         while step < num_steps and not flags["nonfinite"]:
             end = min(num_steps, (step // chunk + 1) * chunk)
-            out = run_chunk_jit(
+            out = run_chunk_exe(
                 uparams,
                 opt_state,
                 obj_state,
@@ -762,4 +857,5 @@ def fit(
             if callable(close):
                 close()
     flags["step"] = step
+    flags["programs"] = programs
     return FitResult(params, obj_state, history, flags)
