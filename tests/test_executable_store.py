@@ -105,3 +105,70 @@ def test_fit_replaces_a_stored_executable_that_cannot_run(store):
     np.testing.assert_array_equal(call(x), _affine(x))  # the fresh executable from now on
     again = load_executable("broken")
     assert again is None or np.array_equal(again(x), _affine(x))
+
+
+def _gaussian_mean():
+    import numpyro
+
+    import ebm_ppl as ebm
+
+    mu = numpyro.param("mu", jnp.zeros(2))
+    scale = numpyro.param(
+        "scale", jnp.ones(2), constraint=numpyro.distributions.constraints.positive
+    )
+    x = numpyro.sample("x", ebm.Flat(2))
+    ebm.energy("E", 0.5 * jnp.sum(((x - mu) / scale) ** 2))
+
+
+def _nll(p, b, k):
+    r = (b["x"] - p["mu"]) / p["scale"]
+    return jnp.mean(0.5 * jnp.sum(r**2, -1) + jnp.sum(jnp.log(p["scale"]))), {}
+
+
+def test_fit_checks_new_inputs_and_trusts_recorded_ones(store, monkeypatch):
+    """Inputs a fit checked are bound again without the model's analysis; others are checked."""
+    import optax
+
+    import ebm_ppl as ebm
+    from ebm_ppl.objectives import stateless
+
+    fit_module = importlib.import_module("ebm_ppl.train.fit")
+    analyses = []
+
+    class Counted(fit_module.EnergyModel):
+        def __init__(self, *args, **kwargs):
+            analyses.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "EnergyModel", Counted)
+    data = np.random.default_rng(0).normal(1.0, 2.0, (64, 2)).astype(np.float32)
+    init = {"mu": np.zeros(2, np.float32), "scale": np.ones(2, np.float32)}
+
+    def run(data=data, init=init):
+        return ebm.fit(
+            _gaussian_mean,
+            data,
+            objective=stateless(_nll),
+            optimizer=optax.adam(0.05),
+            num_steps=20,
+            batch_size=16,
+            rng_key=0,
+            init_params=init,
+            log_every=10,
+            progress=False,
+        )
+
+    first = run()
+    assert len(analyses) == 1 and list(store.glob("*.json"))
+    again = run()
+    assert len(analyses) == 1, "the recorded inputs were analysed again"
+    for name in ("mu", "scale"):
+        np.testing.assert_array_equal(again.params[name], first.params[name])
+    # values never seen are checked, with the model's analysis, before anything runs
+    with pytest.raises(ValueError, match="outside its constraint"):
+        run(init={"mu": np.zeros(2, np.float32), "scale": -np.ones(2, np.float32)})
+    with pytest.raises(ValueError, match="NaN or inf"):
+        run(data=np.where(np.arange(64)[:, None] == 3, np.nan, data).astype(np.float32))
+    other = run(init={"mu": np.ones(2, np.float32), "scale": np.ones(2, np.float32)})
+    assert len(analyses) == 4
+    assert not np.array_equal(other.params["mu"], first.params["mu"])

@@ -1,7 +1,8 @@
 """With the library's own cache settings, a second process compiles nothing: the setup and the
 training chunk of a ``fit`` are loaded whole from the executable store (no tracing or lowering),
-every other program, eager operations included, is read from the persistent cache the first one
-wrote. A changed global of the user's model module is a new configuration in a new process too."""
+the inputs the first process checked are not checked (nor the model analysed) again, and the
+rest is read from the persistent cache the first one wrote. A changed global of the user's model
+module is a new configuration in a new process too."""
 
 from __future__ import annotations
 
@@ -80,11 +81,12 @@ def test_warm_process_compiles_nothing_and_sees_changed_globals(tmp_path):
     warm = _run(cache, code, 1.0)
     assert cold["compiles"] >= 10 and cold["hits"] == 0, cold
     assert cold["programs"] == {"setup": "traced", "chunk": "traced"}, cold
-    # the setup and the chunk come from the executable store; every other program the cold
-    # process compiled, the small eager ones too, is read back from JAX's cache (at a 0.2 s
-    # threshold, 4 of 16 were and 12 were compiled again)
+    # the setup and the chunk come from the executable store, and the model is not analysed
+    # again (the cold process checked these inputs): of the cold process's programs only the
+    # seed's conversion to a key is left, read back from JAX's cache (before the store, the
+    # warm process ran all 16 again: 12 compiled at a 0.2 s threshold, then 16 cache loads)
     assert warm["programs"] == {"setup": "stored", "chunk": "stored"}, warm
-    assert warm["hits"] == warm["compiles"] == cold["compiles"] - 2, warm
+    assert warm["hits"] == warm["compiles"] <= 2, warm
     assert warm["mu"] == cold["mu"]  # the stored programs compute the same bits
     # the loss reads a module global: another value is another program, not the stored one
     changed = _run(cache, code, 2.0)

@@ -37,7 +37,7 @@ def traces():
 
     def listen(name, duration, fun_name="", **kw):
         if name == "/jax/core/compile/jaxpr_trace_duration":
-            counts[fun_name] += 1
+            counts[fun_name.rsplit("_", 1)[0]] += 1  # fit_setup_<environment>
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     yield counts
@@ -57,8 +57,8 @@ def _fit(traces, data=_DATA, lr=0.1, seed=0):
         log_every=16,
         progress=False,
     )
-    chunk = traces["run_chunk"] - before.get("run_chunk", 0)
-    setup = traces["setup"] - before.get("setup", 0)
+    chunk = traces["fit_chunk"] - before.get("fit_chunk", 0)
+    setup = traces["fit_setup"] - before.get("fit_setup", 0)
     return np.asarray(res.params["mu"]), chunk, setup
 
 

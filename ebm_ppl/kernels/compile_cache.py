@@ -36,16 +36,20 @@ depends on; :func:`environment_fingerprint` adds what the process runs on (libra
 sources, JAX's settings, the devices). A stored executable is loaded without tracing or
 lowering. Only executables this process compiled are stored: one JAX's cache loaded does not
 serialize again into a runnable file on the CPU (XLA leaves out its kernels:
-"Function wrapped_iota not found" when run), so :func:`compile_lowered` says which is which.
+"Function wrapped_iota not found" when run), so :func:`compile_lowered` says which is which,
+and :func:`store_name` names the programs so that JAX's cache does not hold them unless the
+store does.
 Files are written atomically (a temporary file renamed into place), carry a checksum
 and their full key, and a file that fails either is a miss, never a wrong program. At most
-:data:`MAX_EXECUTABLES` files are kept, the least recently used removed first. The opt-outs
+:data:`MAX_EXECUTABLES` files are kept, the least recently used removed first.
+:func:`save_record` and :func:`load_record` keep small JSON records the same way. The opt-outs
 above turn this off too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import platform
@@ -69,7 +73,10 @@ __all__ = [
     "environment_fingerprint",
     "executable_dir",
     "load_executable",
+    "load_record",
     "save_executable",
+    "save_record",
+    "store_name",
 ]
 
 #: Compilations faster than this are not written. ``0``: a warm process compiles nothing. The
@@ -179,6 +186,7 @@ def enable_compilation_cache(
 _EXE_DIR = "ebm_ppl-executables"
 _EXE_MAGIC = b"ebm_ppl-executable-1\n"
 _EXE_SUFFIX = ".exe"
+_REC_SUFFIX = ".json"
 #: Packages whose versions every stored executable's key holds (their code is in the programs).
 _VERSIONED = ("jax", "jaxlib", "numpy", "numpyro", "optax", "equinox", "flax", "scipy")
 _env_cache: dict[str, str] = {}
@@ -280,12 +288,6 @@ def _count_hits(name: str, **kwargs: Any) -> None:
         _hits.count = getattr(_hits, "count", 0) + 1
 
 
-#: Compiler options of the programs compiled for the store: XLA's default value, but a key of
-#: their own in JAX's cache, so that after an upgrade (or a lost store file) JAX's entry of the
-#: same program compiled by a plain ``jit`` is not what is found (it could not be stored).
-_STORE_OPTIONS = {"xla_embed_ir_in_executable": False}
-
-
 def compile_lowered(lowered: Any) -> tuple[Any, bool]:
     """Compile ``lowered`` for the store: the executable, and whether it may be stored.
 
@@ -302,8 +304,23 @@ def compile_lowered(lowered: Any) -> tuple[Any, bool]:
         jax.monitoring.register_event_listener(_count_hits)
         _listening.append(True)
     before = getattr(_hits, "count", 0)
-    compiled = lowered.compile(compiler_options=_STORE_OPTIONS)
+    compiled = lowered.compile()
     return compiled, getattr(_hits, "count", 0) == before
+
+
+def store_name(name: str) -> str:
+    """``name`` with this environment's fingerprint: the name to trace a stored program under.
+
+    JAX's cache keys a program by its text, which holds the function's name: with this name,
+    JAX's cache holds a program for the store only if this environment compiled it (then the
+    store has it too), never one of an earlier install or of a plain ``jit`` of the same
+    function, which would be loaded instead of compiled and could not be stored.
+
+    Examples:
+        >>> store_name("setup").startswith("setup_")
+        True
+    """
+    return f"{name}_{environment_fingerprint()[:12]}"
 
 
 def _exe_path(folder: Path, key: str) -> tuple[Path, str]:
@@ -403,8 +420,54 @@ def discard_executable(key: str) -> None:
         _exe_path(folder, key)[0].unlink(missing_ok=True)
 
 
+def save_record(key: str, record: Any) -> bool:
+    """Store a small JSON-serializable ``record`` under ``key`` beside the executables; atomic.
+
+    For what a caller checked once and may trust again in this environment (e.g. that given
+    inputs passed validation). Returns whether it was stored; nothing is raised.
+
+    Examples:
+        >>> save_record("example", {"a": 1}) in (True, False)
+        True
+    """
+    folder = executable_dir()
+    if folder is None:
+        return False
+    try:
+        path = _exe_path(folder, key)[0].with_suffix(_REC_SUFFIX)
+        text = json.dumps({"key": _exe_path(folder, key)[1], "record": record}, sort_keys=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        _evict(folder)
+    except Exception:  # noqa: BLE001  (a cache that cannot be written must not stop a computation)
+        return False
+    return True
+
+
+def load_record(key: str) -> Any | None:
+    """The record :func:`save_record` stored under ``key`` in this environment, or ``None``.
+
+    Examples:
+        >>> load_record("nothing was recorded under this key") is None
+        True
+    """
+    folder = executable_dir()
+    if folder is None:
+        return None
+    path, full = _exe_path(folder, key)
+    try:
+        stored = json.loads(path.with_suffix(_REC_SUFFIX).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != full:
+        return None
+    return stored.get("record")
+
+
 def _evict(folder: Path) -> None:
-    files = list(folder.glob(f"*{_EXE_SUFFIX}"))
+    files = list(folder.glob(f"*{_EXE_SUFFIX}")) + list(folder.glob(f"*{_REC_SUFFIX}"))
     if len(files) <= MAX_EXECUTABLES:
         return
 

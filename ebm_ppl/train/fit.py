@@ -28,7 +28,10 @@ from ebm_ppl.kernels.compile_cache import (
     discard_executable,
     enable_compilation_cache,
     load_executable,
+    load_record,
     save_executable,
+    save_record,
+    store_name,
 )
 from ebm_ppl.objectives.base import Objective
 from ebm_ppl.train.checkpoint import (
@@ -209,6 +212,12 @@ def _types_key(args: Any) -> str:
     return repr((str(treedef), [str(jax.typeof(x)) for x in leaves]))
 
 
+def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``fn`` under the name it is traced and stored with (see ``compile_cache.store_name``)."""
+    fn.__name__ = fn.__qualname__ = store_name(name)
+    return fn
+
+
 def _program(
     name: str, structure: str | None, args: Any, static: Any, lower: Callable[[], Any]
 ) -> tuple[Any, str]:
@@ -268,6 +277,68 @@ def _checked_first_call(exe: Any, key: str, lower: Callable[[], Any]) -> Callabl
         return out
 
     return call
+
+
+def _checked_param(value: Any) -> Any:
+    """An initial parameter as ``SitePlan.validate_params`` returns it (arrays as arrays)."""
+    if isinstance(value, jax.Array) or not isinstance(value, (np.ndarray, np.generic, float, int)):
+        return value
+    return np.asarray(value, dtype=jnp.result_type(value))
+
+
+def _input_record(
+    data: Any, bound: Mapping[str, Any], checked_init: Any, data_fingerprint: str
+) -> dict[str, Any]:
+    """What :func:`_recorded_inputs` needs to bind the same inputs again without the model."""
+    return {
+        "array_site": None if isinstance(data, Mapping) else next(iter(bound)),
+        "sites": list(bound),
+        "data": data_fingerprint,
+        "init": None if checked_init is None else list(checked_init),
+        "init_types": _types_key(checked_init),
+    }
+
+
+def _recorded_inputs(
+    record: Any, data: Any, init_params: Any, batch_size: int
+) -> tuple[dict[str, np.ndarray], Any, str] | None:
+    """``(bound data, checked initial parameters, data fingerprint)`` as an earlier fit made
+    them from the same inputs (``record``), or ``None`` where anything differs."""
+    if not isinstance(record, dict):
+        return None
+    try:
+        dtype = jnp.result_type(float)
+        if record["array_site"] is not None:
+            if isinstance(data, Mapping):
+                return None
+            bound = {record["array_site"]: np.asarray(data).astype(dtype)}
+        else:
+            if not isinstance(data, Mapping) or list(data) != record["sites"]:
+                return None
+            bound = {n: np.asarray(v).astype(dtype) for n, v in data.items()}
+        data_fingerprint = fingerprint((sorted(bound.items()), batch_size))
+        if data_fingerprint != record["data"]:
+            return None
+        checked = None
+        if init_params is not None:
+            if not isinstance(init_params, Mapping) or list(init_params) != record["init"]:
+                return None
+            checked = {n: _checked_param(v) for n, v in init_params.items()}
+        if _types_key(checked) != record["init_types"]:
+            return None
+    except Exception:  # noqa: BLE001  (inputs that do not convert: checked afresh)
+        return None
+    return bound, checked, data_fingerprint
+
+
+def _check_batch_size(batch_size: int, bound: Mapping[str, Any]) -> int:
+    """The number of examples, checked to hold a batch."""
+    num_examples = len(next(iter(bound.values())))
+    if batch_size > num_examples:
+        raise ValueError(
+            f"batch_size ({batch_size}) is larger than the data ({num_examples} examples)"
+        )
+    return num_examples
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -478,36 +549,58 @@ def fit(
     spec = resolve_objective(objective)
     key = _random.as_key(rng_key)
     model_kwargs = dict(model_kwargs or {})
+    analysed: list[EnergyModel] = []
     if isinstance(model, EnergyModel):
         if model_args or model_kwargs:
             raise ValueError(
                 "model is an EnergyModel (arguments bound); model_args/model_kwargs must be empty"
             )
-        em = model
+        analysed.append(model)
+        base = (model.model, model.args, model.kwargs)
     else:
-        em = EnergyModel(model, *model_args, **model_kwargs)
-    plan = em.plan
-    checked_init = (
-        None if init_params is None else plan.validate_params(init_params, argument="init_params")
+        base = (model, tuple(model_args), model_kwargs)
+
+    def energy_model() -> EnergyModel:
+        # The model's analysis (a trace of the model): needed to check new inputs and to trace
+        # a program, not to run stored programs on inputs checked before.
+        if not analysed:
+            analysed.append(EnergyModel(model, *model_args, **model_kwargs))
+        return analysed[0]
+
+    # Inputs an earlier fit of this configuration checked (the same model, data and initial
+    # parameters, by value) are bound as it recorded; anything else is checked afresh.
+    inputs_key = _structure_key(
+        {"data": ""}, (base, spec, optimizer, data, data_site, batch_size, init_params)
     )
-    bound = bind_data(em, data, data_site)
-    num_examples = len(next(iter(bound.values())))
-    if batch_size > num_examples:
-        raise ValueError(
-            f"batch_size ({batch_size}) is larger than the data ({num_examples} examples)"
+    record = None if inputs_key is None else load_record(f"fit.inputs{inputs_key}")
+    recorded = _recorded_inputs(record, data, init_params, batch_size)
+    if recorded is not None:
+        bound, checked_init, data_fingerprint = recorded
+    else:
+        plan = energy_model().plan
+        checked_init = (
+            None
+            if init_params is None
+            else plan.validate_params(init_params, argument="init_params")
         )
-    data_sites = tuple(n for n in em.state_sites if n in bound)
-    condition_sites = tuple(n for n in em.data_sites if n in bound)
-    latent_sites = tuple(n for n in em.state_sites if n not in bound)
-    if not data_sites:
-        raise ValueError(
-            f"data binds no state site (sites {sorted(bound)} are all observed); a model must "
-            "generate at least one of the data sites"
-        )
-    if not plan.param_sites:
-        raise ValueError(
-            "model has no parameters (numpyro.param sites or numpyro.contrib.module networks): "
-            "nothing to fit"
+        bound = bind_data(energy_model(), data, data_site)
+        _check_batch_size(batch_size, bound)
+        state_sites = energy_model().state_sites
+        if not any(n in bound for n in state_sites):
+            raise ValueError(
+                f"data binds no state site (sites {sorted(bound)} are all observed); a model "
+                "must generate at least one of the data sites"
+            )
+        if not plan.param_sites:
+            raise ValueError(
+                "model has no parameters (numpyro.param sites or numpyro.contrib.module "
+                "networks): nothing to fit"
+            )
+        data_fingerprint = fingerprint((sorted(bound.items()), batch_size))
+    num_examples = _check_batch_size(batch_size, bound)
+    if recorded is None and inputs_key is not None:
+        save_record(
+            f"fit.inputs{inputs_key}", _input_record(data, bound, checked_init, data_fingerprint)
         )
     built: list[Objective] = []
 
@@ -518,11 +611,12 @@ def fit(
             if isinstance(spec, Objective):
                 built.append(spec)
             else:
+                em = energy_model()
                 obj = spec.build(
                     em,
-                    data_sites=data_sites,
-                    latent_sites=latent_sites,
-                    condition_sites=condition_sites,
+                    data_sites=tuple(n for n in em.state_sites if n in bound),
+                    latent_sites=tuple(n for n in em.state_sites if n not in bound),
+                    condition_sites=tuple(n for n in em.data_sites if n in bound),
                     batch_size=batch_size,
                     num_steps=num_steps,
                     data=bound,
@@ -537,10 +631,10 @@ def fit(
     diagnose = getattr(spec, "diagnose", None)
 
     fingerprints = {
-        "model": fingerprint((em.model, em.args, em.kwargs)),
+        "model": fingerprint(base),
         "objective": fingerprint(spec),
         "optimizer": fingerprint(optimizer),
-        "data": fingerprint((sorted(bound.items()), batch_size)),
+        "data": data_fingerprint,
         "rng_key": fingerprint(key),
         "init_params": fingerprint(None if init_params is None else dict(init_params)),
     }
@@ -562,7 +656,7 @@ def fit(
         remove_temporaries(checkpoint_dir)  # left by writes that a crash interrupted
 
     # ---- state
-    data_dev = {k: jnp.asarray(v) for k, v in bound.items()}
+    data_dev = {k: jax.device_put(v) for k, v in bound.items()}  # a transfer, not a program
     steps_per_epoch = num_examples // batch_size
 
     def permutation(shuffle_key, epoch):
@@ -575,12 +669,13 @@ def fit(
 
     def setup(key, init_params, data):
         init_key, obj_key, shuffle_key = _random.split(key, 3)
+        em = energy_model()
         params = em.init_params(init_key) if init_params is None else init_params
         params = jax.tree.map(jnp.asarray, params)
         # As NumPyro's SVI: the optimizer and the scanned carry hold the parameters on their
         # unconstrained space, the objective sees them constrained (constrain_params inside the
         # loss), so every update keeps a numpyro.param(..., constraint=...) inside its support.
-        uparams = plan.unconstrain_params(params)
+        uparams = em.plan.unconstrain_params(params)
         opt_state = optimizer.init(uparams)
         first_batch = get_batch(data, permutation(shuffle_key, 0), 0)
         obj_state = objective_fn().init(obj_key, params, first_batch)
@@ -590,7 +685,7 @@ def fit(
     # objective whose init needs concrete values runs eagerly instead.
     structure = _structure_key(
         fingerprints,
-        (em.model, em.args, em.kwargs, spec, optimizer),
+        (base, spec, optimizer),
         record_grad_norm=record_grad_norm,
         max_preshuffled=_MAX_PRESHUFFLED,
         num_steps=num_steps,  # objectives may build schedules over the run into their loss
@@ -599,7 +694,11 @@ def fit(
     setup_args = (key, checked_init, data_dev)
     try:
         setup_exe, programs["setup"] = _program(
-            "setup", structure, setup_args, None, lambda: jax.jit(setup).lower(*setup_args)
+            "setup",
+            structure,
+            setup_args,
+            None,
+            lambda: jax.jit(_named(setup, "fit_setup")).lower(*setup_args),
         )
         shuffle_key, params, uparams, opt_state, obj_state = setup_exe(*setup_args)
     except Exception:  # noqa: BLE001  (a genuine error is raised again by the eager call)
@@ -644,7 +743,7 @@ def fit(
             }
         )
         flags["resumed_from"] = start
-        params = plan.constrain_params(uparams)
+        params = energy_model().plan.constrain_params(uparams)
         if flags["nonfinite"]:
             warnings.warn(
                 f"checkpoint_dir {checkpoint_dir!r}: this run stopped at update "
@@ -659,7 +758,8 @@ def fit(
 
     # ---- compiled chunk
     def constrained_loss(uparams, obj_state, batch, rng_key):
-        return objective_fn().loss(plan.constrain_params(uparams), obj_state, batch, rng_key)
+        params = energy_model().plan.constrain_params(uparams)
+        return objective_fn().loss(params, obj_state, batch, rng_key)
 
     def one_update(keys, data, perms, first_epoch, carry, step):
         key, shuffle_key = keys
@@ -679,6 +779,7 @@ def fit(
         updates, new_opt = optimizer.update(grads, opt_state, uparams)
         new_uparams = optax.apply_updates(uparams, updates)
         finite = jnp.isfinite(loss) & _all_finite(new_uparams)
+        plan = energy_model().plan
         if plan.constrained_params:
             # A finite unconstrained value can still map outside the floats or onto the
             # support's boundary in floating point (exp overflow or underflow to 0).
@@ -719,7 +820,7 @@ def fit(
         update = functools.partial(one_update, keys, data, perms, first_epoch)
         carry, rows = jax.lax.scan(update, carry, steps)
         uparams, opt_state, obj_state, _, stopped, bad_step = carry
-        params = plan.constrain_params(uparams)
+        params = energy_model().plan.constrain_params(uparams)
         return uparams, params, opt_state, obj_state, stopped, bad_step, rows
 
     chunks: dict[int, Any] = {}
@@ -732,7 +833,7 @@ def fit(
                 structure,
                 dynamic,
                 length,
-                lambda: jax.jit(run_chunk, static_argnums=(6,)).lower(*args),
+                lambda: jax.jit(_named(run_chunk, "fit_chunk"), static_argnums=(6,)).lower(*args),
             )
             programs.setdefault("chunk", origin)
         return chunks[length](*dynamic)
