@@ -467,6 +467,11 @@ ALLOWED = {
     "spec_from_file_location": {
         "ebm_ppl/cli/common.py": "the same model-spec import",
     },
+    "pickle": {
+        "ebm_ppl/kernels/compile_cache.py": "fit's stored executables, in JAX's serialized-"
+        "executable format (a pickle), read only from the cache directory the library writes: "
+        "as trusted as JAX's own cache beside it, which holds machine code; never a user's file",
+    },
 }
 
 
@@ -488,7 +493,7 @@ def _violations(path: Path) -> list[str]:
         prev = tokens[i - 1].string if i else ""
         nxt = tokens[i + 1].string if i + 1 < len(tokens) else ""
         where = f"{rel}:{tok.start[0]}"
-        if tok.string in FORBIDDEN_NAMES:
+        if tok.string in FORBIDDEN_NAMES and rel not in ALLOWED.get(tok.string, {}):
             found.append(f"{where}: {tok.string}")
         elif tok.string in FORBIDDEN_CALLS and nxt == "(" and prev != ".":
             found.append(f"{where}: {tok.string}(")

@@ -630,6 +630,14 @@ def fit(
 
     diagnose = getattr(spec, "diagnose", None)
 
+    def ready(args: Any) -> Any:
+        # The model's analysis and the objective's build run eagerly, before a program is
+        # traced: inside a trace their own array work would be staged into it (and values an
+        # objective keeps from its build would be tracers).
+        energy_model()
+        objective_fn()
+        return args
+
     fingerprints = {
         "model": fingerprint(base),
         "objective": fingerprint(spec),
@@ -698,7 +706,7 @@ def fit(
             structure,
             setup_args,
             None,
-            lambda: jax.jit(_named(setup, "fit_setup")).lower(*setup_args),
+            lambda: jax.jit(_named(setup, "fit_setup")).lower(*ready(setup_args)),
         )
         shuffle_key, params, uparams, opt_state, obj_state = setup_exe(*setup_args)
     except Exception:  # noqa: BLE001  (a genuine error is raised again by the eager call)
@@ -833,7 +841,9 @@ def fit(
                 structure,
                 dynamic,
                 length,
-                lambda: jax.jit(_named(run_chunk, "fit_chunk"), static_argnums=(6,)).lower(*args),
+                lambda: jax.jit(_named(run_chunk, "fit_chunk"), static_argnums=(6,)).lower(
+                    *ready(args)
+                ),
             )
             programs.setdefault("chunk", origin)
         return chunks[length](*dynamic)
