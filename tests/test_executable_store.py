@@ -144,13 +144,13 @@ def test_fit_checks_new_inputs_and_trusts_recorded_ones(store, monkeypatch):
     data = np.random.default_rng(0).normal(1.0, 2.0, (64, 2)).astype(np.float32)
     init = {"mu": np.zeros(2, np.float32), "scale": np.ones(2, np.float32)}
 
-    def run(data=data, init=init):
+    def run(data=data, init=init, num_steps=20):
         return ebm.fit(
             _gaussian_mean,
             data,
             objective=stateless(_nll),
             optimizer=optax.adam(0.05),
-            num_steps=20,
+            num_steps=num_steps,
             batch_size=16,
             rng_key=0,
             init_params=init,
@@ -164,11 +164,16 @@ def test_fit_checks_new_inputs_and_trusts_recorded_ones(store, monkeypatch):
     assert len(analyses) == 1, "the recorded inputs were analysed again"
     for name in ("mu", "scale"):
         np.testing.assert_array_equal(again.params[name], first.params[name])
+    # recorded inputs, a program not compiled before (a last chunk of 5): the model is analysed
+    # eagerly for its tracing, and the first 20 updates are the same
+    longer = run(num_steps=25)
+    assert len(analyses) == 2 and longer.flags["programs"]["chunk"] == "traced"
+    np.testing.assert_array_equal(longer.history["loss"][:20], first.history["loss"])
     # values never seen are checked, with the model's analysis, before anything runs
     with pytest.raises(ValueError, match="outside its constraint"):
         run(init={"mu": np.zeros(2, np.float32), "scale": -np.ones(2, np.float32)})
     with pytest.raises(ValueError, match="NaN or inf"):
         run(data=np.where(np.arange(64)[:, None] == 3, np.nan, data).astype(np.float32))
     other = run(init={"mu": np.ones(2, np.float32), "scale": np.ones(2, np.float32)})
-    assert len(analyses) == 4
+    assert len(analyses) == 5
     assert not np.array_equal(other.params["mu"], first.params["mu"])
