@@ -218,7 +218,8 @@ def _source_digest() -> str:
         spec = find_spec("ebm_ppl.models")
     except ImportError:
         spec = None
-    roots |= {Path(p).resolve() for p in (spec.submodule_search_locations or ()) if spec}
+    if spec is not None:
+        roots |= {Path(p).resolve() for p in spec.submodule_search_locations or ()}
     for root in sorted(roots):
         for path in sorted(root.rglob("*.py")):
             h.update(str(path.relative_to(root)).encode())
@@ -252,7 +253,7 @@ def environment_fingerprint() -> str:
     if "static" not in _env_cache:
         from importlib import metadata
 
-        versions = []
+        versions: list[tuple[str, str | None]] = []
         for name in _VERSIONED:
             try:
                 versions.append((name, metadata.version(name)))
@@ -283,8 +284,8 @@ _hits = threading.local()  # JAX's cache hits seen by this thread
 _listening: list[bool] = []
 
 
-def _count_hits(name: str, **kwargs: Any) -> None:
-    if name == "/jax/compilation_cache/cache_hits":
+def _count_hits(event: str, **kwargs: str | int) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
         _hits.count = getattr(_hits, "count", 0) + 1
 
 

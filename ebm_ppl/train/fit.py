@@ -564,7 +564,7 @@ def fit(
         # The model's analysis (a trace of the model): needed to check new inputs and to trace
         # a program, not to run stored programs on inputs checked before.
         if not analysed:
-            analysed.append(EnergyModel(model, *model_args, **model_kwargs))
+            analysed.append(EnergyModel(base[0], *base[1], **base[2]))
         return analysed[0]
 
     # Inputs an earlier fit of this configuration checked (the same model, data and initial
