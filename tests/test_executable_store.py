@@ -73,7 +73,7 @@ def test_least_recently_used_files_are_evicted(store, monkeypatch):
     exe = jax.jit(_affine).lower(jnp.ones(3)).compile()
     for i, key in enumerate(("a", "b", "c")):
         assert save_executable(key, exe)
-        path = compile_cache._exe_path(store, key)[0]
+        path = compile_cache._located(key)[0]
         os.utime(path, (1e9 + i, 1e9 + i))  # distinct use times, "a" the oldest
     assert len(list(store.glob("*.exe"))) == 2
     assert load_executable("a") is None

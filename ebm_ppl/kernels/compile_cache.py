@@ -324,9 +324,22 @@ def store_name(name: str) -> str:
     return f"{name}_{environment_fingerprint()[:12]}"
 
 
-def _exe_path(folder: Path, key: str) -> tuple[Path, str]:
+def _located(key: str, suffix: str = _EXE_SUFFIX) -> tuple[Path, str] | None:
+    """The file for ``key`` in this environment and the full key it holds (``None``: no store)."""
+    folder = executable_dir()
+    if folder is None:
+        return None
     full = f"{environment_fingerprint()}:{key}"
-    return folder / (hashlib.sha256(full.encode()).hexdigest()[:40] + _EXE_SUFFIX), full
+    return folder / (hashlib.sha256(full.encode()).hexdigest()[:40] + suffix), full
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one; then the folder is kept to its bound."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    _evict(path.parent)
 
 
 def load_executable(key: str) -> Any | None:
@@ -344,10 +357,10 @@ def load_executable(key: str) -> Any | None:
         >>> load_executable("nothing was stored under this key") is None
         True
     """
-    folder = executable_dir()
-    if folder is None:
+    located = _located(key)
+    if located is None:
         return None
-    path, full = _exe_path(folder, key)
+    path, full = located
     try:
         blob = path.read_bytes()
     except OSError:
@@ -391,20 +404,16 @@ def save_executable(key: str, compiled: Any) -> bool:
         >>> load_executable("sin f32[3]") is not None or not stored
         True
     """
-    folder = executable_dir()
-    if folder is None:
+    located = _located(key)
+    if located is None:
         return False
+    path, full = located
     try:
         from jax.experimental import serialize_executable
 
-        path, full = _exe_path(folder, key)
         payload, in_tree, out_tree = serialize_executable.serialize(compiled)
         body = pickle.dumps((full, payload, in_tree, out_tree), protocol=pickle.HIGHEST_PROTOCOL)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(_EXE_MAGIC + hashlib.sha256(body).digest() + body)
-        os.replace(tmp, path)  # readers see the old file or the whole new one
-        _evict(folder)
+        _write_atomically(path, _EXE_MAGIC + hashlib.sha256(body).digest() + body)
     except Exception:  # noqa: BLE001  (a cache that cannot be written must not stop a computation)
         return False
     return True
@@ -416,9 +425,9 @@ def discard_executable(key: str) -> None:
     Examples:
         >>> discard_executable("nothing was stored under this key")
     """
-    folder = executable_dir()
-    if folder is not None:
-        _exe_path(folder, key)[0].unlink(missing_ok=True)
+    located = _located(key)
+    if located is not None:
+        located[0].unlink(missing_ok=True)
 
 
 def save_record(key: str, record: Any) -> bool:
@@ -431,17 +440,12 @@ def save_record(key: str, record: Any) -> bool:
         >>> save_record("example", {"a": 1}) in (True, False)
         True
     """
-    folder = executable_dir()
-    if folder is None:
+    located = _located(key, _REC_SUFFIX)
+    if located is None:
         return False
+    path, full = located
     try:
-        path = _exe_path(folder, key)[0].with_suffix(_REC_SUFFIX)
-        text = json.dumps({"key": _exe_path(folder, key)[1], "record": record}, sort_keys=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        _evict(folder)
+        _write_atomically(path, json.dumps({"key": full, "record": record}).encode())
     except Exception:  # noqa: BLE001  (a cache that cannot be written must not stop a computation)
         return False
     return True
@@ -454,12 +458,12 @@ def load_record(key: str) -> Any | None:
         >>> load_record("nothing was recorded under this key") is None
         True
     """
-    folder = executable_dir()
-    if folder is None:
+    located = _located(key, _REC_SUFFIX)
+    if located is None:
         return None
-    path, full = _exe_path(folder, key)
+    path, full = located
     try:
-        stored = json.loads(path.with_suffix(_REC_SUFFIX).read_text())
+        stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(stored, dict) or stored.get("key") != full:
