@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import types
 
 import jax.numpy as jnp
@@ -51,6 +52,33 @@ def test_strict_fingerprint_refuses_what_it_cannot_describe():
         deep = [deep]
     with pytest.raises(TypeError, match="deeply"):
         fingerprint(deep, strict=True)
+
+
+def _last_column(x):
+    return x[..., 0]  # Ellipsis among the function's constants
+
+
+def _first_column(x):
+    return x[..., 1]
+
+
+def _named_activation(name):
+    return name in {"swish", "gelu"}  # a frozenset constant
+
+
+def _other_names(name):
+    return name in {"swish", "tanh"}
+
+
+def test_strict_fingerprint_of_ellipsis_slices_and_set_constants():
+    # common constants of JAX code: fingerprintable, and a changed one is another fingerprint
+    assert fingerprint(_last_column, strict=True) != fingerprint(_first_column, strict=True)
+    assert fingerprint(_named_activation, strict=True) != fingerprint(_other_names, strict=True)
+    assert fingerprint(slice(1, 2), strict=True) != fingerprint(slice(1, 3), strict=True)
+    assert fingerprint({1, 2}, strict=True) == fingerprint({2, 1}, strict=True)
+    # Ellipsis hashes as it always did without strict (saved checkpoint fingerprints stay valid)
+    before = hashlib.sha256(b"opaque:builtins.ellipsis;").hexdigest()[:16]
+    assert fingerprint(Ellipsis) == fingerprint(Ellipsis, strict=True) == before
 
 
 def test_strict_fingerprint_of_optimizers():

@@ -165,10 +165,27 @@ def _update(h: Any, obj: Any, depth: int, seen: set[int]) -> None:
         put(f"array:{arr.dtype.str}:{arr.shape};")
         put(np.ascontiguousarray(arr).tobytes())
         return
+    if obj is Ellipsis or obj is NotImplemented:
+        # singletons (``x[..., 0]`` puts Ellipsis among a function's constants): the bytes a
+        # non-strict fingerprint always gave them, so saved fingerprints stay valid
+        put(f"opaque:builtins.{type(obj).__name__};")
+        return
     if id(obj) in seen:
         put("<cycle>")
         return
     seen = seen | {id(obj)}
+    if strict and isinstance(obj, slice):
+        put("slice(")
+        _update(h, (obj.start, obj.stop, obj.step), depth + 1, seen)
+        put(")")
+        return
+    if strict and isinstance(obj, (set, frozenset)):
+        # ``x in {"a", "b"}`` puts a frozenset among a function's constants
+        put(f"{type(obj).__name__}{{")
+        for item in sorted(obj, key=repr):
+            _update(h, item, depth + 1, seen)
+        put("}")
+        return
     if isinstance(obj, types.ModuleType):
         put(f"module:{obj.__name__};")
         return
