@@ -29,6 +29,21 @@ def store(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def analyses(monkeypatch):
+    """One entry per analysis of a model (an ``EnergyModel`` built) by ``fit``."""
+    fit_module = importlib.import_module("ebm_ppl.train.fit")
+    made: list[int] = []
+
+    class Counted(fit_module.EnergyModel):
+        def __init__(self, *args, **kwargs):
+            made.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "EnergyModel", Counted)
+    return made
+
+
 def _affine(x):
     return 2.0 * x + jnp.arange(x.shape[0], dtype=x.dtype)
 
@@ -99,11 +114,12 @@ def test_fit_replaces_a_stored_executable_that_cannot_run(store):
         raise jax.errors.JaxRuntimeError("INTERNAL: Function wrapped_iota not found")
 
     x = jnp.arange(4.0)
-    save_executable("broken", jax.jit(_affine).lower(x).compile())  # something to replace
+    # what the store holds under the key: another program, to be replaced or removed
+    save_executable("broken", jax.jit(jnp.zeros_like).lower(x).compile())
     call = fit_module._checked_first_call(broken, "broken", lambda: jax.jit(_affine).lower(x))
     np.testing.assert_array_equal(call(x), _affine(x))
     np.testing.assert_array_equal(call(x), _affine(x))  # the fresh executable from now on
-    again = load_executable("broken")
+    again = load_executable("broken")  # the fresh one if it could be stored, else nothing
     assert again is None or np.array_equal(again(x), _affine(x))
 
 
@@ -125,22 +141,13 @@ def _nll(p, b, k):
     return jnp.mean(0.5 * jnp.sum(r**2, -1) + jnp.sum(jnp.log(p["scale"]))), {}
 
 
-def test_fit_checks_new_inputs_and_trusts_recorded_ones(store, monkeypatch):
+def test_fit_checks_new_inputs_and_trusts_recorded_ones(store, analyses):
     """Inputs a fit checked are bound again without the model's analysis; others are checked."""
     import optax
 
     import ebm_ppl as ebm
     from ebm_ppl.objectives import stateless
 
-    fit_module = importlib.import_module("ebm_ppl.train.fit")
-    analyses = []
-
-    class Counted(fit_module.EnergyModel):
-        def __init__(self, *args, **kwargs):
-            analyses.append(1)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(fit_module, "EnergyModel", Counted)
     data = np.random.default_rng(0).normal(1.0, 2.0, (64, 2)).astype(np.float32)
     init = {"mu": np.zeros(2, np.float32), "scale": np.ones(2, np.float32)}
 
@@ -177,3 +184,72 @@ def test_fit_checks_new_inputs_and_trusts_recorded_ones(store, monkeypatch):
     other = run(init={"mu": np.ones(2, np.float32), "scale": np.ones(2, np.float32)})
     assert len(analyses) == 5
     assert not np.array_equal(other.params["mu"], first.params["mu"])
+
+
+def _bits_rbm():
+    import numpyro
+
+    import ebm_ppl as ebm
+
+    w = numpyro.param("W", 0.1 * jnp.ones((4, 2)))
+    v = numpyro.sample("v", ebm.Bits(4))
+    h = numpyro.sample("h", ebm.Bits(2))
+    ebm.energy("E", -v @ w @ h)
+
+
+def _module_gaussian():
+    import equinox as eqx
+    import numpyro
+    from numpyro.contrib.module import eqx_module
+
+    import ebm_ppl as ebm
+
+    net = eqx_module("net", eqx.nn.Linear(2, 2, use_bias=False, key=jax.random.PRNGKey(0)))
+    x = numpyro.sample("x", ebm.Flat(2))
+    ebm.energy("E", 0.5 * jnp.sum(net(x) ** 2))
+
+
+_FAMILIES = {
+    # model, data, objective: a latent binary model, module parameters
+    "latent binary (PCD, Gibbs)": (
+        _bits_rbm,
+        (np.arange(32)[:, None] >> np.arange(4) & 1).astype(np.float32),
+        "pcd",
+    ),
+    "module parameters (DSM)": (
+        _module_gaussian,
+        np.random.default_rng(1).normal(size=(32, 2)).astype(np.float32),
+        "dsm",
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+def test_recorded_inputs_across_model_families(store, analyses, family):
+    """A second fit of the same inputs skips the model's analysis and gives the same bits."""
+    import optax
+
+    import ebm_ppl as ebm
+
+    model, data, objective = _FAMILIES[family]
+
+    def run():
+        return ebm.fit(
+            model,
+            data,
+            objective=objective,
+            optimizer=optax.sgd(0.05),
+            num_steps=4,
+            batch_size=8,
+            rng_key=1,
+            log_every=4,
+            progress=False,
+        )
+
+    first, again = run(), run()
+    assert len(analyses) == 1 and again.flags["programs"] == {
+        "setup": "process",
+        "chunk": "process",
+    }
+    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params), strict=True):
+        np.testing.assert_array_equal(a, b)

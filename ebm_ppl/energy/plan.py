@@ -51,7 +51,7 @@ from numpyro.distributions.transforms import biject_to
 
 from ebm_ppl.energy.base import Categorical
 
-__all__ = ["SitePlan", "SiteSpec", "is_concrete"]
+__all__ = ["SitePlan", "SiteSpec", "as_param_array", "is_concrete"]
 
 ROLES = ("state", "data", "param", "energy")
 KINDS = ("continuous", "binary", "categorical", "discrete", "array", "module", "energy")
@@ -233,6 +233,18 @@ def _spec(name: str, site: Mapping[str, Any]) -> SiteSpec | None:
         dist=fn,
         lattice=site.get("infer", {}).get("lattice"),
     )
+
+
+def as_param_array(value: Any) -> Any:
+    """An array parameter value as checked parameters hold it: a JAX array as it is, anything
+    else as a NumPy array of its own JAX dtype (NumPy, not jnp: converting on the host compiles
+    nothing).
+
+    Examples:
+        >>> as_param_array(1.0).dtype
+        dtype('float32')
+    """
+    return value if isinstance(value, jax.Array) else np.asarray(value, jnp.result_type(value))
 
 
 def _short(treedef: Any, limit: int = 160) -> str:
@@ -515,7 +527,7 @@ class SitePlan(Mapping[str, SiteSpec]):
                     f"{where} must have shape {spec.shape}, got shape {np.shape(value)}"
                 )
             # NumPy, not jnp: converting on the host compiles nothing
-            arr = value if isinstance(value, jax.Array) else np.asarray(value, dtype=dtype)
+            arr = as_param_array(value)
             if check_values and is_concrete(arr):
                 a = np.asarray(arr)
                 if not np.all(np.isfinite(a)):

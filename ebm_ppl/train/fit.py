@@ -22,6 +22,7 @@ import optax
 
 from ebm_ppl.energy.binding import bind_data
 from ebm_ppl.energy.model import EnergyModel
+from ebm_ppl.energy.plan import as_param_array
 from ebm_ppl.kernels import _random
 from ebm_ppl.kernels.compile_cache import (
     compile_lowered,
@@ -280,10 +281,9 @@ def _checked_first_call(exe: Any, key: str, lower: Callable[[], Any]) -> Callabl
 
 
 def _checked_param(value: Any) -> Any:
-    """An initial parameter as ``SitePlan.validate_params`` returns it (arrays as arrays)."""
-    if isinstance(value, jax.Array) or not isinstance(value, (np.ndarray, np.generic, float, int)):
-        return value
-    return np.asarray(value, dtype=jnp.result_type(value))
+    """An initial parameter as ``SitePlan.validate_params`` returns it (module pytrees as given)."""
+    numeric = isinstance(value, (jax.Array, np.ndarray, np.generic, float, int))
+    return as_param_array(value) if numeric else value
 
 
 def _input_record(
@@ -576,6 +576,7 @@ def fit(
     recorded = _recorded_inputs(record, data, init_params, batch_size)
     if recorded is not None:
         bound, checked_init, data_fingerprint = recorded
+        num_examples = _check_batch_size(batch_size, bound)
     else:
         plan = energy_model().plan
         checked_init = (
@@ -584,7 +585,7 @@ def fit(
             else plan.validate_params(init_params, argument="init_params")
         )
         bound = bind_data(energy_model(), data, data_site)
-        _check_batch_size(batch_size, bound)
+        num_examples = _check_batch_size(batch_size, bound)
         state_sites = energy_model().state_sites
         if not any(n in bound for n in state_sites):
             raise ValueError(
@@ -597,7 +598,6 @@ def fit(
                 "networks): nothing to fit"
             )
         data_fingerprint = fingerprint((sorted(bound.items()), batch_size))
-    num_examples = _check_batch_size(batch_size, bound)
     if recorded is None and inputs_key is not None:
         save_record(
             f"fit.inputs{inputs_key}", _input_record(data, bound, checked_init, data_fingerprint)
